@@ -1,0 +1,155 @@
+"""CIFAR-10 from the standard "python version" batches (``data_batch_1..5``, ``test_batch``).
+
+Accepted layouts: a ``cifar-10-batches-py/`` directory, a directory holding the batch files, or the
+``cifar-10-python.tar.gz`` archive, unpacked in memory. Each batch is a pickled dict with
+``b"data"`` (N x 3072 uint8, channel-first rows) and ``b"labels"``.
+"""
+from __future__ import annotations
+
+import functools
+import io
+import pickle
+import tarfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from datasets.errors import DatasetFormatError, DatasetNotFoundError
+from datasets.sources import downloads_allowed, explicit_data_dirs, format_not_found, keras_cache_dir
+from datasets.splits import RawDataset
+
+CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer",
+               "dog", "frog", "horse", "ship", "truck")
+TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_BATCH = "test_batch"
+ARCHIVE = "cifar-10-python.tar.gz"
+BATCH_DIR = "cifar-10-batches-py"
+_SUBDIRS = ("", BATCH_DIR, "cifar10", f"cifar10/{BATCH_DIR}", "cifar-10", f"cifar-10/{BATCH_DIR}")
+_KERAS_ORIGIN = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+
+
+def _candidate(directory: Path) -> Path | None:
+    """``directory`` if it holds the batch files, else the archive inside it, else None."""
+    if all((directory / name).is_file() for name in TRAIN_BATCHES + (TEST_BATCH,)):
+        return directory
+    if (directory / ARCHIVE).is_file():
+        return directory / ARCHIVE
+    return None
+
+
+def locate(data_dir=None, download: bool | None = None) -> tuple[Path, list[str]]:
+    """Find the batch directory or archive; returns it and the places searched.
+
+    Raises:
+        DatasetNotFoundError: nowhere had it and a download was off or failed.
+    """
+    tried: list[str] = []
+    for base in explicit_data_dirs(data_dir):
+        if base.is_file() and base.name.endswith(".tar.gz"):
+            return base, tried
+        for sub in _SUBDIRS:
+            found = _candidate(base / sub if sub else base)
+            if found:
+                return found, tried
+        tried.append(f"{base} (and its subfolders {', '.join(s for s in _SUBDIRS if s)})")
+    cache = keras_cache_dir()
+    for directory in (cache / BATCH_DIR, cache):
+        found = _candidate(directory)
+        if found:
+            return found, tried
+    tried.append(f"{cache / BATCH_DIR} (Keras cache)")
+    if downloads_allowed(download):
+        try:
+            import keras
+
+            path = keras.utils.get_file(BATCH_DIR, origin=_KERAS_ORIGIN, untar=True)
+            found = _candidate(Path(path))
+            if found:
+                return found, tried
+            raise FileNotFoundError(f"the download left no batch files in {path}")
+        except Exception as error:  # noqa: BLE001 - any network failure means "not found here"
+            tried.append(f"Keras download from {_KERAS_ORIGIN} (failed: {type(error).__name__}: {error})")
+    else:
+        tried.append("Keras download (turned off by HPSEARCH_NO_DOWNLOAD or download=False)")
+    raise DatasetNotFoundError(format_not_found("cifar10", tried, [
+        "pass --data-dir DIR (or set HPSEARCH_DATA_DIR=DIR) where DIR holds cifar-10-batches-py/ "
+        f"or {ARCHIVE}",
+        "from a JPEG copy such as ../shared/data/cifar10: python3 ../shared/data/cifar10/prepare.py DIR",
+        "connect to the internet once so Keras can download it into ~/.keras/datasets",
+    ]))
+
+
+def _unpickle(raw: bytes, name: str) -> dict:
+    try:
+        batch = pickle.loads(raw, encoding="bytes")
+    except Exception as error:  # noqa: BLE001 - any unpickling failure is a corrupt file
+        raise DatasetFormatError(
+            f"{name} is not a readable CIFAR-10 python batch ({type(error).__name__}: {error})."
+        ) from None
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+        raise DatasetFormatError(
+            f"{name} should be a dict with keys b'data' and b'labels', found {keys}."
+        )
+    return batch
+
+
+def _decode_batch(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
+    batch = _unpickle(raw, name)
+    data = np.asarray(batch[b"data"], dtype=np.uint8)
+    labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    if data.ndim != 2 or data.shape[1] != 3072:
+        raise DatasetFormatError(f"{name}: b'data' has shape {data.shape}, expected (N, 3072).")
+    if len(labels) != len(data):
+        raise DatasetFormatError(
+            f"{name}: {len(labels)} labels for {len(data)} images; the batch is corrupt."
+        )
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise DatasetFormatError(f"{name}: labels outside 0-9 ({labels.min()}..{labels.max()}).")
+    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(images), labels
+
+
+def _reader(location: Path) -> Callable[[str], bytes]:
+    if location.is_dir():
+        def read(name: str) -> bytes:
+            return (location / name).read_bytes()
+        return read
+    try:
+        with tarfile.open(location, "r:gz") as archive:
+            members = {Path(m.name).name: archive.extractfile(m).read()
+                       for m in archive.getmembers() if m.isfile()}
+    except (tarfile.TarError, OSError, EOFError) as error:
+        raise DatasetFormatError(f"Cannot read archive {location}: {error}.") from None
+
+    def read_member(name: str) -> bytes:
+        if name not in members:
+            raise DatasetFormatError(f"{location} has no member {name}; it is not {ARCHIVE}.")
+        return members[name]
+    return read_member
+
+
+@functools.lru_cache(maxsize=2)
+def _read(location: Path) -> RawDataset:
+    read = _reader(location)
+    train = [_decode_batch(read(name), f"{location}/{name}") for name in TRAIN_BATCHES]
+    x_test, y_test = _decode_batch(read(TEST_BATCH), f"{location}/{TEST_BATCH}")
+    class_names = CLASS_NAMES
+    try:
+        meta = pickle.loads(read("batches.meta"), encoding="bytes")
+        names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in meta[b"label_names"])
+        if len(names) == len(CLASS_NAMES):
+            class_names = names
+    except Exception:  # noqa: BLE001 - batches.meta is optional; the standard names apply
+        pass
+    return RawDataset(
+        x_train=np.concatenate([x for x, _ in train]), y_train=np.concatenate([y for _, y in train]),
+        x_test=x_test, y_test=y_test, class_names=class_names, source=str(location),
+    )
+
+
+def load_cifar10_raw(data_dir=None, download: bool | None = None) -> RawDataset:
+    """CIFAR-10 as uint8 arrays (N, 32, 32, 3), read once per process and then cached."""
+    location, _ = locate(data_dir, download)
+    return _read(location.resolve())

@@ -1,0 +1,122 @@
+"""Fashion-MNIST from its four original IDX ``*.gz`` files (Zalando SE, MIT licence)."""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import numpy as np
+
+from datasets.errors import DatasetFormatError, DatasetNotFoundError
+from datasets.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
+from datasets.sources import downloads_allowed, explicit_data_dirs, format_not_found, keras_cache_dir
+from datasets.splits import RawDataset
+
+CLASS_NAMES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+_SUBDIRS = ("", "fashion-mnist", "fashion_mnist", "fashion-mnist/data")
+_KERAS_ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+
+
+def _find_files(directory: Path) -> dict[str, Path] | None:
+    """The four files in ``directory`` (``.gz`` or uncompressed), or None if any is missing."""
+    found = {}
+    for key, stem in FILES.items():
+        for candidate in (directory / f"{stem}.gz", directory / stem):
+            if candidate.is_file():
+                found[key] = candidate
+                break
+        else:
+            return None
+    return found
+
+
+def locate(data_dir=None, download: bool | None = None) -> tuple[dict[str, Path], list[str]]:
+    """Find the four files; returns them and the list of places searched.
+
+    Raises:
+        DatasetNotFoundError: nowhere had all four files and a download was off or failed.
+    """
+    tried: list[str] = []
+    for base in explicit_data_dirs(data_dir):
+        for sub in _SUBDIRS:
+            directory = base / sub if sub else base
+            files = _find_files(directory)
+            if files:
+                return files, tried
+        tried.append(f"{base} (and its subfolders {', '.join(s for s in _SUBDIRS if s)})")
+    for directory, label in (
+        (DEBIAN_DIR, "Debian package dataset-fashion-mnist"),
+        (keras_cache_dir() / "fashion-mnist", "Keras cache"),
+    ):
+        files = _find_files(directory)
+        if files:
+            return files, tried
+        tried.append(f"{directory} ({label})")
+    if downloads_allowed(download):
+        try:
+            return _download(), tried
+        except Exception as error:  # noqa: BLE001 - any network failure means "not found here"
+            tried.append(f"Keras download from {_KERAS_ORIGIN} (failed: {type(error).__name__}: {error})")
+    else:
+        tried.append("Keras download (turned off by HPSEARCH_NO_DOWNLOAD or download=False)")
+    raise DatasetNotFoundError(format_not_found("fashion_mnist", tried, [
+        "apt-get install dataset-fashion-mnist   (Debian/Ubuntu; installs to /usr/share/datasets/fashion-mnist)",
+        "pass --data-dir DIR (or set HPSEARCH_DATA_DIR=DIR) where DIR holds "
+        + ", ".join(f"{stem}.gz" for stem in FILES.values()),
+        "connect to the internet once so Keras can download it into ~/.keras/datasets/fashion-mnist",
+    ]))
+
+
+def _download() -> dict[str, Path]:
+    import keras  # imported here: TensorFlow start-up is slow and rarely needed for loading
+
+    files = {}
+    for key, stem in FILES.items():
+        path = keras.utils.get_file(f"{stem}.gz", origin=_KERAS_ORIGIN + f"{stem}.gz",
+                                    cache_subdir="datasets/fashion-mnist")
+        files[key] = Path(path)
+    return files
+
+
+@functools.lru_cache(maxsize=4)
+def _read_files(files: tuple[tuple[str, Path], ...]) -> RawDataset:
+    paths = dict(files)
+    arrays = {key: read_idx(path, IMAGES_MAGIC if key.startswith("x") else LABELS_MAGIC)
+              for key, path in paths.items()}
+    for part in ("train", "test"):
+        images, labels = arrays[f"x_{part}"], arrays[f"y_{part}"]
+        if images.ndim != 3 or images.shape[1:] != (28, 28):
+            raise DatasetFormatError(
+                f"{paths[f'x_{part}']} holds images of shape {images.shape[1:]}, expected (28, 28)."
+            )
+        if labels.ndim != 1 or len(labels) != len(images):
+            raise DatasetFormatError(
+                f"{paths[f'y_{part}']} holds {len(labels)} labels but {paths[f'x_{part}']} holds "
+                f"{len(images)} images: the files do not belong together."
+            )
+        if labels.size and labels.max() >= len(CLASS_NAMES):
+            raise DatasetFormatError(
+                f"{paths[f'y_{part}']} has label {int(labels.max())}, expected 0-{len(CLASS_NAMES) - 1}."
+            )
+    source = os.path.dirname(paths["x_train"])
+    return RawDataset(
+        x_train=arrays["x_train"][..., np.newaxis], y_train=arrays["y_train"],
+        x_test=arrays["x_test"][..., np.newaxis], y_test=arrays["y_test"],
+        class_names=CLASS_NAMES, source=source,
+    )
+
+
+def load_fashion_mnist_raw(data_dir=None, download: bool | None = None) -> RawDataset:
+    """Fashion-MNIST as uint8 arrays (N, 28, 28, 1), read once per process and then cached."""
+    files, _ = locate(data_dir, download)
+    return _read_files(tuple(sorted(files.items())))

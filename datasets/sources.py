@@ -1,0 +1,51 @@
+"""Where datasets are looked for, in order, and how the search is reported when it fails.
+
+Order: the explicit data directories (``data_dir`` argument / ``--data-dir``, then the environment
+variable ``HPSEARCH_DATA_DIR``, both may hold several directories separated by ``os.pathsep``), the
+system-wide copy a Debian package installs, the Keras cache, and finally a Keras download.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+DATA_DIR_ENV = "HPSEARCH_DATA_DIR"
+NO_DOWNLOAD_ENV = "HPSEARCH_NO_DOWNLOAD"
+
+
+def explicit_data_dirs(data_dir: str | os.PathLike | Sequence[str | os.PathLike] | None) -> list[Path]:
+    """The user's own data directories: the argument first, then ``$HPSEARCH_DATA_DIR``."""
+    dirs: list[Path] = []
+    if data_dir is not None:
+        items: Iterable = [data_dir] if isinstance(data_dir, (str, os.PathLike)) else data_dir
+        for item in items:
+            dirs.extend(_split_path_list(os.fspath(item)))
+    dirs.extend(_split_path_list(os.environ.get(DATA_DIR_ENV, "")))
+    return dirs
+
+
+def keras_cache_dir() -> Path:
+    """Keras's own download cache (``$KERAS_HOME`` or ``~/.keras``) + ``datasets``."""
+    keras_home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return Path(keras_home) / "datasets"
+
+
+def downloads_allowed(download: bool | None) -> bool:
+    """A download is tried unless turned off by argument or by ``HPSEARCH_NO_DOWNLOAD=1``."""
+    if download is not None:
+        return download
+    return os.environ.get(NO_DOWNLOAD_ENV, "").strip().lower() not in {"1", "true", "yes"}
+
+
+def _split_path_list(value: str) -> list[Path]:
+    return [Path(part).expanduser() for part in value.split(os.pathsep) if part.strip()]
+
+
+def format_not_found(dataset: str, tried: list[str], fixes: list[str]) -> str:
+    """The message of a DatasetNotFoundError: every place tried, then how to fix it."""
+    lines = [f"Dataset '{dataset}' was not found. Places tried, in order:"]
+    lines += [f"  - {place}" for place in tried]
+    lines.append("To fix it, do one of:")
+    lines += [f"  - {fix}" for fix in fixes]
+    return "\n".join(lines)

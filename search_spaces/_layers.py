@@ -1,0 +1,83 @@
+"""Hyperparameters shared by every family: activation, initializer, optimizer, regularization.
+
+Every hyperparameter's default is the textbook value, so the default point of a space is the
+textbook model. Sub-parameters live in conditional scopes (momentum only for SGD, l2_factor only
+with L2, ...) so that analysis never mistakes an inactive value for a tried one.
+"""
+from __future__ import annotations
+
+import keras
+import keras_tuner as kt
+
+ACTIVATIONS = ["relu", "elu", "selu", "tanh", "gelu", "swish", "leaky_relu"]
+INITIALIZERS = ["glorot_uniform", "glorot_normal", "he_normal", "he_uniform",
+                "lecun_normal", "lecun_uniform"]
+OPTIMIZERS = ["sgd", "adam", "nadam", "rmsprop"]
+REGULARIZATIONS = ["none", "l1", "l2", "dropout"]
+BATCH_SIZES = [16, 32, 64, 128, 256]
+
+
+def choose_activation(hp: kt.HyperParameters, default: str = "relu") -> str:
+    return hp.Choice("activation", ACTIVATIONS, default=default)
+
+
+def choose_initializer(hp: kt.HyperParameters, default: str = "glorot_uniform") -> str:
+    return hp.Choice("kernel_initializer", INITIALIZERS, default=default)
+
+
+def choose_batch_size(hp: kt.HyperParameters, default: int = 32) -> int:
+    return hp.Choice("batch_size", BATCH_SIZES, default=default)
+
+
+def choose_optimizer(hp: kt.HyperParameters, default: str, default_learning_rate: float
+                     ) -> keras.optimizers.Optimizer:
+    """Optimizer, learning rate (log scale) and the optimizer's own main parameters."""
+    name = hp.Choice("optimizer", OPTIMIZERS, default=default)
+    learning_rate = hp.Float("learning_rate", 1e-4, 0.3, sampling="log",
+                             default=default_learning_rate)
+    if name == "sgd":
+        with hp.conditional_scope("optimizer", ["sgd"]):
+            # Keras's SGD defaults: no momentum, no Nesterov (the textbook MLP uses plain "sgd").
+            momentum = hp.Float("momentum", 0.0, 0.99, default=0.0)
+            nesterov = hp.Boolean("nesterov", default=False)
+        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum,
+                                    nesterov=nesterov)
+    if name in ("adam", "nadam"):
+        with hp.conditional_scope("optimizer", ["adam", "nadam"]):
+            beta_1 = hp.Float("beta_1", 0.8, 0.99, default=0.9)
+        optimizer_class = keras.optimizers.Adam if name == "adam" else keras.optimizers.Nadam
+        return optimizer_class(learning_rate=learning_rate, beta_1=beta_1)
+    with hp.conditional_scope("optimizer", ["rmsprop"]):
+        rho = hp.Float("rho", 0.8, 0.99, default=0.9)
+    return keras.optimizers.RMSprop(learning_rate=learning_rate, rho=rho)
+
+
+def choose_regularization(hp: kt.HyperParameters, choices=REGULARIZATIONS, default: str = "none"
+                          ) -> tuple[keras.regularizers.Regularizer | None, float]:
+    """Weight penalty and dropout rate: (kernel_regularizer or None, dropout rate)."""
+    kind = hp.Choice("regularization", list(choices), default=default)
+    if kind == "l1":
+        with hp.conditional_scope("regularization", ["l1"]):
+            return keras.regularizers.L1(hp.Float("l1_factor", 1e-6, 1e-2, sampling="log",
+                                                  default=1e-5)), 0.0
+    if kind == "l2":
+        with hp.conditional_scope("regularization", ["l2"]):
+            return keras.regularizers.L2(hp.Float("l2_factor", 1e-6, 1e-2, sampling="log",
+                                                  default=1e-4)), 0.0
+    if kind == "dropout":
+        with hp.conditional_scope("regularization", ["dropout"]):
+            return None, hp.Float("dropout_rate", 0.1, 0.6, step=0.05, default=0.2)
+    return None, 0.0
+
+
+def activation_layer(name: str) -> keras.layers.Layer:
+    if name == "leaky_relu":
+        return keras.layers.LeakyReLU(negative_slope=0.2)
+    return keras.layers.Activation(name)
+
+
+def compile_classifier(model: keras.Model, optimizer: keras.optimizers.Optimizer,
+                       steps_per_execution: int) -> keras.Model:
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"], steps_per_execution=steps_per_execution)
+    return model

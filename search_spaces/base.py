@@ -1,0 +1,59 @@
+"""What every hpsearch HyperModel shares: fixed facts in the constructor, batch size tuned in fit."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import keras_tuner as kt
+
+from search_spaces._layers import BATCH_SIZES
+
+
+class SearchSpace(kt.HyperModel):
+    """A KerasTuner HyperModel whose default point is a textbook model.
+
+    Subclasses set ``name`` and ``objective`` and implement ``build(hp)``; the batch size is the
+    hyperparameter ``batch_size`` and is applied in ``fit``.
+
+    Args:
+        input_shape: (H, W, C) of one image, e.g. (28, 28, 1) or (32, 32, 3).
+        num_classes: number of output classes (classification families).
+        steps_per_execution: training steps run per call into TensorFlow; 32 halves the epoch
+            time of the MLP on 2 CPU cores (see BENCHMARKS.md), where per-step overhead dominates.
+    """
+
+    name = "base"
+    # (metric, direction): what a search of this family optimizes unless told otherwise.
+    objective = ("val_accuracy", "max")
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int | None = None,
+                 steps_per_execution: int = 32, **kwargs: Any):
+        super().__init__(name=self.name, **kwargs)
+        input_shape = tuple(int(d) for d in input_shape)
+        if len(input_shape) != 3 or min(input_shape) < 1:
+            raise ValueError(
+                f"input_shape must be (height, width, channels) of positive sizes, got {input_shape}."
+            )
+        self.input_shape = input_shape
+        self.num_classes = num_classes
+        self.steps_per_execution = int(steps_per_execution)
+
+    def _declare_batch_size(self, hp: kt.HyperParameters, default: int = 32) -> int:
+        return hp.Choice("batch_size", BATCH_SIZES, default=default)
+
+    def fit(self, hp: kt.HyperParameters, model, *args, **kwargs):
+        kwargs["batch_size"] = hp.get("batch_size") if "batch_size" in hp.values else 32
+        return model.fit(*args, **kwargs)
+
+    def textbook_values(self) -> dict[str, Any]:
+        """The hyperparameter values of the textbook model (the space's default point)."""
+        hp = kt.HyperParameters()
+        self.build(hp)
+        return dict(hp.values)
+
+
+def _require_classes(space: str, num_classes: int | None) -> int:
+    if num_classes is None or int(num_classes) < 2:
+        raise ValueError(
+            f"The {space} search space is a classifier and needs num_classes >= 2, got {num_classes}."
+        )
+    return int(num_classes)

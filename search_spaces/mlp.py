@@ -1,0 +1,52 @@
+"""The MLP family: Geron, Hands-on ML 2nd ed., ch. 10 (Flatten -> 300 relu -> 100 relu -> softmax)."""
+from __future__ import annotations
+
+import keras
+import keras_tuner as kt
+
+from search_spaces._layers import (activation_layer, choose_activation, choose_initializer,
+                                   choose_optimizer, choose_regularization, compile_classifier)
+from search_spaces.base import SearchSpace, _require_classes
+
+MAX_LAYERS = 4
+TEXTBOOK_UNITS = (300, 100, 100, 100)
+
+
+class MLPHyperModel(SearchSpace):
+    """Multilayer perceptron; its default point is the textbook MLP trained with plain SGD.
+
+    Tuned: number of hidden layers (1-4), units per layer (16-1024, log scale), activation, kernel
+    initializer, optimizer with learning rate and its main parameters, regularization (none, L1,
+    L2, dropout) with its strength, batch normalization and batch size.
+    """
+
+    name = "mlp"
+
+    def __init__(self, input_shape, num_classes, **kwargs):
+        super().__init__(input_shape, _require_classes("mlp", num_classes), **kwargs)
+
+    def build(self, hp: kt.HyperParameters) -> keras.Model:
+        num_layers = hp.Int("num_layers", 1, MAX_LAYERS, default=2)
+        activation = choose_activation(hp, default="relu")
+        initializer = choose_initializer(hp, default="glorot_uniform")
+        regularizer, dropout_rate = choose_regularization(hp, default="none")
+        batch_norm = hp.Boolean("batch_norm", default=False)
+        self._declare_batch_size(hp, default=32)
+
+        inputs = keras.Input(shape=self.input_shape)
+        x = keras.layers.Flatten()(inputs)
+        for index in range(num_layers):
+            with hp.conditional_scope("num_layers", list(range(index + 1, MAX_LAYERS + 1))):
+                units = hp.Int(f"units_{index}", 16, 1024, sampling="log",
+                               default=TEXTBOOK_UNITS[index])
+            x = keras.layers.Dense(units, kernel_initializer=initializer,
+                                   kernel_regularizer=regularizer, use_bias=not batch_norm)(x)
+            if batch_norm:
+                x = keras.layers.BatchNormalization()(x)
+            x = activation_layer(activation)(x)
+            if dropout_rate:
+                x = keras.layers.Dropout(dropout_rate)(x)
+        outputs = keras.layers.Dense(self.num_classes, activation="softmax")(x)
+        model = keras.Model(inputs, outputs, name="mlp")
+        optimizer = choose_optimizer(hp, default="sgd", default_learning_rate=0.01)
+        return compile_classifier(model, optimizer, self.steps_per_execution)
