@@ -25,30 +25,29 @@ def choose_initializer(hp: kt.HyperParameters, default: str = "glorot_uniform") 
     return hp.Choice("kernel_initializer", INITIALIZERS, default=default)
 
 
-def choose_batch_size(hp: kt.HyperParameters, default: int = 32) -> int:
-    return hp.Choice("batch_size", BATCH_SIZES, default=default)
-
-
 def choose_optimizer(hp: kt.HyperParameters, default: str, default_learning_rate: float
                      ) -> keras.optimizers.Optimizer:
     """Optimizer, learning rate (log scale) and the optimizer's own main parameters."""
     name = hp.Choice("optimizer", OPTIMIZERS, default=default)
     learning_rate = hp.Float("learning_rate", 1e-4, 0.3, sampling="log",
                              default=default_learning_rate)
-    if name == "sgd":
-        with hp.conditional_scope("optimizer", ["sgd"]):
-            # Keras's SGD defaults: no momentum, no Nesterov (the textbook MLP uses plain "sgd").
-            momentum = hp.Float("momentum", 0.0, 0.99, default=0.0)
-            nesterov = hp.Boolean("nesterov", default=False)
-        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum,
-                                    nesterov=nesterov)
-    if name in ("adam", "nadam"):
-        with hp.conditional_scope("optimizer", ["adam", "nadam"]):
-            beta_1 = hp.Float("beta_1", 0.8, 0.99, default=0.9)
-        optimizer_class = keras.optimizers.Adam if name == "adam" else keras.optimizers.Nadam
-        return optimizer_class(learning_rate=learning_rate, beta_1=beta_1)
+    # Every sub-parameter is declared whatever the branch, inside its conditional scope, so
+    # KerasTuner's space exploration sees all of them (an inactive one returns None).
+    with hp.conditional_scope("optimizer", ["sgd"]):
+        # Keras's SGD defaults: no momentum, no Nesterov (the textbook MLP uses plain "sgd").
+        momentum = hp.Float("momentum", 0.0, 0.99, default=0.0)
+        nesterov = hp.Boolean("nesterov", default=False)
+    with hp.conditional_scope("optimizer", ["adam", "nadam"]):
+        beta_1 = hp.Float("beta_1", 0.8, 0.99, default=0.9)
     with hp.conditional_scope("optimizer", ["rmsprop"]):
         rho = hp.Float("rho", 0.8, 0.99, default=0.9)
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum,
+                                    nesterov=nesterov)
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1)
+    if name == "nadam":
+        return keras.optimizers.Nadam(learning_rate=learning_rate, beta_1=beta_1)
     return keras.optimizers.RMSprop(learning_rate=learning_rate, rho=rho)
 
 
@@ -56,17 +55,22 @@ def choose_regularization(hp: kt.HyperParameters, choices=REGULARIZATIONS, defau
                           ) -> tuple[keras.regularizers.Regularizer | None, float]:
     """Weight penalty and dropout rate: (kernel_regularizer or None, dropout rate)."""
     kind = hp.Choice("regularization", list(choices), default=default)
-    if kind == "l1":
-        with hp.conditional_scope("regularization", ["l1"]):
-            return keras.regularizers.L1(hp.Float("l1_factor", 1e-6, 1e-2, sampling="log",
-                                                  default=1e-5)), 0.0
-    if kind == "l2":
-        with hp.conditional_scope("regularization", ["l2"]):
-            return keras.regularizers.L2(hp.Float("l2_factor", 1e-6, 1e-2, sampling="log",
-                                                  default=1e-4)), 0.0
-    if kind == "dropout":
+    factors = {}
+    for penalty in ("l1", "l2"):
+        if penalty in choices:
+            with hp.conditional_scope("regularization", [penalty]):
+                factors[penalty] = hp.Float(f"{penalty}_factor", 1e-6, 1e-2, sampling="log",
+                                            default=1e-5 if penalty == "l1" else 1e-4)
+    dropout_rate = None
+    if "dropout" in choices:
         with hp.conditional_scope("regularization", ["dropout"]):
-            return None, hp.Float("dropout_rate", 0.1, 0.6, step=0.05, default=0.2)
+            dropout_rate = hp.Float("dropout_rate", 0.1, 0.6, step=0.05, default=0.2)
+    if kind == "l1":
+        return keras.regularizers.L1(factors["l1"]), 0.0
+    if kind == "l2":
+        return keras.regularizers.L2(factors["l2"]), 0.0
+    if kind == "dropout":
+        return None, dropout_rate
     return None, 0.0
 
 

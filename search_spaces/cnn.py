@@ -42,7 +42,7 @@ class CNNHyperModel(SearchSpace):
         initializer = choose_initializer(hp, default="glorot_uniform")
         use_l2 = hp.Boolean("l2", default=False)
         with hp.conditional_scope("l2", [True]):
-            l2_factor = hp.Float("l2_factor", 1e-6, 1e-2, sampling="log", default=1e-4) if use_l2 else None
+            l2_factor = hp.Float("l2_factor", 1e-6, 1e-2, sampling="log", default=1e-4)
         regularizer = keras.regularizers.L2(l2_factor) if use_l2 else None
         batch_norm = hp.Boolean("batch_norm", default=False)
         self._declare_batch_size(hp, default=32)
@@ -65,10 +65,12 @@ class CNNHyperModel(SearchSpace):
             channels = filters * 2 ** (block + 1)
             x = pool(conv(conv(x, channels, 3), channels, 3))
         x = keras.layers.Flatten()(x)
-        for index in range(dense_layers):
+        dense_units = []
+        for index in range(len(TEXTBOOK_DENSE_UNITS)):
             with hp.conditional_scope("dense_layers", list(range(index + 1, 3))):
-                units = hp.Int(f"dense_units_{index}", 16, 512, sampling="log",
-                               default=TEXTBOOK_DENSE_UNITS[index])
+                dense_units.append(hp.Int(f"dense_units_{index}", 16, 512, sampling="log",
+                                          default=TEXTBOOK_DENSE_UNITS[index]))
+        for units in dense_units[:dense_layers]:
             x = keras.layers.Dense(units, kernel_initializer=initializer,
                                    kernel_regularizer=regularizer)(x)
             x = activation_layer(activation)(x)

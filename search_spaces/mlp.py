@@ -35,10 +35,12 @@ class MLPHyperModel(SearchSpace):
 
         inputs = keras.Input(shape=self.input_shape)
         x = keras.layers.Flatten()(inputs)
-        for index in range(num_layers):
+        units_per_layer = []
+        for index in range(MAX_LAYERS):
             with hp.conditional_scope("num_layers", list(range(index + 1, MAX_LAYERS + 1))):
-                units = hp.Int(f"units_{index}", 16, 1024, sampling="log",
-                               default=TEXTBOOK_UNITS[index])
+                units_per_layer.append(hp.Int(f"units_{index}", 16, 1024, sampling="log",
+                                              default=TEXTBOOK_UNITS[index]))
+        for units in units_per_layer[:num_layers]:
             x = keras.layers.Dense(units, kernel_initializer=initializer,
                                    kernel_regularizer=regularizer, use_bias=not batch_norm)(x)
             if batch_norm:

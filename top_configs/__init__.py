@@ -1,0 +1,7 @@
+"""Top configurations: the YAML format of a search's best trials, reader, writer and rebuild."""
+from top_configs.format import (FORMAT, TopConfig, TopConfigError, plain_value, read_top_config,
+                                strip_internal_keys, write_top_config)
+from top_configs.space import hyperparameters_for
+
+__all__ = ["FORMAT", "TopConfig", "TopConfigError", "hyperparameters_for", "plain_value",
+           "read_top_config", "strip_internal_keys", "write_top_config"]

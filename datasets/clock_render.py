@@ -1,0 +1,361 @@
+"""A rendered stand-in for the tell-the-time clock photographs.
+
+Each image is a round wall clock (thick dark bezel, light face, Arabic numerals 1-12, 60 minute
+ticks, a short thick hour hand and a long thin minute hand) on a wood-grain or carpet-stripe
+background, seen under a random perspective tilt and in-plane rotation, with a specular glare,
+blur, noise and brightness / contrast changes. Images are drawn at twice the output size with PIL
+and reduced, so edges are anti-aliased. Image ``i`` depends only on ``(seed, i)``, so a dataset is
+the same whatever the number of worker processes, and no two images share their random draws.
+
+>>> from datasets.clock_render import render_dataset
+>>> images, labels = render_dataset(count=720, size=75, seed=0)
+"""
+from __future__ import annotations
+
+import functools
+import math
+import multiprocessing
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+BASE_SIZE = 150
+SIZES = (75, 150)
+MINUTES_PER_DIAL = 720
+# Drawing at twice the output size then averaging 2x2 blocks anti-aliases every edge cheaply.
+SUPERSAMPLE = 2
+# Face radius of the canonical (untransformed) drawing, in supersampled pixels.
+_CANONICAL_FACE_RADIUS = 100.0
+# Images per task sent to a worker process: large enough that pickling overhead is negligible.
+_CHUNK = 200
+
+
+def time_labels(count: int) -> np.ndarray:
+    """(hour, minute) labels of a rendered set of ``count`` images, sorted by time.
+
+    The 720 minutes of the dial are spread evenly: 18,000 images give 25 per minute label.
+    """
+    if count < 1:
+        raise ValueError(f"count must be a positive number of images, got {count}.")
+    total = (np.arange(count, dtype=np.int64) * MINUTES_PER_DIAL) // count
+    return np.stack([total // 60, total % 60], axis=1)
+
+
+def render_clock(hour: int, minute: int, rng: np.random.Generator, size: int = BASE_SIZE,
+                 clean: bool = False) -> np.ndarray:
+    """One clock image showing ``hour``:``minute``.
+
+    Args:
+        hour: 0-11 (0 is twelve o'clock).
+        minute: 0-59.
+        rng: the random draws of this image (scene, style, pose, photometric changes).
+        size: output side in pixels.
+        clean: a plain gray background, upright and untilted, centred, no glare / blur / noise;
+            for measuring the hands in tests.
+
+    Returns:
+        uint8 array (size, size).
+    """
+    if not (0 <= hour < 12 and 0 <= minute < 60):
+        raise ValueError(f"Expected hour in 0-11 and minute in 0-59, got {hour}:{minute:02d}.")
+    side = size * SUPERSAMPLE
+    clock, mask, outer_radius = _draw_canonical_clock(hour, minute, rng, clean)
+    coefficients, center, radius = _pose(clock.size[0], outer_radius, side, rng, clean=clean)
+    clock = clock.transform((side, side), Image.PERSPECTIVE, coefficients, Image.BILINEAR)
+    mask = mask.transform((side, side), Image.PERSPECTIVE, coefficients, Image.BILINEAR)
+    # Premultiply and reduce in C; the background is smooth at this scale, so blending it at the
+    # output size after the reduction gives the same image as blending before, at a quarter the cost.
+    premultiplied = Image.composite(clock, Image.new("L", clock.size, 0), mask)
+    premultiplied = np.asarray(premultiplied.reduce(SUPERSAMPLE), dtype=np.float32) / 255.0
+    alpha = np.asarray(mask.reduce(SUPERSAMPLE), dtype=np.float32) / 255.0
+    if clean:
+        background = np.float32(0.5)
+    else:
+        background = _background(size, rng)
+    image = background * (1.0 - alpha) + premultiplied
+    if clean:
+        return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    image = _add_glare(image, alpha, center / SUPERSAMPLE, radius / SUPERSAMPLE, rng)
+    return _photometric(image, rng)
+
+
+def render_images(labels: np.ndarray, seed: int = 0, size: int = BASE_SIZE,
+                  processes: int | None = None, first_index: int = 0) -> np.ndarray:
+    """Render one image per (hour, minute) row of ``labels``.
+
+    Args:
+        labels: (N, 2) integer hour, minute.
+        seed: dataset seed; image ``i`` draws from ``default_rng([seed, first_index + i])``.
+        size: 75 or 150. 75 is rendered at 150 and halved, like the assignment's smaller set.
+        processes: worker processes (default: up to 2, one per CPU core; 1 renders in-process).
+        first_index: index of the first row, so parts of a set can be rendered separately.
+
+    Returns:
+        uint8 array (N, size, size).
+    """
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {SIZES}, got {size}.")
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1, 2)
+    processes = processes or min(2, os.cpu_count() or 1)
+    tasks = [(labels[start:start + _CHUNK], seed, size, first_index + start)
+             for start in range(0, len(labels), _CHUNK)]
+    if processes <= 1 or len(tasks) <= 1:
+        parts = [_render_chunk(task) for task in tasks]
+    else:
+        # fork keeps start-up cheap; the workers only use numpy and PIL.
+        context = multiprocessing.get_context("fork")
+        with context.Pool(processes) as pool:
+            parts = pool.map(_render_chunk, tasks, chunksize=1)
+    if not parts:
+        return np.zeros((0, size, size), dtype=np.uint8)
+    return np.concatenate(parts)
+
+
+def render_dataset(count: int = 18000, size: int = BASE_SIZE, seed: int = 0,
+                   processes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The rendered stand-in for the assignment's files: (images (N, S, S) uint8, labels (N, 2))."""
+    labels = time_labels(count)
+    return render_images(labels, seed=seed, size=size, processes=processes), labels
+
+
+def write_dataset(out_dir: str | os.PathLike, count: int = 18000, size: int = BASE_SIZE,
+                  seed: int = 0, processes: int | None = None) -> dict[str, Path]:
+    """Render a set and write ``images.npy``, ``labels.npy`` and ``preview.png`` into ``out_dir``.
+
+    The arrays are written under temporary names and renamed, so an interrupted run never leaves a
+    half-written file that a later load would take for a finished one.
+
+    Returns:
+        {"images": path, "labels": path, "preview": path}.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    images, labels = render_dataset(count=count, size=size, seed=seed, processes=processes)
+    paths = {"images": out / "images.npy", "labels": out / "labels.npy",
+             "preview": out / "preview.png"}
+    write_preview(images, labels, paths["preview"])
+    for key, array in (("labels", labels), ("images", images)):
+        temporary = paths[key].with_name(paths[key].name + ".partial.npy")
+        np.save(temporary, array)
+        os.replace(temporary, paths[key])
+    return paths
+
+
+def write_preview(images: np.ndarray, labels: np.ndarray, path: str | os.PathLike,
+                  columns: int = 8, rows: int = 6) -> Path:
+    """A contact sheet of evenly spaced images, each captioned with its time (h:mm, 12 for 0)."""
+    count = min(len(images), columns * rows)
+    if count == 0:
+        raise ValueError("Cannot write a preview of an empty set of images.")
+    picks = np.linspace(0, len(images) - 1, count).round().astype(int)
+    side = images.shape[1]
+    caption = 14
+    sheet = Image.new("L", (columns * side, rows * (side + caption)), color=255)
+    draw = ImageDraw.Draw(sheet)
+    font = _font(11)
+    for slot, index in enumerate(picks):
+        left, top = (slot % columns) * side, (slot // columns) * (side + caption)
+        sheet.paste(Image.fromarray(images[index]), (left, top))
+        hour, minute = (int(v) for v in labels[index])
+        draw.text((left + side // 2, top + side + caption // 2), f"{hour or 12}:{minute:02d}",
+                  fill=0, font=font, anchor="mm")
+    path = Path(path)
+    sheet.save(path)
+    return path
+
+
+def hand_angles(hour: int, minute: int) -> tuple[float, float]:
+    """Clockwise angles from twelve o'clock, in degrees, of the (hour hand, minute hand)."""
+    return 30.0 * ((hour % 12) + minute / 60.0), 6.0 * minute
+
+
+def _render_chunk(task) -> np.ndarray:
+    labels, seed, size, first_index = task
+    images = np.empty((len(labels), size, size), dtype=np.uint8)
+    for offset, (hour, minute) in enumerate(labels):
+        rng = np.random.default_rng([seed, first_index + offset])
+        image = render_clock(int(hour), int(minute), rng, size=BASE_SIZE)
+        if size != BASE_SIZE:
+            image = np.asarray(Image.fromarray(image).reduce(BASE_SIZE // size))
+        images[offset] = image
+    return images
+
+
+@functools.lru_cache(maxsize=64)
+def _font(size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.load_default(size=size)
+
+
+def _polar(center: float, radius: float, degrees: float) -> tuple[float, float]:
+    # Clockwise from twelve o'clock, image y pointing down.
+    theta = math.radians(degrees)
+    return center + radius * math.sin(theta), center - radius * math.cos(theta)
+
+
+def _draw_canonical_clock(hour: int, minute: int, rng: np.random.Generator, clean: bool):
+    """The upright clock on its own canvas: (image, mask, outer radius), all supersampled."""
+    face = _CANONICAL_FACE_RADIUS
+    bezel = face * (rng.uniform(0.10, 0.18) if not clean else 0.14)
+    outer = face + bezel
+    canvas = int(math.ceil(2 * outer)) + 8
+    c = canvas / 2.0
+    bezel_gray = int(rng.integers(10, 80))
+    face_gray = int(rng.integers(200, 250))
+    ink = int(rng.integers(0, 50))
+    image = Image.new("L", (canvas, canvas), color=face_gray)
+    mask = Image.new("L", (canvas, canvas), color=0)
+    ImageDraw.Draw(mask).ellipse((c - outer, c - outer, c + outer, c + outer), fill=255)
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((c - outer, c - outer, c + outer, c + outer), fill=bezel_gray)
+    # A lighter rim line inside the bezel, as on moulded plastic clocks.
+    rim = face + bezel * 0.35
+    draw.ellipse((c - rim, c - rim, c + rim, c + rim), outline=min(255, bezel_gray + 50), width=2)
+    draw.ellipse((c - face, c - face, c + face, c + face), fill=face_gray)
+
+    for tick in range(60):
+        major = tick % 5 == 0
+        inner = face * (0.83 if major else 0.90)
+        width = 5 if major else 2
+        draw.line([_polar(c, inner, tick * 6), _polar(c, face * 0.97, tick * 6)], fill=ink,
+                  width=width)
+    font = _font(int(round(face * (rng.uniform(0.17, 0.22) if not clean else 0.2))))
+    numeral_radius = face * 0.68
+    for numeral in range(1, 13):
+        draw.text(_polar(c, numeral_radius, numeral * 30), str(numeral), fill=ink, font=font,
+                  anchor="mm")
+
+    hour_degrees, minute_degrees = hand_angles(hour, minute)
+    _draw_hand(draw, c, hour_degrees, length=face * 0.50, tail=face * 0.12,
+               width=face * 0.085, fill=ink)
+    _draw_hand(draw, c, minute_degrees, length=face * 0.86, tail=face * 0.15,
+               width=face * 0.045, fill=ink)
+    cap = face * 0.05
+    draw.ellipse((c - cap, c - cap, c + cap, c + cap), fill=ink)
+    return image, mask, outer
+
+
+def _draw_hand(draw: ImageDraw.ImageDraw, center: float, degrees: float, length: float,
+               tail: float, width: float, fill: int) -> None:
+    theta = math.radians(degrees)
+    along = np.array([math.sin(theta), -math.cos(theta)])
+    across = np.array([along[1] * -1.0, along[0]])
+    base = center - tail * along
+    tip = center + length * along
+    points = [base + across * width / 2, tip + across * width / 5,
+              tip - across * width / 5, base - across * width / 2]
+    draw.polygon([tuple(p) for p in points], fill=fill)
+
+
+def _pose(canvas: int, outer_radius: float, side: int, rng: np.random.Generator, clean: bool):
+    """(PIL PERSPECTIVE coefficients, clock centre, clock radius), in supersampled output pixels.
+
+    The coefficients map output pixels to canonical canvas pixels.
+    The canonical clock is rotated in its plane, scaled, tilted in 3-D about an in-plane axis and
+    projected through a pinhole camera, so the dial becomes an ellipse with perspective.
+    """
+    if clean:
+        rotation, tilt, axis, radius_fraction = 0.0, 0.0, 0.0, 0.42
+        center = np.array([side / 2.0, side / 2.0])
+    else:
+        rotation = rng.uniform(0.0, 2 * math.pi)
+        tilt = math.radians(rng.uniform(0.0, 50.0))
+        axis = rng.uniform(0.0, math.pi)
+        radius_fraction = rng.uniform(0.30, 0.46)
+        slack = side * (0.5 - radius_fraction * 0.85)
+        center = side / 2.0 + rng.uniform(-slack, slack, size=2)
+    scale = radius_fraction * side / outer_radius
+    focal = side * (rng.uniform(1.2, 3.0) if not clean else 2.0)
+    half = canvas / 2.0
+    source = np.array([[0, 0], [canvas, 0], [canvas, canvas], [0, canvas]], dtype=np.float64)
+    local = (source - half) * scale
+    cos_r, sin_r = math.cos(rotation), math.sin(rotation)
+    local = local @ np.array([[cos_r, sin_r], [-sin_r, cos_r]])
+    points = np.concatenate([local, np.zeros((4, 1))], axis=1)
+    axis_vector = np.array([math.cos(axis), math.sin(axis), 0.0])
+    rotated = _rotate_about(points, axis_vector, tilt)
+    depth = focal + rotated[:, 2]
+    target = center + focal * rotated[:, :2] / depth[:, None]
+    return _homography(target, source), center, radius_fraction * side
+
+
+def _rotate_about(points: np.ndarray, axis: np.ndarray, angle: float) -> np.ndarray:
+    # Rodrigues' formula.
+    cos_a, sin_a = math.cos(angle), math.sin(angle)
+    return (points * cos_a + np.cross(axis, points) * sin_a
+            + np.outer(points @ axis, axis) * (1 - cos_a))
+
+
+def _homography(from_points: np.ndarray, to_points: np.ndarray) -> tuple[float, ...]:
+    """The 8 coefficients (a..h) with to = ((a x + b y + c) / (g x + h y + 1), ...)."""
+    rows, rhs = [], []
+    for (x, y), (u, v) in zip(from_points, to_points):
+        rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
+        rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
+        rhs += [u, v]
+    return tuple(np.linalg.solve(np.array(rows), np.array(rhs)).tolist())
+
+
+@functools.lru_cache(maxsize=4)
+def _grid(side: int) -> tuple[np.ndarray, np.ndarray]:
+    axis = (np.arange(side, dtype=np.float32) - side / 2.0) / (side / 2.0)
+    return np.meshgrid(axis, axis)
+
+
+def _background(side: int, rng: np.random.Generator) -> np.ndarray:
+    """Wood grain or carpet stripes at a random angle, float32 in [0, 1]."""
+    xx, yy = _grid(side)
+    angle = rng.uniform(0.0, math.pi)
+    along = xx * math.cos(angle) + yy * math.sin(angle)
+    across = -xx * math.sin(angle) + yy * math.cos(angle)
+    base = rng.uniform(0.25, 0.75)
+    if rng.random() < 0.5:
+        frequency = rng.uniform(3.0, 9.0)
+        warp = rng.uniform(0.05, 0.4)
+        phase = rng.uniform(0.0, 2 * math.pi, size=2)
+        grain = np.sin(2 * math.pi * frequency * (across + warp * np.sin(along * rng.uniform(1, 4)
+                                                                         + phase[0])) + phase[1])
+        texture = base + rng.uniform(0.05, 0.2) * grain ** 3
+        fine = rng.normal(0.0, 0.04, size=2 * side).astype(np.float32)
+        index = np.clip(((across + 1.5) / 3.0 * 2 * side).astype(np.int32), 0, 2 * side - 1)
+        texture = texture + fine[index]
+    else:
+        stripes = int(rng.integers(4, 16))
+        levels = rng.uniform(-0.15, 0.15, size=stripes * 3).astype(np.float32)
+        band = np.clip(((across + 1.5) / 3.0 * stripes * 3).astype(np.int32), 0, stripes * 3 - 1)
+        pile = np.sin(2 * math.pi * rng.uniform(20, 45) * along) * rng.uniform(0.02, 0.06)
+        texture = base + levels[band] + pile
+    texture = texture + 0.03 * rng.standard_normal(size=texture.shape, dtype=np.float32)
+    return np.clip(texture, 0.0, 1.0)
+
+
+def _add_glare(image: np.ndarray, alpha: np.ndarray, center: np.ndarray, radius: float,
+               rng: np.random.Generator) -> np.ndarray:
+    """A soft elliptical specular highlight on the glass, lightening towards white."""
+    side = image.shape[0]
+    xx, yy = _grid(side)
+    offset = radius * 0.7 * math.sqrt(rng.random())
+    direction = rng.uniform(0.0, 2 * math.pi)
+    cx = (center[0] + offset * math.cos(direction)) / (side / 2.0) - 1.0
+    cy = (center[1] + offset * math.sin(direction)) / (side / 2.0) - 1.0
+    angle = rng.uniform(0.0, math.pi)
+    u = (xx - cx) * math.cos(angle) + (yy - cy) * math.sin(angle)
+    v = -(xx - cx) * math.sin(angle) + (yy - cy) * math.cos(angle)
+    width, height = rng.uniform(0.08, 0.3), rng.uniform(0.03, 0.12)
+    strength = rng.uniform(0.2, 0.7)
+    glare = strength * np.exp(-((u / width) ** 2 + (v / height) ** 2)) * alpha
+    return image + glare * (1.0 - image)
+
+
+def _photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Blur, contrast, brightness and sensor noise, then 8-bit."""
+    radius = rng.uniform(0.0, 1.2)
+    if radius > 0.3:
+        pil = Image.fromarray(np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8))
+        image = np.asarray(pil.filter(ImageFilter.GaussianBlur(radius)), dtype=np.float32) / 255.0
+    contrast = rng.uniform(0.6, 1.3)
+    brightness = rng.uniform(-0.15, 0.15)
+    image = (image - 0.5) * contrast + 0.5 + brightness
+    image = image + rng.uniform(0.0, 0.04) * rng.standard_normal(size=image.shape, dtype=np.float32)
+    return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
