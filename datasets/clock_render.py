@@ -63,8 +63,10 @@ def render_clock(hour: int, minute: int, rng: np.random.Generator, size: int = B
     side = size * SUPERSAMPLE
     clock, mask, outer_radius = _draw_canonical_clock(hour, minute, rng, clean)
     coefficients, center, radius = _pose(clock.size[0], outer_radius, side, rng, clean=clean)
-    clock = clock.transform((side, side), Image.PERSPECTIVE, coefficients, Image.BILINEAR)
-    mask = mask.transform((side, side), Image.PERSPECTIVE, coefficients, Image.BILINEAR)
+    # One two-band transform is cheaper than two single-band ones.
+    clock.putalpha(mask)
+    clock, mask = clock.transform((side, side), Image.PERSPECTIVE, coefficients,
+                                  Image.BILINEAR).split()
     # Premultiply and reduce in C; the background is smooth at this scale, so blending it at the
     # output size after the reduction gives the same image as blending before, at a quarter the cost.
     premultiplied = Image.composite(clock, Image.new("L", clock.size, 0), mask)
@@ -316,7 +318,7 @@ def _background(side: int, rng: np.random.Generator) -> np.ndarray:
         phase = rng.uniform(0.0, 2 * math.pi, size=2)
         grain = np.sin(2 * math.pi * frequency * (across + warp * np.sin(along * rng.uniform(1, 4)
                                                                          + phase[0])) + phase[1])
-        texture = base + rng.uniform(0.05, 0.2) * grain ** 3
+        texture = base + rng.uniform(0.05, 0.2) * grain * grain * grain
         fine = rng.normal(0.0, 0.04, size=2 * side).astype(np.float32)
         index = np.clip(((across + 1.5) / 3.0 * 2 * side).astype(np.int32), 0, 2 * side - 1)
         texture = texture + fine[index]

@@ -1,0 +1,263 @@
+"""The tell-the-time clock set: ``images.npy`` (N x S x S uint8) and ``labels.npy`` (N x 2 hour, minute).
+
+The assignment's files are looked for first; without them a rendered stand-in (see
+``datasets.clock_render``) is made once and cached. The files are sorted by time, so every split is
+a seeded shuffle:
+
+- ``split="tuning"``: 80 / 10 / 10 train / validation / test, for searches;
+- ``split="final"``: 80 / 20 train / held-out, for final numbers; the held-out 20% is both the
+  validation and the test set (the same arrays), so a final model is scored on data it never saw.
+
+>>> import datasets
+>>> data = datasets.load("clock", size=75, split="final")
+>>> data.x_train.shape, data.y_train[0]       # (14400, 75, 75, 1), array([hour, minute])
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from datasets.clock_render import SIZES, write_dataset
+from datasets.errors import DatasetFormatError, DatasetNotFoundError
+from datasets.sources import explicit_data_dirs, format_not_found
+from datasets.splits import Dataset, scale_pixels
+
+CACHE_DIR_ENV = "HPSEARCH_CACHE_DIR"
+IMAGES_FILE = "images.npy"
+LABELS_FILE = "labels.npy"
+SPLITS = ("tuning", "final")
+# The assignment's fractions: 10% validation + 10% test for tuning, 20% held out for final numbers.
+TUNING_VALIDATION_FRACTION = 0.1
+TUNING_TEST_FRACTION = 0.1
+FINAL_HELD_OUT_FRACTION = 0.2
+
+
+def load_clock(data_dir=None, size: int = 75, split: str = "tuning", seed: int = 0,
+               subset: int | float | None = None, count: int = 18000,
+               cache_dir: str | os.PathLike | None = None, download: bool | None = None,
+               validation_fraction: float | None = None, test_subset: int | float | None = None,
+               render_seed: int = 0) -> Dataset:
+    """Load the clock set with seeded, shuffled splits.
+
+    Args:
+        data_dir: directory (or list) holding the assignment's ``images.npy`` and ``labels.npy``,
+            directly or in a ``clock-{size}/`` or ``clock/`` subfolder (for 75, ``clock-150/`` last,
+            halved); ``$HPSEARCH_DATA_DIR`` is
+            searched after it. Default None: only ``$HPSEARCH_DATA_DIR``, then the rendered set.
+        size: image side, 75 or 150 (default 75). 150-pixel files are halved for ``size=75``.
+        split: ``"tuning"`` (80/10/10 train/validation/test, default) or ``"final"`` (80/20, the
+            held-out 20% is both validation and test).
+        seed: seed of the shuffle, the subset and the split (default 0).
+        subset: optional count or fraction of the whole set used before splitting (default all).
+        count: images in the rendered set when no files are found (default 18,000 = 25 per minute).
+        cache_dir: where rendered sets are kept (default ``$HPSEARCH_CACHE_DIR`` or
+            ``~/.cache/hpsearch``); each set lives in ``clock-{count}-{size}-seed{render_seed}/``.
+        download: accepted for a uniform loader signature and ignored (nothing is downloaded).
+        validation_fraction: validation share for ``"tuning"`` (default 0.1) or held-out share for
+            ``"final"`` (default 0.2).
+        test_subset: optional count or fraction of the test set kept (default all).
+        render_seed: seed of the rendered set (default 0).
+
+    Returns:
+        A Dataset with x float32 in [0, 1] shaped (N, size, size, 1), y int64 (N, 2) = (hour,
+        minute), ``num_classes=None``.
+
+    Raises:
+        ValueError: bad size, split or fractions.
+        DatasetNotFoundError: ``data_dir`` was given but holds no clock files.
+        DatasetFormatError: a file has the wrong shape, dtype or label range.
+    """
+    del download
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {SIZES}, got {size}.")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
+    images, labels, source = _find_or_render(data_dir, size, count, cache_dir, render_seed)
+    return split_clock(images, labels, source=source, split=split, seed=seed, subset=subset,
+                       validation_fraction=validation_fraction, test_subset=test_subset)
+
+
+def read_clock_files(directory: str | os.PathLike, size: int | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Read and validate ``images.npy`` and ``labels.npy`` from ``directory``.
+
+    Args:
+        directory: folder holding both files.
+        size: wanted side (75 or 150); 150-pixel images are halved by 2x2 averaging for 75.
+            None keeps the files' size.
+
+    Returns:
+        (images uint8 (N, S, S), labels int64 (N, 2)).
+
+    Raises:
+        DatasetNotFoundError: a file is missing.
+        DatasetFormatError: unreadable file, wrong shape / dtype / range, or N differs.
+    """
+    directory = Path(directory)
+    paths = {name: directory / name for name in (IMAGES_FILE, LABELS_FILE)}
+    missing = [str(path) for path in paths.values() if not path.is_file()]
+    if missing:
+        raise DatasetNotFoundError(f"Clock file(s) not found: {', '.join(missing)}.")
+    images = _read_npy(paths[IMAGES_FILE])
+    labels = _read_npy(paths[LABELS_FILE])
+    fix = "Use the assignment's files unchanged, or delete the folder to have it rendered again."
+    if images.ndim == 4 and images.shape[-1] == 1:
+        images = images[..., 0]
+    if images.ndim != 3 or images.shape[1] != images.shape[2] or images.shape[1] not in SIZES:
+        raise DatasetFormatError(
+            f"{paths[IMAGES_FILE]}: expected shape (N, S, S) with S in {SIZES}, got "
+            f"{images.shape}. {fix}")
+    if images.dtype != np.uint8:
+        raise DatasetFormatError(
+            f"{paths[IMAGES_FILE]}: expected dtype uint8 (pixels 0-255), got {images.dtype}. {fix}")
+    if labels.ndim != 2 or labels.shape[1] != 2:
+        raise DatasetFormatError(
+            f"{paths[LABELS_FILE]}: expected shape (N, 2) of (hour, minute), got {labels.shape}. "
+            f"{fix}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise DatasetFormatError(
+            f"{paths[LABELS_FILE]}: expected integer labels, got dtype {labels.dtype}. {fix}")
+    if len(labels) != len(images):
+        raise DatasetFormatError(
+            f"{directory}: expected one label per image, got {len(images)} images and "
+            f"{len(labels)} labels. {fix}")
+    labels = labels.astype(np.int64)
+    for column, name, upper in ((0, "hour", 11), (1, "minute", 59)):
+        values = labels[:, column]
+        if len(values) and (values.min() < 0 or values.max() > upper):
+            raise DatasetFormatError(
+                f"{paths[LABELS_FILE]}: expected {name}s in 0-{upper}, got values from "
+                f"{values.min()} to {values.max()}. {fix}")
+    if size is not None and images.shape[1] != size:
+        if images.shape[1] < size:
+            raise DatasetFormatError(
+                f"{directory}: asked for {size}x{size} images, the files hold "
+                f"{images.shape[1]}x{images.shape[1]}. Load with size={images.shape[1]}, or "
+                f"point data_dir at the {size}-pixel files.")
+        images = _halve(images)
+    return images, labels
+
+
+def split_clock(images: np.ndarray, labels: np.ndarray, source: str, split: str = "tuning",
+                seed: int = 0, subset: int | float | None = None,
+                validation_fraction: float | None = None,
+                test_subset: int | float | None = None) -> Dataset:
+    """Shuffle (seeded) and split uint8 images and (hour, minute) labels; see ``load_clock``."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(images))
+    order = order[:_count(subset, len(order), "subset")]
+    total = len(order)
+    if split == "tuning":
+        validation = TUNING_VALIDATION_FRACTION if validation_fraction is None else validation_fraction
+        if not 0.0 < validation < 1.0 - TUNING_TEST_FRACTION:
+            raise ValueError(f"validation_fraction must be in (0, 0.9) for the tuning split, got "
+                             f"{validation}.")
+        test_count = int(round(TUNING_TEST_FRACTION * total))
+        val_count = int(round(validation * total))
+        test_index = order[:test_count]
+        val_index = order[test_count:test_count + val_count]
+        train_index = order[test_count + val_count:]
+        description = (f"tuning split: shuffled (seed {seed}), {validation:.0%} validation, "
+                       f"{TUNING_TEST_FRACTION:.0%} test")
+    else:
+        held = FINAL_HELD_OUT_FRACTION if validation_fraction is None else validation_fraction
+        if not 0.0 < held < 1.0:
+            raise ValueError(f"validation_fraction must be in (0, 1) for the final split, got {held}.")
+        held_count = int(round(held * total))
+        val_index = test_index = order[:held_count]
+        train_index = order[held_count:]
+        description = (f"final split: shuffled (seed {seed}), {1 - held:.0%} train / {held:.0%} "
+                       f"held out (validation and test are the same held-out images)")
+    if test_subset is not None:
+        test_index = test_index[:_count(test_subset, len(test_index), "test_subset")]
+        description += f"; test subset {test_subset}"
+    if subset is not None:
+        description += f"; subset {subset} of {len(images)}"
+
+    def pixels(index):
+        return scale_pixels(images[np.sort(index)])[..., None]
+
+    def targets(index):
+        return labels[np.sort(index)].astype(np.int64)
+
+    x_val = pixels(val_index)
+    same = test_index is val_index
+    return Dataset(
+        name="clock",
+        x_train=pixels(train_index), y_train=targets(train_index),
+        x_val=x_val, y_val=targets(val_index),
+        x_test=x_val if same else pixels(test_index),
+        y_test=targets(val_index) if same else targets(test_index),
+        input_shape=(int(images.shape[1]), int(images.shape[2]), 1),
+        num_classes=None, class_names=(), source=source, description=description,
+    )
+
+
+def default_cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """``cache_dir``, else ``$HPSEARCH_CACHE_DIR``, else ``~/.cache/hpsearch``."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    if os.environ.get(CACHE_DIR_ENV, "").strip():
+        return Path(os.environ[CACHE_DIR_ENV]).expanduser()
+    return Path.home() / ".cache" / "hpsearch"
+
+
+def rendered_dir(count: int, size: int, render_seed: int,
+                 cache_dir: str | os.PathLike | None = None) -> Path:
+    """The cache folder of one rendered set: ``<root>/clock-{count}-{size}-seed{render_seed}``."""
+    return default_cache_root(cache_dir) / f"clock-{count}-{size}-seed{render_seed}"
+
+
+def _find_or_render(data_dir, size, count, cache_dir, render_seed):
+    tried = []
+    for directory in explicit_data_dirs(data_dir):
+        # Larger files are halved, so a 150-pixel folder also serves a 75-pixel request.
+        larger = [directory / f"clock-{other}" for other in SIZES if other > size]
+        for candidate in [directory / f"clock-{size}", directory / "clock", directory, *larger]:
+            if (candidate / IMAGES_FILE).is_file() or (candidate / LABELS_FILE).is_file():
+                images, labels = read_clock_files(candidate, size)
+                return images, labels, str(candidate)
+            tried.append(f"{candidate}/{{{IMAGES_FILE},{LABELS_FILE}}}")
+    if data_dir is not None:
+        raise DatasetNotFoundError(format_not_found("clock", tried, [
+            "pass the folder that holds the assignment's images.npy and labels.npy as data_dir "
+            "(or --data-dir)",
+            "leave data_dir out to use the rendered stand-in (made once and cached)",
+        ]))
+    cache = rendered_dir(count, size, render_seed, cache_dir)
+    if not (cache / IMAGES_FILE).is_file() or not (cache / LABELS_FILE).is_file():
+        write_dataset(cache, count=count, size=size, seed=render_seed)
+    images, labels = read_clock_files(cache, size)
+    return images, labels, f"{cache} (rendered, seed {render_seed})"
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise DatasetFormatError(
+            f"{path}: expected a NumPy .npy array file, could not read it ({error}). Replace it "
+            f"with the original file, or delete it to have the rendered set made again.") from error
+
+
+def _halve(images: np.ndarray) -> np.ndarray:
+    # Same 2x2 box average as PIL's Image.reduce(2), which the renderer uses for 75-pixel sets.
+    n, side = images.shape[0], images.shape[1] // 2
+    blocks = images[:, :side * 2, :side * 2].reshape(n, side, 2, side, 2).astype(np.uint16)
+    return ((blocks.sum(axis=(2, 4)) + 2) // 4).astype(np.uint8)
+
+
+def _count(size: int | float | None, total: int, name: str) -> int:
+    if size is None:
+        return total
+    if isinstance(size, float) and size <= 1.0:
+        if size <= 0:
+            raise ValueError(f"{name} fraction must be in (0, 1], got {size}.")
+        return max(1, int(round(size * total)))
+    if int(size) < 1:
+        raise ValueError(f"{name} must be a positive count or a fraction in (0, 1], got {size}.")
+    return min(int(size), total)

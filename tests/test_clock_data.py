@@ -1,0 +1,218 @@
+"""The clock renderer and loader: determinism, hand angles, shapes, caching, splits, errors."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from datasets import clock as clock_data
+from datasets import clock_render
+from datasets.clock import load_clock, read_clock_files, split_clock
+from datasets.errors import DatasetFormatError, DatasetNotFoundError
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HPSEARCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("HPSEARCH_DATA_DIR", raising=False)
+
+
+def _write(directory, images, labels):
+    directory.mkdir(parents=True, exist_ok=True)
+    np.save(directory / "images.npy", images)
+    np.save(directory / "labels.npy", labels)
+    return directory
+
+
+def _valid_files(directory, count=20, size=75):
+    labels = clock_render.time_labels(count)
+    images = np.random.default_rng(0).integers(0, 256, (count, size, size), dtype=np.uint8)
+    return _write(directory, images, labels)
+
+
+# Renderer
+
+def test_time_labels_are_sorted_and_balanced():
+    labels = clock_render.time_labels(18000)
+    total = labels[:, 0] * 60 + labels[:, 1]
+    assert np.all(np.diff(total) >= 0)
+    assert np.all(np.bincount(total, minlength=720) == 25)
+    assert labels[:, 0].max() == 11 and labels[:, 1].max() == 59
+
+
+def test_rendering_is_deterministic_and_independent_of_processes():
+    labels = clock_render.time_labels(720)[::90]
+    first = clock_render.render_images(labels, seed=3, size=75, processes=1)
+    again = clock_render.render_images(labels, seed=3, size=75, processes=1)
+    np.testing.assert_array_equal(first, again)
+    part = clock_render.render_images(labels[4:], seed=3, size=75, processes=1, first_index=4)
+    np.testing.assert_array_equal(first[4:], part)
+    other = clock_render.render_images(labels, seed=4, size=75, processes=1)
+    assert not np.array_equal(first, other)
+
+
+def test_images_are_not_near_duplicates():
+    labels = np.zeros((6, 2), dtype=int)
+    images = clock_render.render_images(labels, seed=0, size=75, processes=1).astype(float)
+    for i in range(len(images)):
+        for j in range(i + 1, len(images)):
+            assert np.abs(images[i] - images[j]).mean() > 5.0
+
+
+def test_render_shapes_and_75_is_150_halved():
+    labels = clock_render.time_labels(720)[:3]
+    big = clock_render.render_images(labels, seed=1, size=150, processes=1)
+    small = clock_render.render_images(labels, seed=1, size=75, processes=1)
+    assert big.shape == (3, 150, 150) and big.dtype == np.uint8
+    assert small.shape == (3, 75, 75) and small.dtype == np.uint8
+    np.testing.assert_array_equal(small, np.stack([np.asarray(Image.fromarray(image).reduce(2))
+                                                   for image in big]))
+    np.testing.assert_array_equal(small, clock_data._halve(big))
+
+
+def _dark_angle(image, inner, outer, exclude=None):
+    """Clockwise degrees from 12 of the darkest ray between two radii from the image centre."""
+    centre = image.shape[0] / 2.0 - 0.5
+    degrees = np.arange(0.0, 360.0, 0.5)
+    theta = np.radians(degrees)
+    rings = []
+    for radius in np.linspace(inner, outer, 6):
+        rows = np.round(centre - radius * np.cos(theta)).astype(int)
+        cols = np.round(centre + radius * np.sin(theta)).astype(int)
+        rings.append(255.0 - image[rows, cols].astype(float))
+    # A hand is dark on every ring it crosses; a numeral's edge only on some.
+    darkness = np.min(rings, axis=0)
+    if exclude is not None:
+        gap = np.abs((degrees - exclude + 180.0) % 360.0 - 180.0)
+        darkness[gap < 25.0] = 0.0
+    peak = degrees[np.argmax(darkness)]
+    near = np.abs((degrees - peak + 180.0) % 360.0 - 180.0) < 12.0
+    weights = np.where(near, darkness - darkness[near].min(), 0.0)
+    offsets = (degrees - peak + 180.0) % 360.0 - 180.0
+    return (peak + (weights * offsets).sum() / weights.sum()) % 360.0
+
+
+@pytest.mark.parametrize("hour,minute", [(3, 0), (7, 20), (10, 45), (1, 30), (0, 50)])
+def test_rendered_hands_point_at_the_label(hour, minute):
+    image = clock_render.render_clock(hour, minute, np.random.default_rng(0), size=150, clean=True)
+    face_radius = 0.42 * 150 / 1.14
+    expected_hour, expected_minute = clock_render.hand_angles(hour, minute)
+    # Inside the numerals only the hands are dark; only the minute hand passes 0.5 R.
+    measured_minute = _dark_angle(image, 0.52 * face_radius, 0.6 * face_radius)
+    measured_hour = _dark_angle(image, 0.2 * face_radius, 0.42 * face_radius,
+                                exclude=measured_minute)
+
+    def gap(a, b):
+        return abs((a - b + 180.0) % 360.0 - 180.0)
+
+    assert gap(measured_minute, expected_minute) < 3.0
+    assert gap(measured_hour, expected_hour) < 3.0
+
+
+def test_write_dataset_writes_files_and_preview(tmp_path):
+    paths = clock_render.write_dataset(tmp_path / "set", count=24, size=75, seed=0, processes=1)
+    images, labels = read_clock_files(tmp_path / "set")
+    assert images.shape == (24, 75, 75) and labels.shape == (24, 2)
+    assert Image.open(paths["preview"]).size[0] == 8 * 75
+    assert not list((tmp_path / "set").glob("*.partial*"))
+
+
+# Loader
+
+def test_load_renders_once_then_reuses_the_cache(tmp_path, monkeypatch):
+    first = load_clock(size=75, count=40, split="tuning")
+    cached = tmp_path / "cache" / "clock-40-75-seed0"
+    assert (cached / "images.npy").is_file() and (cached / "preview.png").is_file()
+
+    def no_render(*args, **kwargs):
+        raise AssertionError("rendered again instead of reading the cache")
+
+    monkeypatch.setattr(clock_data, "write_dataset", no_render)
+    second = load_clock(size=75, count=40, split="tuning")
+    np.testing.assert_array_equal(first.x_train, second.x_train)
+    assert first.x_train.dtype == np.float32 and first.x_train.shape[1:] == (75, 75, 1)
+    assert 0.0 <= first.x_train.min() and first.x_train.max() <= 1.0
+    assert first.y_train.shape[1] == 2 and first.num_classes is None
+    assert first.class_names == () and first.input_shape == (75, 75, 1)
+
+
+def test_tuning_and_final_splits(tmp_path):
+    directory = _valid_files(tmp_path / "real", count=100)
+    tuning = load_clock(data_dir=directory, size=75, split="tuning", seed=1)
+    assert (len(tuning.x_train), len(tuning.x_val), len(tuning.x_test)) == (80, 10, 10)
+    seen = [tuple(row) for part in (tuning.y_train, tuning.y_val, tuning.y_test) for row in part]
+    assert len(seen) == 100
+    final = load_clock(data_dir=directory, size=75, split="final", seed=1)
+    assert (len(final.x_train), len(final.x_val)) == (80, 20)
+    assert final.x_test is final.x_val
+    np.testing.assert_array_equal(final.y_test, final.y_val)
+    # Sorted files, shuffled split: the held-out set spans the dial, not its last hours.
+    assert final.y_val[:, 0].min() < 3 and final.y_val[:, 0].max() > 8
+    again = load_clock(data_dir=directory, size=75, split="final", seed=1)
+    np.testing.assert_array_equal(again.y_train, final.y_train)
+    small = load_clock(data_dir=directory, size=75, subset=50, test_subset=2)
+    assert len(small.x_train) + len(small.x_val) + 5 == 50 and len(small.x_test) == 2
+
+
+def test_real_files_in_a_size_subfolder_are_found_and_halved(tmp_path):
+    labels = clock_render.time_labels(10)
+    big = np.random.default_rng(1).integers(0, 256, (10, 150, 150), dtype=np.uint8)
+    _write(tmp_path / "data" / "clock-150", big, labels)
+    data = load_clock(data_dir=tmp_path / "data", size=75, split="final")
+    assert data.input_shape == (75, 75, 1)
+    with pytest.raises(DatasetNotFoundError):
+        load_clock(data_dir=tmp_path / "elsewhere", size=75)
+    images, _ = read_clock_files(tmp_path / "data" / "clock-150", size=75)
+    np.testing.assert_array_equal(images, clock_data._halve(big))
+
+
+def test_missing_data_dir_says_where_it_looked_and_how_to_fix(tmp_path):
+    with pytest.raises(DatasetNotFoundError) as error:
+        load_clock(data_dir=tmp_path / "nothing")
+    message = str(error.value)
+    assert str(tmp_path / "nothing" / "clock-75") in message
+    assert "leave data_dir out" in message
+
+
+@pytest.mark.parametrize("images,labels,expected", [
+    (np.zeros((4, 75, 75), np.float32), np.zeros((4, 2), np.int64), "expected dtype uint8"),
+    (np.zeros((4, 64, 64), np.uint8), np.zeros((4, 2), np.int64), "expected shape (N, S, S)"),
+    (np.zeros((4, 75, 70), np.uint8), np.zeros((4, 2), np.int64), "expected shape (N, S, S)"),
+    (np.zeros((4, 75, 75), np.uint8), np.zeros((4, 3), np.int64), "expected shape (N, 2)"),
+    (np.zeros((4, 75, 75), np.uint8), np.zeros((4, 2), np.float32), "expected integer labels"),
+    (np.zeros((4, 75, 75), np.uint8), np.zeros((3, 2), np.int64), "one label per image"),
+    (np.zeros((4, 75, 75), np.uint8), np.array([[12, 0]] * 4), "expected hours in 0-11"),
+    (np.zeros((4, 75, 75), np.uint8), np.array([[1, 60]] * 4), "expected minutes in 0-59"),
+])
+def test_bad_files_are_rejected_with_clear_errors(tmp_path, images, labels, expected):
+    directory = _write(tmp_path / "bad", images, labels)
+    with pytest.raises(DatasetFormatError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        read_clock_files(directory)
+
+
+def test_unreadable_or_too_small_files(tmp_path):
+    directory = _valid_files(tmp_path / "corrupt")
+    (directory / "images.npy").write_bytes(b"not numpy")
+    with pytest.raises(DatasetFormatError, match="expected a NumPy .npy array file"):
+        read_clock_files(directory)
+    small = _valid_files(tmp_path / "small", size=75)
+    with pytest.raises(DatasetFormatError, match="asked for 150x150"):
+        read_clock_files(small, size=150)
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match="size must be one of"):
+        load_clock(size=64)
+    with pytest.raises(ValueError, match="split must be one of"):
+        load_clock(split="test")
+    labels = clock_render.time_labels(10)
+    images = np.zeros((10, 75, 75), np.uint8)
+    with pytest.raises(ValueError, match="validation_fraction"):
+        split_clock(images, labels, "x", split="final", validation_fraction=1.5)
+
+
+def test_hand_angles_place_the_hour_hand_between_hours():
+    assert clock_render.hand_angles(5, 30) == (165.0, 180.0)
+    assert math.isclose(clock_render.hand_angles(11, 59)[0], 359.5)
