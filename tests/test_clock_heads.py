@@ -1,0 +1,233 @@
+"""The clock search space: common-sense error, head encode/decode, fit with val_cse, KerasTuner."""
+from __future__ import annotations
+
+import math
+import warnings
+
+import keras
+import keras_tuner as kt
+import numpy as np
+import pytest
+
+from search_spaces.clock import (CLASS_COUNTS, HEADS, ClockHead, ClockHyperModel,
+                                 common_sense_error_minutes, error_summary, labels_to_minutes)
+
+SHAPE = (32, 32, 1)
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    keras.utils.set_random_seed(0)
+    warnings.filterwarnings("ignore", message=".*currentThread.*", category=DeprecationWarning)
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    rng = np.random.default_rng(0)
+    x = rng.random((24, *SHAPE), dtype=np.float32)
+    y = np.stack([rng.integers(0, 12, 24), rng.integers(0, 60, 24)], axis=1)
+    return x[:16], y[:16], x[16:], y[16:]
+
+
+def _all_labels():
+    total = np.arange(720)
+    return np.stack([total // 60, total % 60], axis=1)
+
+
+# Common-sense error
+
+@pytest.mark.parametrize("true,predicted,expected", [
+    ((11, 55), (0, 5), 10), ((6, 0), (0, 0), 360), ((0, 0), (11, 59), 1), ((3, 0), (3, 0), 0),
+    ((0, 5), (11, 55), 10), ((2, 30), (9, 0), 330),
+])
+def test_common_sense_error_hand_cases(true, predicted, expected):
+    minutes = labels_to_minutes(np.array([true, predicted]))
+    assert common_sense_error_minutes(minutes[0], minutes[1]) == expected
+
+
+def test_common_sense_error_is_vectorized_and_symmetric():
+    rng = np.random.default_rng(1)
+    a, b = rng.integers(0, 720, 100), rng.integers(0, 720, 100)
+    errors = common_sense_error_minutes(a, b)
+    np.testing.assert_array_equal(errors, common_sense_error_minutes(b, a))
+    assert errors.shape == (100,) and errors.max() <= 360 and errors.min() >= 0
+    np.testing.assert_array_equal(common_sense_error_minutes(a, a + 720), np.zeros(100))
+
+
+def test_error_summary():
+    summary = error_summary([0, 0, 0, 0], [0, 1, 5, 700])
+    assert summary == {"cse_mean": 6.5, "cse_median": 3.0, "within_1min": 0.5,
+                       "within_5min": 0.75}
+
+
+# Heads: encode then decode gives the time back
+
+def _perfect_outputs(head, targets):
+    """What a perfect model would output for the encoded targets."""
+    def one_hot(labels, classes):
+        return np.eye(classes, dtype=np.float32)[np.asarray(labels)]
+
+    if head.kind == "classification":
+        return one_hot(targets, head.num_classes)
+    if head.kind == "multi_head":
+        hour = one_hot(targets["hour"], 12) if head.hour_output == "classification" else targets["hour"]
+        minute = (one_hot(targets["minute"], 60) if head.minute_output == "classification"
+                  else targets["minute"])
+        return {"hour": hour, "minute": minute}
+    return targets
+
+
+HEAD_VARIANTS = [
+    ClockHead("classification", num_classes=720), ClockHead("regression", loss="mse"),
+    ClockHead("regression", loss="circular_mae"), ClockHead("periodic", encoding="total"),
+    ClockHead("periodic", encoding="hands"),
+    *[ClockHead("multi_head", hour_output=hour, minute_output=minute)
+      for hour in ("classification", "periodic")
+      for minute in ("regression", "periodic", "classification")],
+]
+
+
+@pytest.mark.parametrize("head", HEAD_VARIANTS, ids=lambda head: head.describe_outputs())
+def test_encode_decode_round_trip_is_exact(head):
+    labels = _all_labels()
+    decoded = head.decode(_perfect_outputs(head, head.encode(labels)))
+    np.testing.assert_array_equal(decoded, labels_to_minutes(labels))
+
+
+@pytest.mark.parametrize("classes", CLASS_COUNTS)
+def test_coarse_classes_decode_to_the_class_centre(classes):
+    head = ClockHead("classification", num_classes=classes)
+    labels = _all_labels()
+    targets = head.encode(labels)
+    assert targets.max() == classes - 1
+    errors = common_sense_error_minutes(labels_to_minutes(labels),
+                                        head.decode(_perfect_outputs(head, targets)))
+    assert errors.max() <= (720 // classes) / 2.0
+
+
+def test_regression_targets_are_hours():
+    head = ClockHead("regression")
+    np.testing.assert_allclose(head.encode(np.array([[3, 0], [5, 30]]))[:, 0], [3.0, 5.5])
+
+
+def test_periodic_decoding_ignores_the_scale_of_the_outputs():
+    labels = np.array([[11, 59], [0, 1], [2, 58], [3, 2]])
+    for encoding in ("total", "hands"):
+        head = ClockHead("periodic", encoding=encoding)
+        outputs = head.encode(labels) * 0.7
+        np.testing.assert_array_equal(head.decode(outputs), labels_to_minutes(labels))
+
+
+def test_hands_encoding_takes_the_hour_from_the_hour_hand():
+    # Hour hand reads 2:59.5 (just short of 3), minute says 58: 2:58, not 3:58.
+    head = ClockHead("multi_head", hour_output="periodic", minute_output="classification")
+    hour_hand = np.array([[math.sin(2 * math.pi * 179.5 / 720), math.cos(2 * math.pi * 179.5 / 720)]])
+    minute = np.eye(60)[[58]]
+    assert head.decode({"hour": hour_hand, "minute": minute})[0] == 178
+
+
+def test_circular_regression_loss_wraps_around_the_dial():
+    loss = ClockHead("regression", loss="circular_mae").compile_arguments()["loss"]
+    value = loss(np.array([[11.9]], np.float32), np.array([[0.1]], np.float32))
+    assert float(np.asarray(value).mean()) == pytest.approx(0.2, abs=1e-5)
+
+
+# The HyperModel
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"head": "ordinal"}, "Unknown head 'ordinal'"),
+    ({"head": "classification", "num_classes": 7}, "num_classes must divide 720"),
+    ({"head": "classification", "num_classes": 1}, "num_classes must divide 720"),
+    ({"head": "regression", "num_classes": 24}, "only applies to the classification head"),
+    ({"input_shape": (32, 32)}, "input_shape must be"),
+])
+def test_constructor_rejects_bad_combinations(kwargs, message):
+    arguments = {"input_shape": SHAPE, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        ClockHyperModel(**arguments)
+
+
+def test_class_attributes_and_default_head():
+    hypermodel = ClockHyperModel(SHAPE, num_classes=None)
+    assert hypermodel.name == "clock" and hypermodel.objective == ("val_cse", "min")
+    assert hypermodel.head_for().num_classes == 720
+    targets = hypermodel.encode_targets(np.array([[1, 2]]))
+    np.testing.assert_array_equal(targets, [62])
+
+
+def test_searched_head_declares_conditional_hyperparameters():
+    hypermodel = ClockHyperModel(SHAPE, head="search", num_classes=144)
+    hp = kt.HyperParameters()
+    hypermodel.build(hp)
+    assert hp.values["head"] == "classification" and hp.values["num_classes"] == 144
+    multi = kt.HyperParameters()
+    multi.Fixed("head", "multi_head")
+    model = hypermodel.build(multi)
+    assert multi.values["hour_output"] == "classification" and "num_classes" not in multi.values
+    assert set(model.output_names) == {"hour", "minute"}
+    assert model.clock_head.kind == "multi_head"
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_fit_reports_val_cse_for_every_head(head, tiny_data):
+    x, y, x_val, y_val = tiny_data
+    hypermodel = ClockHyperModel(SHAPE, head=head, num_classes=720 if head == "classification" else None)
+    hp = kt.HyperParameters()
+    hp.Fixed("conv_blocks", 2)
+    hp.Fixed("filters", 16)
+    hp.Fixed("dense_units", 64)
+    model = hypermodel.build(hp)
+    history = hypermodel.fit(hp, model, x, y, validation_data=(x_val, y_val), epochs=1, verbose=0)
+    logs = history.history
+    for key in ("val_cse", "val_cse_median", "val_within_1min", "val_within_5min"):
+        assert len(logs[key]) == 1
+    predicted = hypermodel.predict_minutes(model, x_val)
+    assert predicted.shape == (len(x_val),) and predicted.min() >= 0 and predicted.max() < 720
+    expected = common_sense_error_minutes(labels_to_minutes(y_val), predicted).mean()
+    assert history.history["val_cse"][0] == pytest.approx(expected)
+
+
+def test_augmentation_only_touches_training_batches(tiny_data, monkeypatch):
+    from search_spaces import clock as clock_space
+
+    x, y, x_val, y_val = tiny_data
+    seen = {}
+    original = clock_space._training_dataset
+
+    def spy(images, targets, batch_size, augment):
+        seen["augment"] = augment
+        seen["count"] = len(images)
+        return original(images, targets, batch_size, augment)
+
+    monkeypatch.setattr(clock_space, "_training_dataset", spy)
+    hypermodel = ClockHyperModel(SHAPE, head="periodic")
+    hp = kt.HyperParameters()
+    hp.Fixed("conv_blocks", 2)
+    hp.Fixed("filters", 16)
+    model = hypermodel.build(hp)
+    hypermodel.fit(hp, model, x, y, validation_data=(x_val, y_val), epochs=1, verbose=0)
+    assert seen == {"augment": True, "count": len(x)}
+    # Validation predictions are deterministic: no augmentation at inference.
+    np.testing.assert_array_equal(hypermodel.predict_minutes(model, x_val),
+                                  hypermodel.predict_minutes(model, x_val))
+    batch = next(iter(original(x, ClockHead("periodic").encode(y), 8, augment=True)))
+    assert batch[0].shape == (8, *SHAPE) and float(np.min(batch[0])) >= 0.0
+
+
+def test_random_search_scores_trials_by_val_cse(tiny_data, tmp_path):
+    x, y, x_val, y_val = tiny_data
+    hypermodel = ClockHyperModel(SHAPE, head="search")
+    hp = kt.HyperParameters()
+    hp.Fixed("conv_blocks", 2)
+    hp.Fixed("filters", 16)
+    hp.Fixed("dense_units", 64)
+    hp.Fixed("convs_per_block", 1)
+    tuner = kt.RandomSearch(hypermodel, objective=kt.Objective("val_cse", "min"), max_trials=2,
+                            hyperparameters=hp, directory=str(tmp_path), project_name="clock",
+                            seed=1)
+    tuner.search(x, y, validation_data=(x_val, y_val), epochs=1, verbose=0)
+    trials = [t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"]
+    assert len(trials) == 2
+    for trial in trials:
+        value = trial.metrics.get_last_value("val_cse")
+        assert trial.score == pytest.approx(value) and 0.0 <= value <= 360.0
