@@ -65,17 +65,24 @@ def scale_pixels(images: np.ndarray) -> np.ndarray:
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split indices into (kept, held_out) with ``fraction`` of every class held out.
 
-    Each class contributes ``round(fraction * class_count)`` examples, so a balanced 60,000-image
-    set with fraction 0.1 gives exactly 54,000 / 6,000. Both index arrays are sorted.
+    ``round(fraction * len(labels))`` examples are held out in all, shared among the classes in
+    proportion to their size (largest remainders get the leftover ones), so a balanced
+    60,000-image set with fraction 0.1 gives exactly 54,000 / 6,000 with 600 per class, and a tiny
+    set still gets the overall fraction right. Both index arrays are sorted.
     """
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"fraction must be in [0, 1), got {fraction}.")
     rng = np.random.default_rng(seed)
-    held_out = []
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        count = int(round(fraction * len(members)))
-        held_out.append(rng.permutation(members)[:count])
+    classes, counts = np.unique(labels, return_counts=True)
+    quotas = fraction * counts
+    taken = np.floor(quotas).astype(np.int64)
+    leftover = int(round(fraction * len(labels))) - int(taken.sum())
+    if leftover > 0:
+        # Largest remainder first; a seeded random tie-break keeps small sets unbiased.
+        order = np.lexsort((rng.random(len(classes)), -(quotas - taken)))
+        taken[order[:leftover]] += 1
+    held_out = [rng.permutation(np.flatnonzero(labels == label))[:count]
+                for label, count in zip(classes, taken)]
     held = np.sort(np.concatenate(held_out)) if held_out else np.array([], dtype=np.int64)
     mask = np.ones(len(labels), dtype=bool)
     mask[held] = False

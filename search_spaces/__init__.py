@@ -5,18 +5,21 @@
 """
 from __future__ import annotations
 
-from search_spaces.base import SearchSpace
-from search_spaces.cnn import CNNHyperModel
-from search_spaces.mlp import MLPHyperModel
+import importlib
 
-__all__ = ["SearchSpace", "MLPHyperModel", "CNNHyperModel", "available_spaces", "get", "register"]
+__all__ = ["available_spaces", "get", "register", "space_class"]
 
-_SPACES: dict[str, type[SearchSpace]] = {"mlp": MLPHyperModel, "cnn": CNNHyperModel}
+# name -> "module:Class", imported on first use so that listing names does not start TensorFlow.
+_SPACES: dict[str, str | type] = {
+    "mlp": "search_spaces.mlp:MLPHyperModel",
+    "cnn": "search_spaces.cnn:CNNHyperModel",
+    "clock": "search_spaces.clock:ClockHyperModel",
+}
 
 
-def register(name: str, space_class: type[SearchSpace]) -> None:
-    """Make ``space_class`` available as ``search_spaces.get(name, ...)``."""
-    _SPACES[name] = space_class
+def register(name: str, space: str | type) -> None:
+    """Make a HyperModel class (or its "module:Class" path) available as ``get(name, ...)``."""
+    _SPACES[name] = space
 
 
 def available_spaces() -> list[str]:
@@ -35,17 +38,17 @@ def get(name: str, **kwargs) -> SearchSpace:
     Raises:
         ValueError: unknown name or a bad combination of fixed facts.
     """
-    if name not in _SPACES:
-        raise ValueError(
-            f"Unknown search space '{name}'. Expected one of: {', '.join(available_spaces())}."
-        )
-    return _SPACES[name](**kwargs)
+    return space_class(name)(**kwargs)
 
 
-def space_class(name: str) -> type[SearchSpace]:
+def space_class(name: str) -> type:
     """The class registered under ``name`` (ValueError with the valid names when unknown)."""
     if name not in _SPACES:
         raise ValueError(
             f"Unknown search space '{name}'. Expected one of: {', '.join(available_spaces())}."
         )
-    return _SPACES[name]
+    space = _SPACES[name]
+    if isinstance(space, str):
+        module, _, attribute = space.partition(":")
+        space = _SPACES[name] = getattr(importlib.import_module(module), attribute)
+    return space

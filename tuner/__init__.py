@@ -2,10 +2,12 @@
 
 >>> from tuner import RunConfig, run_search
 >>> result = run_search(RunConfig(space="mlp", dataset="fashion_mnist", subset=6000), "runs/mlp")
-"""
-import os
 
+Names are imported on first use, so ``hpsearch --help`` does not start TensorFlow.
+"""
+import importlib
 import logging
+import os
 import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
@@ -14,11 +16,18 @@ logging.getLogger("tensorflow").setLevel(logging.ERROR)
 # A promoted Hyperband trial restores weights only, not optimizer state; KerasTuner by design.
 warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
 
-from tuner.config import RunConfig, RunConfigError, hyperband_schedule, read_run_config  # noqa: E402
-from tuner.results import read_search_space, read_trials  # noqa: E402
-from tuner.search import (RunLockedError, SearchError, SearchResult, export_results,  # noqa: E402
-                          run_search)
+_EXPORTS = {
+    "RunConfig": "tuner.config", "RunConfigError": "tuner.config",
+    "hyperband_schedule": "tuner.config", "read_run_config": "tuner.config",
+    "read_search_space": "tuner.results", "read_trials": "tuner.results",
+    "RunLockedError": "tuner.errors", "SearchError": "tuner.errors",
+    "SearchResult": "tuner.search", "export_results": "tuner.search", "run_search": "tuner.search",
+    "TransferResult": "tuner.transfer", "run_transfer": "tuner.transfer",
+}
+__all__ = sorted(_EXPORTS)
 
-__all__ = ["RunConfig", "RunConfigError", "RunLockedError", "SearchError", "SearchResult",
-           "export_results", "hyperband_schedule", "read_run_config", "read_search_space",
-           "read_trials", "run_search"]
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'tuner' has no attribute {name!r}")

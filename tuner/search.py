@@ -28,19 +28,12 @@ import search_spaces
 from top_configs import TopConfig, plain_value, strip_internal_keys, write_top_config
 from tuner.config import (RunConfig, RunConfigError, describe_mismatch, read_run_config,
                           write_run_config)
+from tuner.errors import RunLockedError, SearchError
 from tuner.results import (PROJECT_NAME, SPACE_FILE, TOP_DIR, TRIAL_LOG, TRIALS_CSV,
                            append_trial_log, completed_ranking, project_dir, read_trials)
 
 LOCK_FILE = ".lock"
 TOP_K = 3
-
-
-class RunLockedError(RuntimeError):
-    """Another process is searching in the same run directory."""
-
-
-class SearchError(RuntimeError):
-    """The search could not run or stopped (e.g. too many consecutive failed trials)."""
 
 
 @dataclasses.dataclass
@@ -74,7 +67,24 @@ def _atomic_save_json(path: str, state: Any) -> None:
 
 
 class _HpsearchOracle:
-    """Oracle mixin: the textbook (default) values first, and state files written atomically."""
+    """Oracle mixin: the textbook (default) values first, state files written atomically, and a
+    resume that never retrains a finished trial.
+
+    KerasTuner 1.4.8's ``end_trial`` saves ``oracle.json`` *before* dropping the trial from
+    ``ongoing_trials``, and ``reload`` sends every ongoing trial to the retry queue: so the last
+    COMPLETED trial of a run was retrained on every resume. Saving again after ``end_trial`` and
+    filtering the retry queue on reload fixes both new and older run directories.
+    """
+
+    def end_trial(self, trial):
+        super().end_trial(trial)
+        self.save()
+
+    def reload(self):
+        super().reload()
+        finished = (kt.engine.trial.TrialStatus.COMPLETED, kt.engine.trial.TrialStatus.FAILED)
+        self._retry_queue = [trial_id for trial_id in self._retry_queue
+                             if self.trials[trial_id].status not in finished]
 
     def _random_values(self):
         defaults = kt.HyperParameters()

@@ -1,0 +1,205 @@
+"""`hpsearch tune` and `run_search` on tiny data: every tuner, YAML export, resume, kill -9, lock."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import keras_tuner as kt
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+import search_spaces
+from search_spaces.base import SearchSpace
+from tests.conftest import write_fashion_mnist
+from top_configs import read_top_config
+from tuner.cli import main
+from tuner.config import RunConfig
+from tuner.search import run_lock, run_search
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tune(runner, run_dir, data_dir, *extra, expect=0):
+    args = ["tune", "mlp", "--run-dir", str(run_dir), "--data-dir", str(data_dir),
+            "--subset", "all", "--max-epochs", "2", "--factor", "2", *extra]
+    result = runner.invoke(main, args, catch_exceptions=expect != 0)
+    assert result.exit_code == expect, result.output
+    return result
+
+
+@pytest.mark.parametrize("tuner_name", ["hyperband", "bayesian", "random"])
+def test_tune_runs_each_tuner_and_exports(tuner_name, tiny_data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    output = tune(CliRunner(), run_dir, tiny_data_dir, "--tuner", tuner_name,
+                  "--max-trials", "3").output
+    for name in ("run.yaml", "trials.csv", "search_space.json", "trial_log.jsonl", "kt/oracle.json"):
+        assert (run_dir / name).is_file(), name
+    trials = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
+    assert len(trials) == 3
+    assert list(trials.columns[:5]) == ["trial_id", "status", "score", "best_step", "epochs"]
+    assert {"learning_rate", "optimizer", "units_0", "seconds"} <= set(trials.columns)
+    # The textbook model is the first trial, with its exact values.
+    first = trials.iloc[0]
+    assert bool(first["is_textbook"]) and first["optimizer"] == "sgd" and first["units_0"] == 300
+    assert "[trial 1/3]" in output and "textbook" in output and "rank 1" in output
+    completed = int((trials["status"] == "COMPLETED").sum())
+    assert len(list((run_dir / "top_configs").glob("rank_*.yaml"))) == min(3, completed)
+
+
+def test_top_config_yaml_is_plain_ranked_and_round_trips(tiny_data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    tune(CliRunner(), run_dir, tiny_data_dir, "--tuner", "hyperband")
+    trials = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
+    best = trials[trials.status == "COMPLETED"].sort_values("score", ascending=False, kind="stable")
+    paths = sorted((run_dir / "top_configs").glob("rank_*.yaml"))
+    assert [p.name for p in paths] == ["rank_1.yaml", "rank_2.yaml", "rank_3.yaml"]
+    configs = [read_top_config(p) for p in paths]
+    assert [c.rank for c in configs] == [1, 2, 3]
+    assert [c.score for c in configs] == pytest.approx(best["score"].head(3).tolist())
+    assert [c.trial_id for c in configs] == best["trial_id"].head(3).tolist()
+    for path, config in zip(paths, configs):
+        document = yaml.safe_load(path.read_text())
+        assert not any(key.startswith("tuner/") for key in document["hyperparameters"])
+        assert all(type(v) in (int, float, str, bool) for v in document["hyperparameters"].values())
+        assert type(document["score"]) is float and type(document["epochs"]) is int
+        assert document["search_space"] == "mlp" and document["direction"] == "max"
+        assert document["objective"] == "val_accuracy" and document["dataset"] == "fashion_mnist"
+        # Writing it back gives the same file.
+        from top_configs import write_top_config
+        copy = write_top_config(tmp_path / "copy.yaml", config)
+        assert read_top_config(copy) == config and copy.read_text() == path.read_text()
+
+
+def test_resume_with_larger_budget_runs_only_new_trials(tiny_data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    runner = CliRunner()
+    tune(runner, run_dir, tiny_data_dir, "--tuner", "random", "--max-trials", "2")
+    before = {p.parent.name: p.read_text() for p in (run_dir / "kt").glob("trial_*/trial.json")}
+    output = tune(runner, run_dir, tiny_data_dir, "--tuner", "random", "--max-trials", "4").output
+    assert "Resuming a random search" in output and "2 already run" in output
+    after = {p.parent.name: p.read_text() for p in (run_dir / "kt").glob("trial_*/trial.json")}
+    assert len(after) == 4
+    assert all(after[name] == text for name, text in before.items())
+    log = [json.loads(line) for line in (run_dir / "trial_log.jsonl").read_text().splitlines()]
+    assert sorted(entry["trial_id"] for entry in log) == sorted(after_name[6:] for after_name in after)
+    # Once the budget is spent, running again trains nothing.
+    output = tune(runner, run_dir, tiny_data_dir, "--tuner", "random", "--max-trials", "4").output
+    assert "0 run now" in output
+
+
+def test_mismatched_resume_is_refused_with_the_differences(tiny_data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    runner = CliRunner()
+    tune(runner, run_dir, tiny_data_dir, "--tuner", "random", "--max-trials", "1")
+    result = tune(runner, run_dir, tiny_data_dir, "--tuner", "bayesian", "--max-trials", "1",
+                  "--seed", "5", expect=1)
+    assert result.output.startswith(
+        f"Error: Run directory {run_dir} was created with other settings, so resuming it would mix "
+        "incomparable trials:\n"
+        "  - tuner: run directory has 'random', this command asks for 'bayesian'\n"
+        "  - seed: run directory has 0, this command asks for 5\n")
+    assert "--overwrite" in result.output
+    # --overwrite starts again.
+    output = tune(runner, run_dir, tiny_data_dir, "--tuner", "bayesian", "--max-trials", "1",
+                  "--overwrite").output
+    assert "Starting a bayesian search" in output
+
+
+def test_second_process_on_the_same_run_dir_is_refused(tiny_data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    with run_lock(run_dir):
+        result = tune(CliRunner(), run_dir, tiny_data_dir, expect=1)
+    assert result.output.startswith(f"Error: Run directory {run_dir} is in use by another "
+                                    f"hpsearch process (pid {os.getpid()}, since ")
+    assert not (run_dir / "kt").exists()
+
+
+def test_unknown_space_and_bad_options_exit_2(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["tune", "mpl", "--run-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "'mpl' is not one of 'clock', 'cnn', 'mlp'" in result.output
+    result = runner.invoke(main, ["tune", "mlp", "--run-dir", str(tmp_path), "--subset", "lots"])
+    assert result.exit_code == 2 and "expected a count like 6000" in result.output
+    result = runner.invoke(main, ["tune", "mlp", "--run-dir", str(tmp_path), "--factor", "1"])
+    assert result.exit_code == 2
+
+
+def test_missing_dataset_exits_1_without_traceback(tmp_path, monkeypatch):
+    from datasets import fashion_mnist
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", tmp_path / "none")
+    result = CliRunner().invoke(main, ["tune", "mlp", "--run-dir", str(tmp_path / "run"),
+                                       "--data-dir", str(tmp_path / "empty")])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: Dataset 'fashion_mnist' was not found.")
+    assert "Traceback" not in result.output
+
+
+class _DivergingSpace(SearchSpace):
+    """Its default point scales the inputs by NaN, so the loss is NaN from the first step."""
+
+
+    name = "diverging"
+
+    def build(self, hp):
+        poisoned = hp.Boolean("poisoned", default=True)
+        scale = float("nan") if poisoned else 1.0
+        self._declare_batch_size(hp)
+        model = keras.Sequential([keras.Input(self.input_shape), keras.layers.Flatten(),
+                                  keras.layers.Rescaling(scale),
+                                  keras.layers.Dense(self.num_classes, activation="softmax")])
+        model.compile(optimizer=keras.optimizers.SGD(0.01), metrics=["accuracy"],
+                      loss="sparse_categorical_crossentropy")
+        return model
+
+
+def test_diverging_trial_is_recorded_failed_and_search_goes_on(tiny_data_dir, tmp_path):
+    search_spaces.register("diverging", _DivergingSpace)
+    lines = []
+    result = run_search(RunConfig(space="diverging", tuner="random", max_trials=2, max_epochs=2,
+                                  subset=None), tmp_path / "run", data_dir=tiny_data_dir,
+                        progress=lines.append)
+    statuses = result.trials.set_index("trial_id")["status"].tolist()
+    assert statuses == ["FAILED", "COMPLETED"]
+    assert "diverged" in result.trials["message"].iloc[0]
+    assert [c.hyperparameters["poisoned"] for c in result.top_configs] == [False]
+    assert any("-> FAILED" in line for line in lines)
+
+
+@pytest.mark.slow
+def test_resume_after_kill_minus_9_retrains_no_completed_trial(tmp_path):
+    data_dir = write_fashion_mnist(tmp_path / "data", train=3000, test=20)
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "tuner.cli", "tune", "mlp", "--run-dir", str(run_dir),
+               "--data-dir", str(data_dir), "--subset", "all", "--tuner", "random",
+               "--max-trials", "4", "--max-epochs", "8", "--quiet"]
+    env = {**os.environ, "HPSEARCH_NO_DOWNLOAD": "1"}
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    log = run_dir / "trial_log.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (log.exists() and log.read_text().count("\n") >= 1):
+        time.sleep(0.05)
+    time.sleep(1.0)  # well inside the second trial (8 epochs of 2,700 images)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    finished_before = [json.loads(line)["trial_id"] for line in log.read_text().splitlines()]
+    statuses = {json.loads(p.read_text())["trial_id"]: json.loads(p.read_text())["status"]
+                for p in (run_dir / "kt").glob("trial_*/trial.json")}
+    assert "RUNNING" in statuses.values(), f"the kill did not land inside a trial: {statuses}"
+    completed_before = {t for t, s in statuses.items() if s == "COMPLETED"}
+    assert completed_before and completed_before <= set(finished_before)
+
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    trained = [json.loads(line)["trial_id"] for line in log.read_text().splitlines()]
+    assert all(trained.count(trial_id) == 1 for trial_id in completed_before)
+    final = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
+    assert len(final) == 4 and set(final["status"]) == {"COMPLETED"}

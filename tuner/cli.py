@@ -1,0 +1,193 @@
+"""The ``hpsearch`` command line: thin click commands over the library."""
+from __future__ import annotations
+
+import functools
+import math
+import sys
+from pathlib import Path
+
+import click
+
+import tuner  # noqa: F401 - sets TensorFlow's log level before anything imports it
+from datasets import DatasetError, available_datasets
+from search_spaces import available_spaces
+from top_configs import TopConfigError
+from tuner.config import TUNERS, RunConfig, RunConfigError
+from tuner.errors import RunLockedError, SearchError
+
+# Every error a user can fix: shown as "Error: ..." with exit code 1, never a traceback.
+USER_ERRORS = (DatasetError, RunConfigError, RunLockedError, SearchError, TopConfigError,
+               ValueError, FileNotFoundError)
+
+
+class SubsetType(click.ParamType):
+    """A count of images (``6000``), a fraction (``0.1``) or ``all``."""
+
+    name = "subset"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, (int, float)):
+            return value
+        text = str(value).strip().lower()
+        if text in ("all", "none", "full"):
+            return None
+        try:
+            number = float(text)
+        except ValueError:
+            self.fail(f"expected a count like 6000, a fraction like 0.1, or 'all'; got {value!r}.",
+                      param, ctx)
+        if number <= 0:
+            self.fail(f"must be positive, got {value!r}.", param, ctx)
+        if number < 1:
+            return number
+        if number != int(number):
+            self.fail(f"a count must be a whole number, got {value!r}.", param, ctx)
+        return int(number)
+
+
+def user_errors(function):
+    """Turn the library's user-facing errors into click errors (exit code 1, no traceback)."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except USER_ERRORS as error:
+            raise click.ClickException(str(error)) from None
+    return wrapper
+
+
+def data_dir_option(function):
+    return click.option(
+        "--data-dir", type=click.Path(file_okay=False, path_type=Path), multiple=True,
+        help="Directory searched first for datasets (repeatable). Also: $HPSEARCH_DATA_DIR.",
+    )(function)
+
+
+def seed_option(function):
+    return click.option("--seed", type=int, default=0, show_default=True,
+                        help="Seed of the split, subset, tuner and weights.")(function)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="hpsearch")
+def main():
+    """Hyperparameter search for the textbook Fashion-MNIST / CIFAR-10 networks and the
+    tell-the-time clock CNN, on KerasTuner.
+
+    \b
+    Example:
+      hpsearch tune mlp --dataset fashion_mnist --run-dir runs/mlp
+      hpsearch transfer runs/mlp --dataset cifar10 --run-dir runs/mlp-cifar10
+      hpsearch report runs/mlp runs/mlp-cifar10 --out report/
+    """
+
+
+@main.command(short_help="Search a space (mlp, cnn, clock) on a dataset; resumable.")
+@click.argument("space", type=click.Choice(available_spaces()))
+@click.option("--dataset", type=click.Choice(available_datasets()), default="fashion_mnist",
+              show_default=True, help="Dataset to search on.")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Directory of the run; an existing run there is resumed.")
+@click.option("--tuner", "tuner_name", type=click.Choice(TUNERS), default="hyperband",
+              show_default=True, help="Search algorithm.")
+@click.option("--max-trials", type=click.IntRange(min=1), default=None,
+              help="Trials to run (bayesian/random: default 10; hyperband: a cap on its schedule).")
+@click.option("--max-epochs", type=click.IntRange(min=1), default=6, show_default=True,
+              help="Hyperband's largest epoch budget; epochs of a bayesian/random trial.")
+@click.option("--factor", type=click.IntRange(min=2), default=3, show_default=True,
+              help="Hyperband reduction factor.")
+@click.option("--hyperband-iterations", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Full Hyperband sweeps (raise it to extend a finished run).")
+@click.option("--executions-per-trial", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Trainings averaged per trial.")
+@click.option("--objective", default=None,
+              help="Metric to optimize (default: the space's own, val_accuracy; val_cse for clock).")
+@click.option("--direction", type=click.Choice(["max", "min"]), default=None,
+              help="Whether the objective is maximized or minimized (inferred when possible).")
+@click.option("--subset", type=SubsetType(), default="10000", show_default=True,
+              help="Training images used: a count, a fraction, or 'all'.")
+@click.option("--head", default=None, help="Clock space only: label representation.")
+@click.option("--overwrite", is_flag=True, help="Discard an existing run in --run-dir first.")
+@click.option("--quiet", is_flag=True, help="Print only the final summary.")
+@seed_option
+@data_dir_option
+@user_errors
+def tune(space, dataset, run_dir, tuner_name, max_trials, max_epochs, factor, hyperband_iterations,
+         executions_per_trial, objective, direction, subset, head, overwrite, quiet, seed, data_dir):
+    """Search SPACE (mlp, cnn, clock) on a dataset; resumes an existing --run-dir.
+
+    Writes run.yaml, trials.csv, the KerasTuner project and top_configs/rank_{1,2,3}.yaml, and
+    prints the top 3 next to the textbook model. The textbook model is always the first trial.
+
+    \b
+    Example:
+      hpsearch tune mlp --dataset fashion_mnist --run-dir runs/mlp --max-epochs 6 --subset 10000
+      hpsearch tune cnn --tuner bayesian --max-trials 8 --max-epochs 3 --subset 3000 --run-dir runs/cnn
+    """
+    from tuner.search import run_search
+
+    config = RunConfig(space=space, dataset=dataset, tuner=tuner_name, objective=objective,
+                       direction=direction, max_trials=max_trials, max_epochs=max_epochs,
+                       factor=factor, hyperband_iterations=hyperband_iterations,
+                       executions_per_trial=executions_per_trial, seed=seed, subset=subset,
+                       head=head)
+    result = run_search(config, run_dir, data_dir=list(data_dir) or None, overwrite=overwrite,
+                        progress=None if quiet else click.echo)
+    click.echo(format_summary(result))
+
+
+@main.command(short_help="Show where each dataset is found, or how to provide it.")
+@click.argument("names", nargs=-1, type=click.Choice(available_datasets()))
+@data_dir_option
+def data(names, data_dir):
+    """Look for datasets (default: fashion_mnist and cifar10) and print where each was found.
+
+    Exits with code 1 when one is missing, after saying every place tried and how to fix it.
+
+    \b
+    Example:
+      hpsearch data
+      hpsearch data cifar10 --data-dir ~/datasets
+    """
+    import datasets
+
+    missing = 0
+    for name in names or ("fashion_mnist", "cifar10"):
+        try:
+            click.echo(datasets.load(name, data_dir=list(data_dir) or None).summary())
+        except DatasetError as error:
+            missing += 1
+            click.echo(f"{name}: MISSING\n{error}", err=True)
+    if missing:
+        raise click.exceptions.Exit(1)
+
+
+def format_summary(result) -> str:
+    """The closing table of ``tune``: the top 3 next to the textbook model."""
+    config = result.config
+    trials = result.trials
+    done = int((trials["status"] == "COMPLETED").sum()) if len(trials) else 0
+    failed = int((trials["status"] == "FAILED").sum()) if len(trials) else 0
+    seconds = float(trials["seconds"].sum()) if len(trials) else 0.0
+    lines = [
+        "",
+        f"{len(trials)} trials ({done} completed, {failed} failed), {result.new_trials} run now, "
+        f"{seconds / 60:.1f} min of training in total. Run directory: {result.run_dir}",
+        f"{'':<10} {'trial':>6} {config.objective:>14} {'vs textbook':>12} {'epochs':>7}",
+    ]
+    textbook = result.textbook_score
+    if math.isfinite(textbook):
+        lines.append(f"{'textbook':<10} {'':>6} {textbook:>14.4f} {'':>12} {'':>7}")
+    for top in result.top_configs:
+        delta = f"{top.score - textbook:+.4f}" if math.isfinite(textbook) else "-"
+        lines.append(f"{'rank ' + str(top.rank):<10} {top.trial_id:>6} {top.score:>14.4f} "
+                     f"{delta:>12} {top.epochs:>7}")
+    if result.top_configs:
+        lines.append(f"Top configurations: {result.run_dir / 'top_configs'}/rank_*.yaml")
+    else:
+        lines.append("No trial completed, so no configuration was exported.")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
