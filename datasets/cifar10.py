@@ -7,7 +7,6 @@ Accepted layouts: a ``cifar-10-batches-py/`` directory, a directory holding the 
 from __future__ import annotations
 
 import functools
-import io
 import pickle
 import tarfile
 from pathlib import Path

@@ -27,7 +27,7 @@ def available_spaces() -> list[str]:
     return sorted(_SPACES)
 
 
-def get(name: str, **kwargs) -> SearchSpace:
+def get(name: str, **kwargs):
     """Instantiate a search space by name.
 
     Args:

@@ -24,7 +24,6 @@ internal ``tuner/*`` keys are not part of a configuration. Writing then reading 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -132,8 +131,6 @@ def read_top_config(path: str | os.PathLike) -> TopConfig:
         fields[key] = value
     if fields["direction"] not in ("max", "min"):
         raise TopConfigError(f"{path}: field 'direction' should be 'max' or 'min', got {fields['direction']!r}.")
-    if not math.isfinite(fields["score"]):
-        raise TopConfigError(f"{path}: field 'score' should be a finite number, got {fields['score']}.")
     head = document.get("head")
     if head is not None and not isinstance(head, str):
         raise TopConfigError(f"{path}: field 'head' should be a string or null, got {head!r}.")

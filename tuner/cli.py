@@ -136,6 +136,48 @@ def tune(space, dataset, run_dir, tuner_name, max_trials, max_epochs, factor, hy
     click.echo(format_summary(result))
 
 
+@main.command(short_help="Retrain the top configurations on another dataset; test accuracy.")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--dataset", type=click.Choice(["cifar10", "fashion_mnist"]), default="cifar10",
+              show_default=True, help="Target dataset (the source dataset gives test numbers there).")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Output directory; an existing transfer there is resumed.")
+@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Trainings per configuration (mean and std are reported).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Epoch budget (default: the largest of the configurations' own).")
+@click.option("--patience", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Early stopping patience on the target's validation accuracy.")
+@click.option("--subset", type=SubsetType(), default="all", show_default=True,
+              help="Target training images: a count, a fraction, or 'all'.")
+@click.option("--no-textbook", is_flag=True, help="Leave out the textbook baseline row.")
+@click.option("--overwrite", is_flag=True, help="Discard earlier results in --run-dir.")
+@data_dir_option
+@user_errors
+def transfer(sources, dataset, run_dir, seeds, epochs, patience, subset, no_textbook, overwrite,
+             data_dir):
+    """Retrain SOURCES (tune run directories or top-config YAML files) on --dataset.
+
+    Each configuration is rebuilt for the target's input shape and classes, trained with early
+    stopping on the target's validation split and evaluated once on its test set. Writes
+    transfer.csv (one row per configuration and seed), summary.csv and transfer.yaml.
+
+    \b
+    Example:
+      hpsearch transfer runs/mlp --dataset cifar10 --run-dir runs/mlp-cifar10 --seeds 3
+      hpsearch transfer runs/mlp/top_configs/rank_1.yaml --dataset fashion_mnist --run-dir runs/mlp-test
+    """
+    from tuner.transfer import TransferSettings, format_transfer_table, run_transfer
+
+    settings = TransferSettings(dataset=dataset, seeds=seeds, epochs=epochs, patience=patience,
+                                subset=subset, include_textbook=not no_textbook)
+    result = run_transfer(sources, run_dir, settings, data_dir=list(data_dir) or None,
+                          overwrite=overwrite, progress=click.echo)
+    click.echo("")
+    click.echo(format_transfer_table(result.summary))
+    click.echo(f"Results: {run_dir / 'transfer.csv'}, {run_dir / 'summary.csv'}")
+
+
 @main.command(short_help="Show where each dataset is found, or how to provide it.")
 @click.argument("names", nargs=-1, type=click.Choice(available_datasets()))
 @data_dir_option

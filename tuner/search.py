@@ -21,16 +21,16 @@ from typing import Any, Callable
 
 import keras
 import keras_tuner as kt
-import numpy as np
 
 import datasets
 import search_spaces
 from top_configs import TopConfig, plain_value, strip_internal_keys, write_top_config
-from tuner.config import (RunConfig, RunConfigError, describe_mismatch, read_run_config,
-                          write_run_config)
+from tuner.config import (RunConfig, RunConfigError, describe_mismatch, hyperband_schedule,
+                          read_run_config, write_run_config)
 from tuner.errors import RunLockedError, SearchError
 from tuner.results import (PROJECT_NAME, SPACE_FILE, TOP_DIR, TRIAL_LOG, TRIALS_CSV,
-                           append_trial_log, completed_ranking, project_dir, read_trials)
+                           append_trial_log, completed_ranking, project_dir, read_trial_log,
+                           read_trials)
 
 LOCK_FILE = ".lock"
 TOP_K = 3
@@ -131,6 +131,8 @@ class _TrackedTuner:
         self._epochs_this_call = 0
         self._trial_started = 0.0
         self._trial_epochs = 0
+        self._epochs_before = sum(int(entry.get("epochs") or 0)
+                                  for entry in read_trial_log(run_dir).values())
 
     def save(self):
         _atomic_save_json(self._get_tuner_fname(), self.get_state())
@@ -149,7 +151,7 @@ class _TrackedTuner:
         shown = ", ".join(f"{k}={_short(v)}" for k, v in strip_internal_keys(values).items())
         self._progress(
             f"[trial {position}/{self._config.trial_budget}]{where} | elapsed "
-            f"{_clock(time.monotonic() - self._search_started)}, left ~{self._eta_text(position)}"
+            f"{format_duration(time.monotonic() - self._search_started)}, left ~{self._eta_text(position)}"
             f" | best {best}\n    {shown}"
         )
 
@@ -195,11 +197,19 @@ class _TrackedTuner:
         return f"{best[0].score:.4f}" if best and best[0].score is not None else "-"
 
     def _eta_text(self, position: int) -> str:
+        """Time left: Hyperband by epochs (its later trials train longer), others by trials."""
         if not self._trials_this_call:
             return "?"
-        remaining = max(self._config.trial_budget - position + 1, 0)
+        config = self._config
+        if config.tuner == "hyperband" and not config.max_trials and self._epochs_this_call:
+            total_epochs = hyperband_schedule(config.max_epochs, config.factor,
+                                              config.hyperband_iterations)[1]
+            done = self._epochs_before + self._epochs_this_call
+            per_epoch = self._seconds_this_call / self._epochs_this_call
+            return format_duration(per_epoch * max(total_epochs - done, 0))
+        remaining = max(config.trial_budget - position + 1, 0)
         per_trial = self._seconds_this_call / self._trials_this_call
-        return _clock(per_trial * remaining)
+        return format_duration(per_trial * remaining)
 
 
 class _HyperbandTuner(_TrackedTuner, kt.tuners.Hyperband):
@@ -228,7 +238,8 @@ class _RandomTuner(_TrackedTuner, kt.Tuner):
 _TUNER_CLASSES = {"hyperband": _HyperbandTuner, "bayesian": _BayesianTuner, "random": _RandomTuner}
 
 
-def _clock(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
+    """Seconds as H:MM:SS."""
     seconds = int(round(seconds))
     return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
