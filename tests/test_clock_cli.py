@@ -1,0 +1,154 @@
+"""``hpsearch clock`` commands through click's CliRunner, and the comparison library behind them."""
+from __future__ import annotations
+
+import json
+import warnings
+
+import click
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from datasets.clock_render import time_labels
+from tuner import clock as clock_tuner
+from tuner.clock import ComparisonConfig, compare_heads, parse_assignments
+from tuner.clock_cli import clock_group
+
+TINY_BACKBONE = ["--set", "conv_blocks=2", "--set", "filters=16", "--set", "dense_units=64"]
+
+
+@pytest.fixture(autouse=True)
+def _seeded(monkeypatch, tmp_path):
+    keras.utils.set_random_seed(0)
+    warnings.filterwarnings("ignore", message=".*currentThread.*", category=DeprecationWarning)
+    monkeypatch.setenv("HPSEARCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("HPSEARCH_DATA_DIR", raising=False)
+
+
+@pytest.fixture
+def clock_files(tmp_path):
+    """40 images of 75x75 in the assignment's on-disk format."""
+    directory = tmp_path / "clock-data"
+    directory.mkdir()
+    rng = np.random.default_rng(0)
+    np.save(directory / "images.npy", rng.integers(0, 256, (40, 75, 75), dtype=np.uint8))
+    np.save(directory / "labels.npy", time_labels(40))
+    return directory
+
+
+def _commands(group: click.Group):
+    yield group
+    for command in group.commands.values():
+        yield from (_commands(command) if isinstance(command, click.Group) else [command])
+
+
+def test_every_command_has_help_with_an_example():
+    for command in _commands(clock_group):
+        assert command.help and "Example:" in command.help, command.name
+        assert any(line.strip().startswith("Example:") for line in command.help.splitlines())
+
+
+def test_render_writes_the_files(tmp_path):
+    out = tmp_path / "rendered"
+    result = CliRunner().invoke(clock_group, ["render", "--count", "12", "--size", "75",
+                                              "--processes", "1", "--out", str(out)],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "Rendered 12 clocks of 75x75" in result.output
+    assert np.load(out / "images.npy").shape == (12, 75, 75)
+    assert np.load(out / "labels.npy").shape == (12, 2)
+    assert (out / "preview.png").is_file()
+
+
+@pytest.mark.parametrize("arguments", [
+    ["render", "--size", "64", "--out", "x"],
+    ["render", "--count", "0", "--out", "x"],
+    ["render", "--count", "5"],
+    ["compare", "--head", "ordinal", "--out", "x"],
+    ["compare", "--epochs", "0", "--out", "x"],
+    ["compare", "--num-classes", "1000", "--out", "x"],
+    ["compare", "--data-dir", "/nonexistent/clock", "--out", "x"],
+])
+def test_bad_options_exit_2(arguments):
+    result = CliRunner().invoke(clock_group, arguments)
+    assert result.exit_code == 2, result.output
+
+
+def test_compare_trains_each_head_writes_the_table_and_resumes(tmp_path, clock_files, monkeypatch):
+    out = tmp_path / "compare"
+    arguments = ["compare", "--data-dir", str(clock_files), "--epochs", "1", "--head", "periodic",
+                 "--head", "classification", "--num-classes", "24", *TINY_BACKBONE,
+                 "--out", str(out)]
+    result = CliRunner().invoke(clock_group, arguments, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "| classification-24 |" in result.output and "Best:" in result.output
+    table = pd.read_csv(out / "comparison.csv")
+    assert list(table["head"]) == ["periodic", "classification-24"]
+    assert list(table.columns) == clock_tuner.TABLE_COLUMNS
+    assert (table["test_images"] == 8).all() and (table["train_images"] == 32).all()
+    assert table["cse_mean"].between(0, 360).all() and (table["parameters"] > 0).all()
+    report = json.loads((out / "comparison.json").read_text())
+    assert report["best"]["head"] in {"periodic", "classification-24"}
+    assert yaml.safe_load((out / "config.yaml").read_text())["num_classes"] == [24]
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished head was trained again")
+
+    monkeypatch.setattr(clock_tuner, "_run_head", no_training)
+    again = CliRunner().invoke(clock_group, arguments, catch_exceptions=False)
+    assert again.exit_code == 0
+    pd.testing.assert_frame_equal(pd.read_csv(out / "comparison.csv"), table)
+
+
+def test_compare_refuses_a_folder_of_another_configuration(tmp_path, clock_files):
+    out = tmp_path / "compare"
+    out.mkdir()
+    (out / "config.yaml").write_text(yaml.safe_dump({**ComparisonConfig().to_dict(), "epochs": 99}))
+    result = CliRunner().invoke(clock_group, ["compare", "--data-dir", str(clock_files),
+                                              "--epochs", "1", "--out", str(out)])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == (
+        f"Error: {out} holds a comparison with other settings (data_dir, epochs differ). "
+        f"Use another output folder, or delete {out} to start again.")
+
+
+@pytest.mark.parametrize("arguments,message", [
+    (["--num-classes", "7"], "Error: num_classes must divide 720 (e.g. 24, 72, 144, 360, 720), got 7."),
+    (["--set", "filtres=16"], "Error: Unknown hyperparameter(s) filtres."),
+    (["--set", "filters"], "Error: Expected NAME=VALUE (e.g. filters=32), got 'filters'."),
+])
+def test_compare_library_errors_exit_1(tmp_path, clock_files, arguments, message):
+    result = CliRunner().invoke(clock_group, ["compare", "--data-dir", str(clock_files),
+                                              *arguments, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1].startswith(message)
+
+
+def test_compare_with_missing_clock_files_exits_1(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = CliRunner().invoke(clock_group, ["compare", "--data-dir", str(empty),
+                                              "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert "Error: Dataset 'clock' was not found." in result.output
+
+
+def test_compare_heads_tunes_when_asked(tmp_path, clock_files):
+    from datasets.clock import load_clock
+
+    data = load_clock(data_dir=clock_files, size=75, split="tuning")
+    config = ComparisonConfig(heads=("regression",), epochs=1, trials=2,
+                              hyperparameters=parse_assignments(
+                                  ["conv_blocks=2", "filters=16", "dense_units=64"]))
+    table = compare_heads(config, tmp_path / "tuned", data=data)
+    assert list(table["head"]) == ["regression"] and len(table) == 1
+    assert len(list((tmp_path / "tuned" / "tuning" / "regression").glob("trial_*"))) == 2
+
+
+def test_parse_assignments_reads_yaml_values():
+    assert parse_assignments(["filters=32", "batch_norm=false", "learning_rate=0.01",
+                              "optimizer=sgd"]) == {"filters": 32, "batch_norm": False,
+                                                    "learning_rate": 0.01, "optimizer": "sgd"}

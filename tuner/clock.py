@@ -1,0 +1,245 @@
+"""Compare label representations for telling the time: every head, same backbone, budget and data.
+
+>>> from tuner.clock import ComparisonConfig, compare_heads
+>>> table = compare_heads(ComparisonConfig(size=75, epochs=10), out_dir="runs/clock-75")
+>>> table[["head", "cse_mean", "cse_median"]]
+
+Writes into ``out_dir``: ``config.yaml`` (the run configuration), ``heads/<head>.json`` (one result
+per head, written when the head finishes, so an interrupted comparison resumes with the heads still
+missing), ``comparison.csv``, ``comparison.json`` and ``comparison.md`` (the table).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import keras
+import keras_tuner as kt
+import numpy as np
+import pandas as pd
+import yaml
+
+from datasets.clock import load_clock
+from search_spaces.clock import (HEADS, HYPERPARAMETER_NAMES, ClockHyperModel, error_summary,
+                                 labels_to_minutes)
+
+TABLE_COLUMNS = ["head", "outputs", "loss", "cse_mean", "cse_median", "within_1min",
+                 "within_5min", "seconds_per_epoch", "parameters", "epochs", "train_images",
+                 "test_images"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ComparisonConfig:
+    """One comparison of heads; written to ``config.yaml`` next to the results."""
+
+    size: int = 75                      # 75 or 150, the assignment's two image sizes
+    split: str = "final"                # 80/20: final numbers on the held-out 20%
+    heads: tuple[str, ...] = HEADS      # every representation the issue names
+    num_classes: tuple[int, ...] = (720,)  # one classification row per class count
+    epochs: int = 10                    # same budget for every head
+    subset: int | None = None           # images used of the whole set, before the split; None = all
+    trials: int = 0                     # 0: train each head's default point; n: random search n
+    seed: int = 0                       # data split, weight initialization and search seed
+    count: int = 18000                  # rendered set size when no real files are given
+    data_dir: str | None = None         # the assignment's files, else the rendered stand-in
+    hyperparameters: dict = dataclasses.field(default_factory=dict)  # backbone values fixed for all
+    steps_per_execution: int = 32       # as SearchSpace: per-step overhead dominates on CPU
+
+    def __post_init__(self):
+        unknown = [head for head in self.heads if head not in HEADS]
+        if unknown or not self.heads:
+            raise ValueError(f"Unknown head(s) {unknown or '(none given)'}. Expected some of: "
+                             f"{', '.join(HEADS)}.")
+        for classes in self.num_classes:
+            if classes < 2 or 720 % classes:
+                raise ValueError(f"num_classes must divide 720 (e.g. 24, 72, 144, 360, 720), got "
+                                 f"{classes}.")
+        unknown = sorted(set(self.hyperparameters) - set(HYPERPARAMETER_NAMES))
+        if unknown:
+            raise ValueError(f"Unknown hyperparameter(s) {', '.join(unknown)}. Expected some of: "
+                             f"{', '.join(HYPERPARAMETER_NAMES)}.")
+        if self.epochs < 1 or self.trials < 0:
+            raise ValueError(f"epochs must be >= 1 and trials >= 0, got {self.epochs} and "
+                             f"{self.trials}.")
+
+    def runs(self) -> list[tuple[str, str, int]]:
+        """(row label, head, num_classes) of every row, in table order."""
+        rows = []
+        for head in self.heads:
+            if head == "classification":
+                rows += [(f"classification-{classes}", head, classes) for classes in self.num_classes]
+            else:
+                rows.append((head, head, 720))
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        values["heads"] = list(self.heads)
+        values["num_classes"] = list(self.num_classes)
+        return values
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Training seconds of every epoch: from its start to its last training step (so the
+    validation predictions made at the end of the epoch are not counted)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: list[float] = []
+        self._start = self._last = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = self._last = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._last = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(self._last - self._start)
+
+
+def compare_heads(config: ComparisonConfig, out_dir: str | os.PathLike, verbose: int = 0,
+                  data=None) -> pd.DataFrame:
+    """Train (or tune) every head on the same data and budget; write and return the table.
+
+    Args:
+        config: what to compare.
+        out_dir: results folder; heads already finished there with the same configuration are
+            read back instead of trained again.
+        verbose: Keras verbosity of the training runs (0 silent).
+        data: a clock ``Dataset`` to use instead of loading one from ``config`` (notebooks, tests).
+
+    Returns:
+        The comparison table, one row per head, columns ``TABLE_COLUMNS``.
+
+    Raises:
+        ValueError: ``out_dir`` holds results of a different configuration.
+        DatasetError: the data cannot be loaded.
+    """
+    out = Path(out_dir)
+    _check_or_write_config(out, config)
+    if data is None:
+        data = load_clock(data_dir=config.data_dir, size=config.size, split=config.split,
+                          seed=config.seed, subset=config.subset, count=config.count)
+    rows = []
+    for label, head, classes in config.runs():
+        path = out / "heads" / f"{label}.json"
+        if path.is_file():
+            rows.append(json.loads(path.read_text())["row"])
+            continue
+        result = _run_head(config, data, label, head, classes, out, verbose)
+        _write_json(path, result)
+        rows.append(result["row"])
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    table.to_csv(out / "comparison.csv", index=False)
+    best = table.loc[table["cse_mean"].idxmin()]
+    _write_json(out / "comparison.json", {
+        "config": config.to_dict(), "data": data.summary(), "split": data.description,
+        "rows": table.to_dict(orient="records"),
+        "best": {"head": str(best["head"]), "cse_mean": float(best["cse_mean"])}})
+    (out / "comparison.md").write_text(format_table(table) + "\n")
+    return table
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """The comparison as a Markdown table (errors in minutes, shares in %)."""
+    lines = ["| head | outputs | loss | mean CSE (min) | median | within 1 min | within 5 min "
+             "| s/epoch | parameters |", "|" + "---|" * 9]
+    for row in table.itertuples(index=False):
+        lines.append(f"| {row.head} | {row.outputs} | {row.loss} | {row.cse_mean:.1f} | "
+                     f"{row.cse_median:.1f} | {row.within_1min:.1%} | {row.within_5min:.1%} | "
+                     f"{row.seconds_per_epoch:.1f} | {row.parameters:,} |")
+    return "\n".join(lines)
+
+
+def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: int, out: Path,
+              verbose: int) -> dict[str, Any]:
+    keras.utils.set_random_seed(config.seed)
+    hypermodel = ClockHyperModel(data.input_shape, head=head,
+                                 num_classes=classes if head == "classification" else None,
+                                 steps_per_execution=config.steps_per_execution)
+    hp = _fixed_hyperparameters(config.hyperparameters)
+    if config.trials:
+        tuner = kt.RandomSearch(hypermodel, objective=kt.Objective("val_cse", "min"),
+                                max_trials=config.trials, hyperparameters=hp,
+                                directory=str(out / "tuning"), project_name=label,
+                                seed=config.seed, overwrite=False)
+        tuner.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
+                     epochs=config.epochs, verbose=verbose)
+        hp = tuner.get_best_hyperparameters(1)[0]
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(config.seed)
+    model = hypermodel.build(hp)
+    timer = EpochTimer()
+    history = hypermodel.fit(hp, model, data.x_train, data.y_train,
+                             validation_data=(data.x_val, data.y_val), epochs=config.epochs,
+                             callbacks=[timer], verbose=verbose)
+    predicted = hypermodel.predict_minutes(model, data.x_test)
+    summary = error_summary(labels_to_minutes(data.y_test), predicted)
+    clock_head = model.clock_head
+    # The first epoch also traces the graphs; the median is the steady training speed.
+    row = {"head": label, "outputs": clock_head.describe_outputs(),
+           "loss": clock_head.describe_loss(), **summary,
+           "seconds_per_epoch": float(statistics.median(timer.seconds)),
+           "parameters": int(model.count_params()), "epochs": config.epochs,
+           "train_images": len(data.x_train), "test_images": len(data.x_test)}
+    keras.backend.clear_session()
+    return {"row": row, "hyperparameters": _plain(hp.values),
+            "history": {key: [float(v) for v in values] for key, values in history.history.items()},
+            "epoch_seconds": timer.seconds}
+
+
+def _fixed_hyperparameters(values: dict) -> kt.HyperParameters:
+    hp = kt.HyperParameters()
+    for name, value in values.items():
+        hp.Fixed(name, value)
+    return hp
+
+
+def _check_or_write_config(out: Path, config: ComparisonConfig) -> None:
+    path = out / "config.yaml"
+    wanted = config.to_dict()
+    if path.is_file():
+        found = yaml.safe_load(path.read_text())
+        if found != wanted:
+            changed = sorted(key for key in set(found) | set(wanted) if found.get(key) != wanted.get(key))
+            raise ValueError(
+                f"{out} holds a comparison with other settings ({', '.join(changed)} differ). "
+                f"Use another output folder, or delete {out} to start again.")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(wanted, sort_keys=False))
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".partial")
+    temporary.write_text(json.dumps(_plain(value), indent=2))
+    os.replace(temporary, path)
+
+
+def _plain(value: Any) -> Any:
+    # KerasTuner and pandas hand back numpy scalars, which JSON and YAML reject.
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def parse_assignments(pairs: Sequence[str]) -> dict[str, Any]:
+    """``["filters=32", "batch_norm=false"]`` -> ``{"filters": 32, "batch_norm": False}`` (YAML values)."""
+    values = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"Expected NAME=VALUE (e.g. filters=32), got {pair!r}.")
+        values[name.strip()] = yaml.safe_load(text)
+    return values

@@ -1,0 +1,101 @@
+"""``hpsearch clock``: render the clock set and compare label representations.
+
+Each command is a short function over ``datasets.clock_render`` / ``tuner.clock``.
+"""
+from __future__ import annotations
+
+import time
+
+import click
+
+from datasets.clock_render import write_dataset
+from datasets.errors import DatasetError
+from search_spaces.clock import HEADS
+from tuner.clock import ComparisonConfig, compare_heads, format_table, parse_assignments
+
+
+def _size_option(default: int):
+    return click.option("--size", type=click.Choice(["75", "150"]), default=str(default),
+                        show_default=True, callback=lambda ctx, param, value: int(value),
+                        help="Image side in pixels.")
+
+
+@click.group(name="clock")
+def clock_group():
+    """Tell the time: render the clock images, compare label representations (heads).
+
+    Example: hpsearch clock render --count 18000 --size 150 --seed 0 --out data/clock-150
+    """
+
+
+@clock_group.command("render")
+@click.option("--count", type=click.IntRange(min=1), default=18000, show_default=True,
+              help="Images to render, spread evenly over the 720 minutes (18,000 = 25 each).")
+@_size_option(150)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the rendered set.")
+@click.option("--processes", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Worker processes.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="Folder to write images.npy, labels.npy and preview.png into.")
+def render_command(count, size, seed, processes, out_dir):
+    """Render the clock stand-in set: images.npy (N x S x S uint8), labels.npy (N x 2 hour,
+    minute) and a preview sheet.
+
+    Example: hpsearch clock render --count 18000 --size 150 --seed 0 --out data/clock-150
+    """
+    start = time.perf_counter()
+    try:
+        paths = write_dataset(out_dir, count=count, size=size, seed=seed, processes=processes)
+    except (ValueError, OSError) as error:
+        raise click.ClickException(str(error)) from error
+    seconds = time.perf_counter() - start
+    click.echo(f"Rendered {count} clocks of {size}x{size} in {seconds:.1f} s "
+               f"({count / seconds:.0f} images/s).")
+    for path in paths.values():
+        click.echo(f"  {path}")
+
+
+@clock_group.command("compare")
+@_size_option(75)
+@click.option("--split", type=click.Choice(["final", "tuning"]), default="final", show_default=True,
+              help="final: 80/20, scored on the held-out 20%; tuning: 80/10/10, scored on test.")
+@click.option("--head", "heads", type=click.Choice(list(HEADS)), multiple=True,
+              help="Head to compare (repeatable; default: all four).")
+@click.option("--num-classes", type=click.IntRange(2, 720), multiple=True,
+              help="Class count of the classification head, a divisor of 720 (repeatable, one "
+                   "row each; default 720).")
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Training epochs of every head.")
+@click.option("--subset", type=click.IntRange(min=1), default=None,
+              help="Images of the whole set to use before splitting (default: all).")
+@click.option("--trials", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Random-search trials per head before training its best point (0: defaults).")
+@click.option("--set", "assignments", multiple=True, metavar="NAME=VALUE",
+              help="Fix a backbone hyperparameter for every head, e.g. --set filters=16.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Split and training seed.")
+@click.option("--count", type=click.IntRange(min=1), default=18000, show_default=True,
+              help="Size of the rendered set used when --data-dir is not given.")
+@click.option("--data-dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Folder with the assignment's images.npy and labels.npy (default: rendered).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="Results folder (finished heads are reused when rerun).")
+@click.option("-v", "--verbose", count=True, help="Show Keras training progress.")
+def compare_command(size, split, heads, num_classes, epochs, subset, trials, assignments, seed,
+                    count, data_dir, out_dir, verbose):
+    """Train every head with the same backbone, budget and data; write comparison.csv/.json/.md.
+
+    Example: hpsearch clock compare --size 75 --subset 7500 --epochs 6 --out runs/clock-75
+    """
+    try:
+        config = ComparisonConfig(
+            size=size, split=split, heads=tuple(heads) or HEADS,
+            num_classes=tuple(num_classes) or (720,), epochs=epochs, subset=subset, trials=trials,
+            seed=seed, count=count, data_dir=data_dir,
+            hyperparameters=parse_assignments(assignments))
+        table = compare_heads(config, out_dir, verbose=2 if verbose else 0)
+    except (ValueError, DatasetError) as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(format_table(table))
+    best = table.loc[table["cse_mean"].idxmin()]
+    click.echo(f"Best: {best['head']}, mean common-sense error {best['cse_mean']:.1f} min. "
+               f"Written to {out_dir}/comparison.csv")
