@@ -12,7 +12,7 @@ from pathlib import Path
 # Runnable from a checkout without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets.clock_render import SIZES, render_images, time_labels
+from datasets.clock_render import SIZES, render_images, time_labels  # noqa: E402
 
 FULL_SET = 18000
 

@@ -53,7 +53,8 @@ def locate(data_dir=None, download: bool | None = None) -> tuple[Path, list[str]
                 return found, tried
         tried.append(f"{base} (and its subfolders {', '.join(s for s in _SUBDIRS if s)})")
     cache = keras_cache_dir()
-    for directory in (cache / BATCH_DIR, cache):
+    # Keras 3.x extracts into cifar-10-batches-py-target/; older Keras into cifar-10-batches-py/.
+    for directory in (cache / BATCH_DIR, cache / f"{BATCH_DIR}-target" / BATCH_DIR, cache):
         found = _candidate(directory)
         if found:
             return found, tried
@@ -106,8 +107,7 @@ def _decode_batch(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
         )
     if labels.size and (labels.min() < 0 or labels.max() > 9):
         raise DatasetFormatError(f"{name}: labels outside 0-9 ({labels.min()}..{labels.max()}).")
-    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(images), labels
+    return data.reshape(-1, 3, 32, 32), labels
 
 
 def _reader(location: Path) -> Callable[[str], bytes]:
@@ -142,9 +142,13 @@ def _read(location: Path) -> RawDataset:
             class_names = names
     except Exception:  # noqa: BLE001 - batches.meta is optional; the standard names apply
         pass
+    # Channel-last views of the channel-first rows: the copy happens once, when the splits are
+    # indexed and scaled to float32, instead of a slow uint8 transpose here.
     return RawDataset(
-        x_train=np.concatenate([x for x, _ in train]), y_train=np.concatenate([y for _, y in train]),
-        x_test=x_test, y_test=y_test, class_names=class_names, source=str(location),
+        x_train=np.concatenate([x for x, _ in train]).transpose(0, 2, 3, 1),
+        y_train=np.concatenate([y for _, y in train]),
+        x_test=x_test.transpose(0, 2, 3, 1), y_test=y_test, class_names=class_names,
+        source=str(location),
     )
 
 
