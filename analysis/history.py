@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.ranges import ranked_configurations, _check_direction, _format_value
+from analysis.ranges import _check_direction, _format_value, ranked_configurations
 from tuner.results import completed_ranking, hyperparameter_columns
 
 HISTORY_COLUMNS = ["trial_number", "trial_id", "status", "score", "best_so_far", "is_new_best",

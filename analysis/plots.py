@@ -46,6 +46,26 @@ def score_label(objective: str, direction: str) -> str:
     return f"{objective} ({'higher' if direction == 'max' else 'lower'} is better)"
 
 
+def score_limits(scores: pd.Series, direction: str) -> tuple[float, float] | None:
+    """Score axis limits that keep the good trials readable: a few diverged trials far below the
+    rest (above, for "min") would otherwise squash them. None: no trial is that far off."""
+    values = pd.to_numeric(scores, errors="coerce").dropna().to_numpy(dtype=float)
+    if len(values) < 5:
+        return None
+    if direction == "min":
+        values = -values
+    good, typical, worst = values.max(), np.percentile(values, 10), values.min()
+    core = max(good - typical, 1e-12)
+    if typical - worst <= core:
+        return None
+    low, high = typical - 0.5 * core, good + 0.08 * core
+    return (low, high) if direction == "max" else (-high, -low)
+
+
+def _clip_scores(scores: pd.Series, limits) -> pd.Series:
+    return scores if limits is None else scores.clip(limits[0], limits[1])
+
+
 def plot_history(history: pd.DataFrame, objective: str, direction: str) -> Figure:
     """Best score so far against trials run and against epochs trained (two panels).
 
@@ -56,6 +76,8 @@ def plot_history(history: pd.DataFrame, objective: str, direction: str) -> Figur
     """
     _theme()
     figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True, layout="constrained")
+    limits = score_limits(history["score"], direction)
+    history = history.assign(score=_clip_scores(history["score"], limits))
     for ax, x, xlabel in ((axes[0], "trial_number", "trials run"),
                           (axes[1], "cumulative_epochs", "epochs trained, all trials so far")):
         done = history[history["score"].notna()]
@@ -74,6 +96,11 @@ def plot_history(history: pd.DataFrame, objective: str, direction: str) -> Figur
                        s=40, label="failed / unfinished", zorder=3)
         ax.set_xlabel(xlabel)
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, nbins=8))
+    if limits is not None:
+        margin = 0.03 * (limits[1] - limits[0])
+        axes[0].set_ylim(limits[0] - margin, limits[1] + margin)
+        figure.text(0.99, 0.002, "Scores beyond the axis are drawn at its edge.", fontsize=7,
+                    ha="right", color="#555555")
     axes[0].set_ylabel(score_label(objective, direction))
     axes[0].set_title("Best score against trials")
     axes[1].set_title("Best score against epochs spent")
@@ -106,13 +133,16 @@ def plot_scores_by_hyperparameter(trials: pd.DataFrame, space: list[dict[str, An
     rows = max(1, math.ceil(len(space) / PANEL_COLUMNS))
     figure, axes = plt.subplots(rows, PANEL_COLUMNS, figsize=(13, 2.7 * rows + 0.5),
                                 sharey=True, layout="constrained", squeeze=False)
+    limits = score_limits(trials["score"], direction) if "score" in trials else None
+    trials = trials.assign(score=_clip_scores(trials["score"], limits))
     best_id = str(trials["trial_id"].iloc[0]) if not trials.empty else None
     group = trials["trial_id"].astype(str).map(
         lambda trial_id: "best trial" if trial_id == best_id
         else "top trials" if trial_id in top_ids else "other trials")
     for ax, spec in zip(axes.flat, space):
         name = spec["name"]
-        mask = active_mask(trials, spec, full_space) if name in trials else pd.Series(False, trials.index)
+        mask = active_mask(trials, spec, full_space) if name in trials \
+            else pd.Series(False, index=trials.index)
         ax.set_title(f"{name} ({int(mask.sum())} trials)", fontsize=9)
         ax.set_xlabel("")
         if not mask.any():
@@ -157,6 +187,11 @@ def plot_scores_by_hyperparameter(trials: pd.DataFrame, space: list[dict[str, An
         ax.set_ylabel(score_label(objective, direction) if ax in axes[:, 0] else "")
     for ax in list(axes.flat)[len(space):]:
         ax.set_visible(False)
+    if limits is not None:
+        margin = 0.03 * (limits[1] - limits[0])
+        axes[0, 0].set_ylim(limits[0] - margin, limits[1] + margin)
+        figure.text(0.99, 0.002, "Scores beyond the axis are drawn at its edge.", fontsize=7,
+                    ha="right", color="#555555")
     handles = [matplotlib.lines.Line2D([], [], marker="*" if label == "best trial" else "o",
                                        markersize=11 if label == "best trial" else 6,
                                        linestyle="", color=color, label=label)

@@ -23,6 +23,9 @@ TRIALS_PER_BIN = 6
 MAX_IMPORTANCE_BINS = 10
 # Fewer distinct values than this and an Int/ordered hyperparameter is grouped by value, not binned.
 MAX_GROUPS_BY_VALUE = 8
+# Fewer active trials than this, or fewer trials than groups plus this margin: importance is NaN.
+MIN_IMPORTANCE_TRIALS = 6
+MIN_SPARE_TRIALS = 3
 # A suggested range reaches this share of the top trials' spread beyond them on each side.
 RANGE_MARGIN = 0.1
 
@@ -109,7 +112,7 @@ def _active_mask(trials, spec, by_name, depth) -> pd.Series:
     if name not in trials.columns:
         return pd.Series(False, index=trials.index)
     mask = trials[name].notna()
-    if depth > 20:  # a condition cycle cannot come from KerasTuner; stop rather than recurse forever
+    if depth > 20:  # a condition cycle cannot come from KerasTuner; stop, never recurse forever
         return mask
     for condition in spec.get("conditions") or []:
         parent = condition["name"]
@@ -139,9 +142,11 @@ def importance(scores: pd.Series, values: pd.Series, spec: dict[str, Any]) -> fl
     """Share of the score's variance explained by one hyperparameter, in [0, 1].
 
     Estimator: Kelley's epsilon-squared, the bias-corrected correlation ratio of a one-way
-    analysis of variance, ``(SS_between - (k - 1) * MS_within) / SS_total`` clipped at 0, where the
+    analysis of variance, ``(SS_between - (k - 1) * MS_within) / SS_total`` clipped at 0, of the
+    scores' ranks (so one diverged trial cannot decide the importance on its own), where the
     groups are the hyperparameter's values (Choice, Boolean, Int with few values) or equal-count
-    bins of its values on its own scale (log or linear), one per 6 trials, 2 to 10 bins. Unlike the raw correlation
+    bins of its values on its own scale (log or linear), one per 6 trials, 2 to 10 bins. Unlike
+    the raw correlation
     ratio it does not reward a hyperparameter for splitting few trials into many groups. It is a
     marginal share: interactions are not attributed, so importances need not sum to 1.
 
@@ -151,17 +156,17 @@ def importance(scores: pd.Series, values: pd.Series, spec: dict[str, Any]) -> fl
         spec: its search-space entry (``type``, ``sampling``).
 
     Returns:
-        The importance, or NaN when there is too little to tell (fewer than 3 trials, one value,
-        or as many groups as trials).
+        The importance, or NaN when there is too little to tell (fewer than 6 trials, one value,
+        or fewer than 3 trials more than groups).
     """
-    scores = pd.to_numeric(pd.Series(scores), errors="coerce").to_numpy(dtype=float)
+    scores = pd.to_numeric(pd.Series(scores), errors="coerce").rank().to_numpy(dtype=float)
     groups = _importance_groups(pd.Series(values).reset_index(drop=True), spec)
-    if groups is None or len(scores) < 3:
+    if groups is None or len(scores) < MIN_IMPORTANCE_TRIALS:
         return math.nan
     groups = pd.Series(groups).astype(str).to_numpy()
     labels = pd.unique(groups)
     count, group_count = len(scores), len(labels)
-    if group_count < 2 or count - group_count < 1:
+    if group_count < 2 or count - group_count < MIN_SPARE_TRIALS:
         return math.nan
     mean = scores.mean()
     total = float(((scores - mean) ** 2).sum())
@@ -322,7 +327,8 @@ def _suggested_range(numbers: pd.Series, spec) -> tuple[float, float]:
     spread = high - low
     if spread == 0.0:
         bounds = _on_scale(pd.Series([float(searched_low), float(searched_high)]), spec)
-        spread = float(bounds.iloc[1] - bounds.iloc[0]) / 2  # one value: a tenth of the searched span
+        # One value: widen by a tenth of the searched span in all.
+        spread = float(bounds.iloc[1] - bounds.iloc[0]) / 2
     low = _from_scale(low - RANGE_MARGIN * spread, spec)
     high = _from_scale(high + RANGE_MARGIN * spread, spec)
     low, high = _round_outward(low, high, spec)

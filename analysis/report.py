@@ -35,7 +35,8 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from analysis import history as run_history  # noqa: E402
 from analysis import plots  # noqa: E402
-from analysis.ranges import DEFAULT_TOP_K, range_table, ranked_configurations, top_count  # noqa: E402
+from analysis.ranges import (DEFAULT_TOP_K, range_table, ranked_configurations,  # noqa: E402
+                             top_count)
 from tuner.config import RunConfigError, read_run_config  # noqa: E402
 from tuner.results import read_search_space, read_trials  # noqa: E402
 
@@ -199,7 +200,8 @@ def _search_section(run_dir: Path, name: str, top_k: int, top_fraction: float | 
 
     versus = run_history.best_vs_textbook(trials, direction, document.get("textbook_values"))
     add(_Block("table", f"{name}-best_vs_textbook", "Best configuration against the textbook model",
-               table=versus, caption="Best COMPLETED trial against the textbook model's best score. "
+               table=versus, caption="Best COMPLETED trial against the textbook model's best "
+               "score. "
                "'difference' is best minus textbook; 'changed' marks a value that differs."))
 
     add(_Block("table", f"{name}-top3", "Top-3 configurations",
@@ -261,7 +263,8 @@ def _search_headline(summary: dict[str, Any], objective: str) -> str:
     return text
 
 
-def _settings_table(run_dir: Path, config: dict[str, Any], document: dict[str, Any]) -> pd.DataFrame:
+def _settings_table(run_dir: Path, config: dict[str, Any], document: dict[str, Any]
+                    ) -> pd.DataFrame:
     rows = [(key, _text(value)) for key, value in config.items()]
     for key, value in (document.get("data") or {}).items():
         rows.append((f"data.{key}", _text(value)))
@@ -281,13 +284,14 @@ def _transfer_section(run_dir: Path, name: str) -> _Section:
     meta = meta if isinstance(meta, dict) else {}
     source = str(meta.get("source") or _first(transfer, "source_dataset") or "source")
     target = str(meta.get("dataset") or _first(transfer, "dataset") or "target")
+    seeds = int(summary["seeds"].max()) if len(summary) else 0
     section = _Section(title=f"Transfer run: {name}", anchor=_slug(name) + "-transfer",
                        summary=f"Configurations found on {source}, retrained on {target}; mean and "
-                       f"standard deviation over {int(summary['seeds'].max()) if len(summary) else 0}"
-                       " seed(s).")
+                       f"standard deviation over {seeds} seed(s).")
     section.blocks.append(_Block("table", f"{name}-transfer_summary", "Source against target",
                                  table=summary, caption="One row per configuration: the search's "
-                                 "validation score on the source and the accuracies on the target."))
+                                 "validation score on the source and the accuracies on the "
+                                 "target."))
     section.blocks.append(_Block("figure", f"{name}-transfer", "Source against target",
                                  figure=plots.plot_transfer(summary, source, target),
                                  caption="Bars: mean over seeds; whiskers: standard deviation."))

@@ -65,19 +65,21 @@ def test_a_categorical_cause_is_found_and_the_direction_does_not_change_importan
         assert shares["activation"] == pytest.approx(1.0)
         assert shares["learning_rate"] < 0.1
     best = range_table(trials, [ACTIVATION], "max", top_k=3).iloc[0]
-    assert (best["best_value"], best["top_values"], best["suggested"]) == ("relu", "relu ×3", "relu")
+    assert (best["best_value"], best["top_values"]) == ("relu", "relu ×3")
+    assert best["suggested"] == "relu"
     worst = range_table(trials, [ACTIVATION], "min", top_k=3).iloc[0]
     assert worst["best_value"] == "tanh"
 
 
 def test_importance_is_exactly_the_bias_corrected_variance_share():
-    scores = pd.Series([1.0, 2.0, 3.0, 4.0])
-    values = pd.Series(["a", "a", "b", "b"])
-    # SS_total 5, SS_between 4, SS_within 1: (4 - 1 * 1 / 2) / 5
-    assert importance(scores, values, ACTIVATION) == pytest.approx(0.7)
-    assert math.isnan(importance(scores.head(2), values.head(2), ACTIVATION))
-    assert math.isnan(importance(scores, pd.Series(["a", "b", "c", "d"]), ACTIVATION))
-    assert importance(pd.Series([1.0] * 4), values, ACTIVATION) == 0.0
+    # A diverged trial (0.1) counts by its rank only: ranks 1..6.
+    scores = pd.Series([0.1, 0.81, 0.82, 0.84, 0.85, 0.86])
+    values = pd.Series(["a", "a", "a", "b", "b", "b"])
+    # Ranks: SS_total 17.5, SS_between 13.5, SS_within 4: (13.5 - 1 * 4 / 4) / 17.5
+    assert importance(scores, values, ACTIVATION) == pytest.approx(12.5 / 17.5)
+    assert math.isnan(importance(scores.head(5), values.head(5), ACTIVATION))
+    assert math.isnan(importance(scores, pd.Series(list("aabbcd")), ACTIVATION))
+    assert importance(pd.Series([1.0] * 6), values, ACTIVATION) == 0.0
 
 
 def test_suggested_range_covers_the_top_trials_on_the_log_scale():

@@ -1,4 +1,5 @@
-"""``write_report`` and ``hpsearch report`` on a tiny real run, a transfer run, a clock comparison."""
+"""``write_report`` and ``hpsearch report`` on a tiny real run, a transfer run and a clock
+comparison."""
 from __future__ import annotations
 
 import base64
@@ -31,9 +32,11 @@ def transfer_run(tmp_path):
     run_dir = tmp_path / "transfer-cifar10"
     run_dir.mkdir()
     rows = []
-    for config, rank, trial_id, source_score in (("rank_1", 1, "1", 0.4), ("textbook", None, "0", 0.3)):
+    for config, rank, trial_id, source_score in (("rank_1", 1, "1", 0.4),
+                                                 ("textbook", None, "0", 0.3)):
         for seed in (0, 1):
-            rows.append({"config": config, "rank": rank, "trial_id": trial_id, "search_space": "mlp",
+            rows.append({"config": config, "rank": rank, "trial_id": trial_id,
+                         "search_space": "mlp",
                          "source_dataset": "fashion_mnist", "source_score": source_score,
                          "dataset": "cifar10", "seed": seed, "val_accuracy": 0.3 + 0.01 * seed,
                          "test_accuracy": 0.29 + 0.02 * seed, "epochs": 3, "params": 1000,
