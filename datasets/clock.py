@@ -1,4 +1,4 @@
-"""The tell-the-time clock set: ``images.npy`` (N x S x S uint8) and ``labels.npy`` (N x 2 hour, minute).
+"""The tell-the-time clock set: `images.npy` (N x S x S uint8), `labels.npy` (N x 2 hour, minute).
 
 The assignment's files are looked for first; without them a rendered stand-in (see
 ``datasets.clock_render``) is made once and cached. The files are sorted by time, so every split is
@@ -44,8 +44,8 @@ def load_clock(data_dir=None, size: int = 75, split: str = "tuning", seed: int =
     Args:
         data_dir: directory (or list) holding the assignment's ``images.npy`` and ``labels.npy``,
             directly or in a ``clock-{size}/`` or ``clock/`` subfolder (for 75, ``clock-150/`` last,
-            halved); ``$HPSEARCH_DATA_DIR`` is
-            searched after it. Default None: only ``$HPSEARCH_DATA_DIR``, then the rendered set.
+            halved); ``$HPSEARCH_DATA_DIR`` is searched after it. Default None: only
+            ``$HPSEARCH_DATA_DIR``, then the rendered set.
         size: image side, 75 or 150 (default 75). 150-pixel files are halved for ``size=75``.
         split: ``"tuning"`` (80/10/10 train/validation/test, default) or ``"final"`` (80/20, the
             held-out 20% is both validation and test).
@@ -152,7 +152,8 @@ def split_clock(images: np.ndarray, labels: np.ndarray, source: str, split: str 
     order = order[:_count(subset, len(order), "subset")]
     total = len(order)
     if split == "tuning":
-        validation = TUNING_VALIDATION_FRACTION if validation_fraction is None else validation_fraction
+        validation = (TUNING_VALIDATION_FRACTION if validation_fraction is None
+                      else validation_fraction)
         if not 0.0 < validation < 1.0 - TUNING_TEST_FRACTION:
             raise ValueError(f"validation_fraction must be in (0, 0.9) for the tuning split, got "
                              f"{validation}.")
@@ -166,7 +167,8 @@ def split_clock(images: np.ndarray, labels: np.ndarray, source: str, split: str 
     else:
         held = FINAL_HELD_OUT_FRACTION if validation_fraction is None else validation_fraction
         if not 0.0 < held < 1.0:
-            raise ValueError(f"validation_fraction must be in (0, 1) for the final split, got {held}.")
+            raise ValueError(
+                f"validation_fraction must be in (0, 1) for the final split, got {held}.")
         held_count = int(round(held * total))
         val_index = test_index = order[:held_count]
         train_index = order[held_count:]

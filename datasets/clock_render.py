@@ -68,7 +68,8 @@ def render_clock(hour: int, minute: int, rng: np.random.Generator, size: int = B
     clock, mask = clock.transform((side, side), Image.PERSPECTIVE, coefficients,
                                   Image.BILINEAR).split()
     # Premultiply and reduce in C; the background is smooth at this scale, so blending it at the
-    # output size after the reduction gives the same image as blending before, at a quarter the cost.
+    # output size after the reduction gives the same image as blending before, at a quarter of
+    # the cost.
     premultiplied = Image.composite(clock, Image.new("L", clock.size, 0), mask)
     premultiplied = np.asarray(premultiplied.reduce(SUPERSAMPLE), dtype=np.float32) / 255.0
     alpha = np.asarray(mask.reduce(SUPERSAMPLE), dtype=np.float32) / 255.0

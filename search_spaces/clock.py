@@ -73,7 +73,8 @@ def labels_to_minutes(labels) -> np.ndarray:
     """(N, 2) (hour 0-11, minute 0-59) -> (N,) minutes after 12:00."""
     labels = np.asarray(labels)
     if labels.ndim != 2 or labels.shape[1] != 2:
-        raise ValueError(f"Expected clock labels of shape (N, 2) = (hour, minute), got {labels.shape}.")
+        raise ValueError(
+            f"Expected clock labels of shape (N, 2) = (hour, minute), got {labels.shape}.")
     return (labels[:, 0].astype(np.int64) % 12) * 60 + labels[:, 1].astype(np.int64)
 
 
@@ -125,7 +126,8 @@ class ClockHead:
     def describe_outputs(self) -> str:
         """The output layer(s) in words, for tables."""
         if self.kind == "classification":
-            return f"{self.num_classes}-way softmax ({MINUTES_PER_DIAL // self.num_classes} min/class)"
+            width = MINUTES_PER_DIAL // self.num_classes
+            return f"{self.num_classes}-way softmax ({width} min/class)"
         if self.kind == "regression":
             return "1 linear (hours, 0-12)"
         if self.kind == "periodic":
@@ -199,7 +201,10 @@ class ClockHead:
             if self.encoding == "hands":
                 parts.append(_circle(minute, 60))
             return np.concatenate(parts, axis=1)
-        hour = total // 60 if self.hour_output == "classification" else _circle(total, MINUTES_PER_DIAL)
+        if self.hour_output == "classification":
+            hour = total // 60
+        else:
+            hour = _circle(total, MINUTES_PER_DIAL)
         if self.minute_output == "regression":
             minute_target = (minute / 60.0).astype(np.float32)[:, None]
         elif self.minute_output == "periodic":
@@ -218,7 +223,8 @@ class ClockHead:
             width = MINUTES_PER_DIAL // self.num_classes
             return np.argmax(np.asarray(outputs), axis=-1) * width + (width - 1) / 2.0
         if self.kind == "regression":
-            return np.round(np.asarray(outputs, dtype=np.float64).reshape(-1) * 60.0) % MINUTES_PER_DIAL
+            hours = np.asarray(outputs, dtype=np.float64).reshape(-1)
+            return np.round(hours * 60.0) % MINUTES_PER_DIAL
         if self.kind == "periodic":
             outputs = np.asarray(outputs, dtype=np.float64)
             total = _angle(outputs[:, 0:2], MINUTES_PER_DIAL)
@@ -246,8 +252,8 @@ class ClockHyperModel(SearchSpace):
     with optional batch normalization and a pooling layer; the first block has ``filters``
     filters and each next block doubles them (at most 256); an optional stride-2 stem (the
     default from 64 pixels up); then flatten or global average pooling, one dense layer of
-    ``dense_units`` with ``dropout``, and the head. Tuned as well: activation, optimizer and learning rate, batch size,
-    training-time augmentation (rotation, brightness, contrast).
+    ``dense_units`` with ``dropout``, and the head. Tuned as well: activation, optimizer and
+    learning rate, batch size, training-time augmentation (rotation, brightness, contrast).
 
     The default point (stride-2 stem, 4 blocks from 32 filters, 3x3, batch norm, max pooling,
     flatten, dense 256, dropout 0.3, Adam 1e-3, batch 64, augmentation on) is a plain small CNN.
@@ -329,7 +335,8 @@ class ClockHyperModel(SearchSpace):
         convs_per_block = hp.Int("convs_per_block", 1, 2, default=1)
         # A stride-2 stem makes 75- and 150-pixel inputs 3-6x cheaper to train on CPU; tiny test
         # images do not need it.
-        stem_stride = hp.Choice("stem_stride", [1, 2], default=2 if self.input_shape[0] >= 64 else 1)
+        stem_stride = hp.Choice("stem_stride", [1, 2],
+                                default=2 if self.input_shape[0] >= 64 else 1)
         batch_norm = hp.Boolean("batch_norm", default=True)
         pooling = hp.Choice("pooling", ["max", "average"], default="max")
         # Flatten keeps where things are (which way the hands point); global pooling forgets it.
@@ -347,7 +354,8 @@ class ClockHyperModel(SearchSpace):
                 x = keras.layers.BatchNormalization()(x)
             return activation_layer(activation)(x)
 
-        pool_layer = keras.layers.MaxPooling2D if pooling == "max" else keras.layers.AveragePooling2D
+        pool_layer = (keras.layers.MaxPooling2D if pooling == "max"
+                      else keras.layers.AveragePooling2D)
         inputs = keras.Input(shape=self.input_shape)
         x = inputs
         if stem_stride == 2:
@@ -359,7 +367,10 @@ class ClockHyperModel(SearchSpace):
             # Pool only while the map is at least 2x2, so deep variants still fit small inputs.
             if min(x.shape[1:3]) >= 2:
                 x = pool_layer(2)(x)
-        x = keras.layers.Flatten()(x) if readout == "flatten" else keras.layers.GlobalAveragePooling2D()(x)
+        if readout == "flatten":
+            x = keras.layers.Flatten()(x)
+        else:
+            x = keras.layers.GlobalAveragePooling2D()(x)
         x = keras.layers.Dense(dense_units)(x)
         x = activation_layer(activation)(x)
         if dropout:
@@ -463,7 +474,8 @@ def _training_dataset(x: np.ndarray, targets, batch_size: int, augment: bool):
     if augment:
         # Any in-plane rotation: the rendered and real clocks are not always upright, and a
         # rotated clock shows the same time. Brightness / contrast as in lighting changes.
-        layers = [keras.layers.RandomRotation(0.5, fill_mode="reflect"),
+        # "nearest" fill: a reflection would add mirror-image clocks, which show other times.
+        layers = [keras.layers.RandomRotation(0.5, fill_mode="nearest"),
                   keras.layers.RandomBrightness(0.1, value_range=(0.0, 1.0)),
                   keras.layers.RandomContrast(0.2)]
 
@@ -522,7 +534,8 @@ def _as_output_dict(outputs) -> dict[str, np.ndarray]:
 
 def _check_choice(what: str, value, choices) -> None:
     if value not in choices:
-        raise ValueError(f"Unknown {what} {value!r}. Expected one of: {', '.join(map(str, choices))}.")
+        raise ValueError(
+            f"Unknown {what} {value!r}. Expected one of: {', '.join(map(str, choices))}.")
 
 
 def _check_class_count(num_classes) -> None:

@@ -116,7 +116,8 @@ def test_compare_refuses_a_folder_of_another_configuration(tmp_path, clock_files
 
 
 @pytest.mark.parametrize("arguments,message", [
-    (["--num-classes", "7"], "Error: num_classes must divide 720 (e.g. 24, 72, 144, 360, 720), got 7."),
+    (["--num-classes", "7"],
+     "Error: num_classes must divide 720 (e.g. 24, 72, 144, 360, 720), got 7."),
     (["--set", "filtres=16"], "Error: Unknown hyperparameter(s) filtres."),
     (["--set", "filters"], "Error: Expected NAME=VALUE (e.g. filters=32), got 'filters'."),
 ])

@@ -70,7 +70,8 @@ def _perfect_outputs(head, targets):
     if head.kind == "classification":
         return one_hot(targets, head.num_classes)
     if head.kind == "multi_head":
-        hour = one_hot(targets["hour"], 12) if head.hour_output == "classification" else targets["hour"]
+        hour = (one_hot(targets["hour"], 12) if head.hour_output == "classification"
+                else targets["hour"])
         minute = (one_hot(targets["minute"], 60) if head.minute_output == "classification"
                   else targets["minute"])
         return {"hour": hour, "minute": minute}
@@ -121,7 +122,8 @@ def test_periodic_decoding_ignores_the_scale_of_the_outputs():
 def test_hands_encoding_takes_the_hour_from_the_hour_hand():
     # Hour hand reads 2:59.5 (just short of 3), minute says 58: 2:58, not 3:58.
     head = ClockHead("multi_head", hour_output="periodic", minute_output="classification")
-    hour_hand = np.array([[math.sin(2 * math.pi * 179.5 / 720), math.cos(2 * math.pi * 179.5 / 720)]])
+    angle = 2 * math.pi * 179.5 / 720
+    hour_hand = np.array([[math.sin(angle), math.cos(angle)]])
     minute = np.eye(60)[[58]]
     assert head.decode({"hour": hour_hand, "minute": minute})[0] == 178
 
@@ -171,7 +173,8 @@ def test_searched_head_declares_conditional_hyperparameters():
 @pytest.mark.parametrize("head", HEADS)
 def test_fit_reports_val_cse_for_every_head(head, tiny_data):
     x, y, x_val, y_val = tiny_data
-    hypermodel = ClockHyperModel(SHAPE, head=head, num_classes=720 if head == "classification" else None)
+    hypermodel = ClockHyperModel(SHAPE, head=head,
+                                 num_classes=720 if head == "classification" else None)
     hp = kt.HyperParameters()
     hp.Fixed("conv_blocks", 2)
     hp.Fixed("filters", 16)

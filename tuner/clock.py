@@ -72,7 +72,8 @@ class ComparisonConfig:
         rows = []
         for head in self.heads:
             if head == "classification":
-                rows += [(f"classification-{classes}", head, classes) for classes in self.num_classes]
+                rows += [(f"classification-{classes}", head, classes)
+                         for classes in self.num_classes]
             else:
                 rows.append((head, head, 720))
         return rows
@@ -207,7 +208,8 @@ def _check_or_write_config(out: Path, config: ComparisonConfig) -> None:
     if path.is_file():
         found = yaml.safe_load(path.read_text())
         if found != wanted:
-            changed = sorted(key for key in set(found) | set(wanted) if found.get(key) != wanted.get(key))
+            changed = sorted(key for key in set(found) | set(wanted)
+                             if found.get(key) != wanted.get(key))
             raise ValueError(
                 f"{out} holds a comparison with other settings ({', '.join(changed)} differ). "
                 f"Use another output folder, or delete {out} to start again.")
@@ -235,7 +237,10 @@ def _plain(value: Any) -> Any:
 
 
 def parse_assignments(pairs: Sequence[str]) -> dict[str, Any]:
-    """``["filters=32", "batch_norm=false"]`` -> ``{"filters": 32, "batch_norm": False}`` (YAML values)."""
+    """``["filters=32", "batch_norm=false"]`` -> ``{"filters": 32, "batch_norm": False}``.
+
+    Values are read as YAML scalars (numbers, booleans, strings).
+    """
     values = {}
     for pair in pairs:
         name, sep, text = pair.partition("=")
