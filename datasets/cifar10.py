@@ -15,7 +15,8 @@ from typing import Callable
 import numpy as np
 
 from datasets.errors import DatasetFormatError, DatasetNotFoundError
-from datasets.sources import downloads_allowed, explicit_data_dirs, format_not_found, keras_cache_dir
+from datasets.sources import (explicit_data_dirs, format_not_found, keras_cache_dir,
+                              search_explicit_dirs, try_download)
 from datasets.splits import RawDataset
 
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer",
@@ -47,11 +48,9 @@ def locate(data_dir=None, download: bool | None = None) -> tuple[Path, list[str]
     for base in explicit_data_dirs(data_dir):
         if base.is_file() and base.name.endswith(".tar.gz"):
             return base, tried
-        for sub in _SUBDIRS:
-            found = _candidate(base / sub if sub else base)
-            if found:
-                return found, tried
-        tried.append(f"{base} (and its subfolders {', '.join(s for s in _SUBDIRS if s)})")
+    found = search_explicit_dirs(data_dir, _SUBDIRS, _candidate, tried)
+    if found:
+        return found, tried
     cache = keras_cache_dir()
     # Keras 3.x extracts into cifar-10-batches-py-target/; older Keras into cifar-10-batches-py/.
     for directory in (cache / BATCH_DIR, cache / f"{BATCH_DIR}-target" / BATCH_DIR, cache):
@@ -59,25 +58,25 @@ def locate(data_dir=None, download: bool | None = None) -> tuple[Path, list[str]
         if found:
             return found, tried
     tried.append(f"{cache / BATCH_DIR} (Keras cache)")
-    if downloads_allowed(download):
-        try:
-            import keras
-
-            path = keras.utils.get_file(BATCH_DIR, origin=_KERAS_ORIGIN, untar=True)
-            found = _candidate(Path(path))
-            if found:
-                return found, tried
-            raise FileNotFoundError(f"the download left no batch files in {path}")
-        except Exception as error:  # noqa: BLE001 - any network failure means "not found here"
-            tried.append(f"Keras download from {_KERAS_ORIGIN} (failed: {type(error).__name__}: {error})")
-    else:
-        tried.append("Keras download (turned off by HPSEARCH_NO_DOWNLOAD or download=False)")
+    found = try_download(download, _KERAS_ORIGIN, _download, tried)
+    if found:
+        return found, tried
     raise DatasetNotFoundError(format_not_found("cifar10", tried, [
         "pass --data-dir DIR (or set HPSEARCH_DATA_DIR=DIR) where DIR holds cifar-10-batches-py/ "
         f"or {ARCHIVE}",
         "from a JPEG copy such as ../shared/data/cifar10: python3 ../shared/data/cifar10/prepare.py DIR",
         "connect to the internet once so Keras can download it into ~/.keras/datasets",
     ]))
+
+
+def _download() -> Path:
+    import keras  # imported here: TensorFlow start-up is slow and rarely needed for loading
+
+    path = keras.utils.get_file(BATCH_DIR, origin=_KERAS_ORIGIN, untar=True)
+    found = _candidate(Path(path))
+    if not found:
+        raise FileNotFoundError(f"the download left no batch files in {path}")
+    return found
 
 
 def _unpickle(raw: bytes, name: str) -> dict:

@@ -9,7 +9,7 @@ import numpy as np
 
 from datasets.errors import DatasetFormatError, DatasetNotFoundError
 from datasets.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
-from datasets.sources import downloads_allowed, explicit_data_dirs, format_not_found, keras_cache_dir
+from datasets.sources import format_not_found, keras_cache_dir, search_explicit_dirs, try_download
 from datasets.splits import RawDataset
 
 CLASS_NAMES = (
@@ -47,13 +47,9 @@ def locate(data_dir=None, download: bool | None = None) -> tuple[dict[str, Path]
         DatasetNotFoundError: nowhere had all four files and a download was off or failed.
     """
     tried: list[str] = []
-    for base in explicit_data_dirs(data_dir):
-        for sub in _SUBDIRS:
-            directory = base / sub if sub else base
-            files = _find_files(directory)
-            if files:
-                return files, tried
-        tried.append(f"{base} (and its subfolders {', '.join(s for s in _SUBDIRS if s)})")
+    files = search_explicit_dirs(data_dir, _SUBDIRS, _find_files, tried)
+    if files:
+        return files, tried
     for directory, label in (
         (DEBIAN_DIR, "Debian package dataset-fashion-mnist"),
         (keras_cache_dir() / "fashion-mnist", "Keras cache"),
@@ -62,13 +58,9 @@ def locate(data_dir=None, download: bool | None = None) -> tuple[dict[str, Path]
         if files:
             return files, tried
         tried.append(f"{directory} ({label})")
-    if downloads_allowed(download):
-        try:
-            return _download(), tried
-        except Exception as error:  # noqa: BLE001 - any network failure means "not found here"
-            tried.append(f"Keras download from {_KERAS_ORIGIN} (failed: {type(error).__name__}: {error})")
-    else:
-        tried.append("Keras download (turned off by HPSEARCH_NO_DOWNLOAD or download=False)")
+    files = try_download(download, _KERAS_ORIGIN, _download, tried)
+    if files:
+        return files, tried
     raise DatasetNotFoundError(format_not_found("fashion_mnist", tried, [
         "apt-get install dataset-fashion-mnist   (Debian/Ubuntu; installs to /usr/share/datasets/fashion-mnist)",
         "pass --data-dir DIR (or set HPSEARCH_DATA_DIR=DIR) where DIR holds "

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence, TypeVar
+
+T = TypeVar("T")
 
 DATA_DIR_ENV = "HPSEARCH_DATA_DIR"
 NO_DOWNLOAD_ENV = "HPSEARCH_NO_DOWNLOAD"
@@ -36,6 +38,34 @@ def downloads_allowed(download: bool | None) -> bool:
     if download is not None:
         return download
     return os.environ.get(NO_DOWNLOAD_ENV, "").strip().lower() not in {"1", "true", "yes"}
+
+
+def search_explicit_dirs(data_dir, subdirs: Sequence[str], probe: Callable[[Path], T | None],
+                         tried: list[str]) -> T | None:
+    """The first ``probe(dir/sub)`` that finds something among the user's data directories.
+
+    Every directory searched in vain is added to ``tried`` for the error message.
+    """
+    for base in explicit_data_dirs(data_dir):
+        for sub in subdirs:
+            found = probe(base / sub if sub else base)
+            if found:
+                return found
+        tried.append(f"{base} (and its subfolders {', '.join(s for s in subdirs if s)})")
+    return None
+
+
+def try_download(download: bool | None, origin: str, fetch: Callable[[], T], tried: list[str]
+                 ) -> T | None:
+    """``fetch()`` when downloads are allowed; a failure is recorded in ``tried``, not raised."""
+    if not downloads_allowed(download):
+        tried.append("Keras download (turned off by HPSEARCH_NO_DOWNLOAD or download=False)")
+        return None
+    try:
+        return fetch()
+    except Exception as error:  # noqa: BLE001 - any network failure means "not found here"
+        tried.append(f"Keras download from {origin} (failed: {type(error).__name__}: {error})")
+        return None
 
 
 def _split_path_list(value: str) -> list[Path]:

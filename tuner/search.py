@@ -327,6 +327,11 @@ def _check_resume(run_dir: Path, config: RunConfig, overwrite: bool) -> bool:
 
 def build_hypermodel(config: RunConfig, data: datasets.Dataset) -> search_spaces.SearchSpace:
     """The search space of ``config`` for ``data``'s input shape and classes."""
+    if (config.space == "clock") != (config.dataset == "clock"):
+        raise RunConfigError(
+            f"The '{config.space}' search space cannot be trained on '{config.dataset}': the clock "
+            "space needs --dataset clock and the classifiers (mlp, cnn) need fashion_mnist or cifar10."
+        )
     options: dict[str, Any] = {"input_shape": data.input_shape,
                                "steps_per_execution": config.steps_per_execution}
     if config.space == "clock":
