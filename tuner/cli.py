@@ -14,6 +14,7 @@ from search_spaces import available_spaces
 from top_configs import TopConfigError
 from tuner.config import TUNERS, RunConfig, RunConfigError
 from tuner.errors import RunLockedError, SearchError
+from tuner.report_cli import report
 
 # Every error a user can fix: shown as "Error: ..." with exit code 1, never a traceback.
 USER_ERRORS = (DatasetError, RunConfigError, RunLockedError, SearchError, TopConfigError,
@@ -229,6 +230,9 @@ def format_summary(result) -> str:
     else:
         lines.append("No trial completed, so no configuration was exported.")
     return "\n".join(lines)
+
+
+main.add_command(report)
 
 
 if __name__ == "__main__":
