@@ -567,7 +567,8 @@ def _table_pages(block: _Block, shown: pd.DataFrame, heading: str, summary: str)
             used += (row_lines[end] + 0.6) * line
             end += 1
         end = max(end, start + 1) if wrapped else 0
-        fraction_width = min(0.92, (sum(widths) + 2 * len(widths)) / PDF_LINE_CHARS * 0.92)
+        # Capitals and digits run wider than the average character PDF_LINE_CHARS assumes.
+        fraction_width = min(0.92, 1.2 * (sum(widths) + 2 * len(widths)) / PDF_LINE_CHARS * 0.92)
         ax = page.add_axes([0.04, top - used - 0.005, fraction_width, used])
         ax.axis("off")
         table = ax.table(cellText=wrapped[start:end] or None, colLabels=wrapped_header,
