@@ -30,10 +30,10 @@ def transfer(*args, expect=0):
 def test_transfer_rebuilds_for_cifar10_shape_and_resumes(tune_run, tiny_data_dir, tmp_path):
     out = tmp_path / "transfer"
     output = transfer(tune_run, "--dataset", "cifar10", "--run-dir", out, "--data-dir",
-                      tiny_data_dir, "--seeds", "2", "--epochs", "2").output
+                      tiny_data_dir, "--seeds", "1", "--epochs", "2").output
     rows = pd.read_csv(out / "transfer.csv", dtype={"trial_id": str})
     assert list(rows["config"].unique()) == ["rank_1", "rank_2", "rank_3", "textbook"]
-    assert len(rows) == 8 and sorted(rows["seed"].unique()) == [0, 1]
+    assert len(rows) == 4 and sorted(rows["seed"].unique()) == [0]
     assert set(rows["dataset"]) == {"cifar10"} and set(rows["source_dataset"]) == {"fashion_mnist"}
     assert rows["test_accuracy"].between(0, 1).all() and rows["epochs"].between(1, 2).all()
     # Each configuration was rebuilt for 32x32x3 inputs: its parameter count is that model's.
@@ -43,14 +43,15 @@ def test_transfer_rebuilds_for_cifar10_shape_and_resumes(tune_run, tiny_data_dir
         expected = hypermodel.build(hyperparameters_for(config, hypermodel)).count_params()
         assert set(rows.loc[rows.config == name, "params"]) == {expected}
     assert set(rows.loc[rows.config == "textbook", "params"]) == {3072 * 300 + 300 + 300 * 100 + 100 + 1010}
-    summary = pd.read_csv(out / "summary.csv")
-    assert summary["seeds"].tolist() == [2, 2, 2, 2]
-    assert "textbook" in output and "±" in output
+    assert "textbook" in output
 
     output = transfer(tune_run, "--dataset", "cifar10", "--run-dir", out, "--data-dir",
-                      tiny_data_dir, "--seeds", "3", "--epochs", "2").output
-    assert "8 already done, 4 to run" in output
-    assert len(pd.read_csv(out / "transfer.csv")) == 12
+                      tiny_data_dir, "--seeds", "2", "--epochs", "2").output
+    assert "4 already done, 4 to run" in output and "±" in output
+    rows = pd.read_csv(out / "transfer.csv")
+    assert len(rows) == 8 and sorted(rows["seed"].unique()) == [0, 1]
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary["seeds"].tolist() == [2, 2, 2, 2]
 
 
 def test_transfer_on_the_source_dataset_from_yaml_files(tune_run, tiny_data_dir, tmp_path):

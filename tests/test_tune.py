@@ -203,3 +203,15 @@ def test_resume_after_kill_minus_9_retrains_no_completed_trial(tmp_path):
     assert all(trained.count(trial_id) == 1 for trial_id in completed_before)
     final = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
     assert len(final) == 4 and set(final["status"]) == {"COMPLETED"}
+
+
+def test_hyperband_trains_the_textbook_model_at_full_budget_when_not_promoted(tiny_data_dir, tmp_path):
+    # The textbook point of this space diverges, so it is never promoted from the first bracket;
+    # it must still be trained in the full-budget bracket for a fair best-vs-textbook comparison.
+    search_spaces.register("diverging", _DivergingSpace)
+    result = run_search(RunConfig(space="diverging", tuner="hyperband", max_epochs=2, factor=2,
+                                  subset=None), tmp_path / "run", data_dir=tiny_data_dir,
+                        progress=None)
+    textbook = result.trials[result.trials["is_textbook"]]
+    assert textbook["trial_id"].iloc[0] == result.trials["trial_id"].iloc[0]
+    assert sorted(textbook["bracket"].tolist()) == [0, 1]

@@ -92,9 +92,12 @@ class _HpsearchOracle:
             defaults.merge([hp])
             if defaults.is_active(hp):
                 defaults.values[hp.name] = hp.default
-        if self.hyperparameters.space and not self._duplicate(defaults.values):
-            return defaults.values
+        if self.hyperparameters.space and self._wants_textbook(defaults.values):
+            return dict(defaults.values)
         return super()._random_values()
+
+    def _wants_textbook(self, textbook_values) -> bool:
+        return not self._duplicate(textbook_values)
 
     def save(self):
         _atomic_save_json(self._get_oracle_fname(), self.get_state())
@@ -105,7 +108,28 @@ class _HpsearchOracle:
 
 
 class _HyperbandOracle(_HpsearchOracle, kt.oracles.HyperbandOracle):
-    pass
+    """Hyperband's first trial (in its most aggressive bracket) trains the textbook model for a
+    few epochs only; unless a promotion already took it to ``max_epochs``, the textbook model is
+    also the first trial of the full-budget bracket, so best-vs-textbook compares equal budgets."""
+
+    _in_full_budget_bracket = False
+
+    def _random_trial(self, trial_id, bracket):
+        self._in_full_budget_bracket = bracket["bracket_num"] == 0
+        try:
+            return super()._random_trial(trial_id, bracket)
+        finally:
+            self._in_full_budget_bracket = False
+
+    def _wants_textbook(self, textbook_values) -> bool:
+        if super()._wants_textbook(textbook_values):
+            return True
+        if not self._in_full_budget_bracket:
+            return False
+        return not any(
+            strip_internal_keys(trial.hyperparameters.values) == textbook_values
+            and trial.hyperparameters.values.get("tuner/epochs") == self.max_epochs
+            for trial in self.trials.values())
 
 
 class _BayesianOracle(_HpsearchOracle, kt.oracles.BayesianOptimizationOracle):
