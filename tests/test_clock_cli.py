@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import warnings
 
 import click
@@ -49,6 +51,19 @@ def test_every_command_has_help_with_an_example():
     for command in _commands(clock_group):
         assert command.help and "Example:" in command.help, command.name
         assert any(line.strip().startswith("Example:") for line in command.help.splitlines())
+
+
+def test_cli_heads_match_the_search_space_and_building_the_cli_skips_keras():
+    from search_spaces.clock import HEADS
+    from tuner import clock_cli
+
+    assert clock_cli.HEADS == HEADS
+    # A fresh interpreter is the point here: what importing the CLI module loads.
+    code = ("import sys, tuner.clock_cli; "
+            "print(any(m.split('.')[0] in ('keras', 'tensorflow') for m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert loaded == "False"
 
 
 def test_render_writes_the_files(tmp_path):

@@ -1,6 +1,7 @@
 """``hpsearch clock``: render the clock set and compare label representations.
 
-Each command is a short function over ``datasets.clock_render`` / ``tuner.clock``.
+Each command is a short function over ``datasets.clock_render`` / ``tuner.clock``. Those that
+need TensorFlow import it when they run, so ``hpsearch --help`` stays fast.
 """
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import time
 
 import click
 
-from datasets.clock_render import write_dataset
 from datasets.errors import DatasetError
-from search_spaces.clock import HEADS
-from tuner.clock import ComparisonConfig, compare_heads, format_table, parse_assignments
+
+# search_spaces.clock.HEADS, repeated so that building the CLI does not import Keras (a test
+# checks that the two agree).
+HEADS = ("classification", "regression", "multi_head", "periodic")
 
 
 def _size_option(default: int):
@@ -43,6 +45,8 @@ def render_command(count, size, seed, processes, out_dir):
 
     Example: hpsearch clock render --count 18000 --size 150 --seed 0 --out data/clock-150
     """
+    from datasets.clock_render import write_dataset
+
     start = time.perf_counter()
     try:
         paths = write_dataset(out_dir, count=count, size=size, seed=seed, processes=processes)
@@ -84,8 +88,10 @@ def compare_command(size, split, heads, num_classes, epochs, subset, trials, ass
                     count, data_dir, out_dir, verbose):
     """Train every head with the same backbone, budget and data; write comparison.csv/.json/.md.
 
-    Example: hpsearch clock compare --size 75 --subset 7500 --epochs 6 --out runs/clock-75
+    Example: hpsearch clock compare --size 75 --subset 7500 --epochs 10 --out runs/clock-75
     """
+    from tuner.clock import ComparisonConfig, compare_heads, format_table, parse_assignments
+
     try:
         config = ComparisonConfig(
             size=size, split=split, heads=tuple(heads) or HEADS,
