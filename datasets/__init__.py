@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from datasets.cifar10 import load_cifar10_raw
+from datasets.clock import load_clock
 from datasets.errors import DatasetError, DatasetFormatError, DatasetNotFoundError
 from datasets.fashion_mnist import load_fashion_mnist_raw
 from datasets.registry import available_datasets, load, register
@@ -30,3 +31,4 @@ def _classification_loader(name, read_raw):
 
 register("fashion_mnist", _classification_loader("fashion_mnist", load_fashion_mnist_raw))
 register("cifar10", _classification_loader("cifar10", load_cifar10_raw))
+register("clock", load_clock)

@@ -14,6 +14,7 @@ from search_spaces import available_spaces
 from top_configs import TopConfigError
 from tuner.config import TUNERS, RunConfig, RunConfigError
 from tuner.errors import RunLockedError, SearchError
+from tuner.clock_cli import clock_group
 from tuner.report_cli import report
 
 # Every error a user can fix: shown as "Error: ..." with exit code 1, never a traceback.
@@ -233,6 +234,7 @@ def format_summary(result) -> str:
 
 
 main.add_command(report)
+main.add_command(clock_group)
 
 
 if __name__ == "__main__":
