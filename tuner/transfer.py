@@ -236,8 +236,15 @@ def run_transfer(sources: Sequence[str | os.PathLike], out_dir: str | os.PathLik
                                                num_classes=data.num_classes)
                 name = "textbook" if len({c.search_space for _, c in configs}) == 1 else f"textbook_{space}"
                 source_dataset = next(c.dataset for _, c in configs if c.search_space == space)
-                configs.append((name, _textbook_config(space, hypermodel, source_dataset,
-                                                       _textbook_score(sources, space))))
+                textbook = _textbook_config(space, hypermodel, source_dataset,
+                                            _textbook_score(sources, space))
+                same = [n for n, c in configs if c.search_space == space
+                        and c.hyperparameters == textbook.hyperparameters]
+                if same:
+                    # Training the same configuration twice would only measure seed noise.
+                    progress(f"{same[0]} is the textbook model itself: no separate textbook row.")
+                else:
+                    configs.append((name, textbook))
         epochs = settings.epochs or max([c.epochs for _, c in configs if c.epochs] or [10])
         (out_dir / "configs").mkdir(exist_ok=True)
         for name, config in configs:
