@@ -111,3 +111,13 @@ def test_config_of_another_space_is_refused_by_rebuild(tune_run):
     from top_configs import TopConfigError
     with pytest.raises(TopConfigError, match="exported from the 'mlp' search space and cannot be rebuilt with 'cnn'"):
         hyperparameters_for(config, cnn)
+
+
+def test_top_configuration_equal_to_the_textbook_model_is_not_trained_twice(tune_run, tiny_data_dir,
+                                                                           tmp_path):
+    textbook = search_spaces.get("mlp", input_shape=(28, 28, 1), num_classes=10).textbook_values()
+    path = _broken(tune_run, tmp_path, lambda d: d.update(hyperparameters=textbook))
+    result = transfer(path, "--run-dir", tmp_path / "out", "--data-dir", tiny_data_dir,
+                      "--epochs", "1")
+    assert "broken is the textbook model itself: no separate textbook row." in result.output
+    assert pd.read_csv(tmp_path / "out" / "transfer.csv")["config"].tolist() == ["broken"]
