@@ -39,7 +39,7 @@ demo: data
 	@if $(BIN)/hpsearch data cifar10 >/dev/null 2>&1; then \
 	  $(BIN)/hpsearch transfer $(RUNS)/mlp --dataset cifar10 --run-dir $(RUNS)/mlp-cifar10 --subset 10000; \
 	else echo "CIFAR-10 not found: skipping transfer (see 'hpsearch data cifar10' for how to provide it)"; fi
-	$(BIN)/hpsearch report $(RUNS)/mlp $(wildcard $(RUNS)/mlp-cifar10) --out $(RUNS)/report
+	$(BIN)/hpsearch report $(RUNS)/mlp $$(test -d $(RUNS)/mlp-cifar10 && echo $(RUNS)/mlp-cifar10) --out $(RUNS)/report
 	@echo "Report: $(RUNS)/report/report.html"
 
 test: data
