@@ -52,6 +52,7 @@ HYPERPARAMETER_NAMES = (
     "beta_1", "rho",
 )
 MAX_FILTERS = 256
+BATCH_NORM_MOMENTUM = 0.9
 
 
 def common_sense_error_minutes(true_minutes, predicted_minutes) -> np.ndarray:
@@ -351,7 +352,9 @@ class ClockHyperModel(SearchSpace):
             x = keras.layers.Conv2D(channels, kernel_size, strides=strides, padding="same",
                                     use_bias=not batch_norm)(x)
             if batch_norm:
-                x = keras.layers.BatchNormalization()(x)
+                # Keras's default momentum 0.99 needs ~500 steps before the inference-time
+                # statistics match the training ones; short runs then predict from wrong ones.
+                x = keras.layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM)(x)
             return activation_layer(activation)(x)
 
         pool_layer = (keras.layers.MaxPooling2D if pooling == "max"
