@@ -6,6 +6,7 @@ the same batch files. Both sides read identical bytes. Usage:
 
     HPSEARCH_DATA_DIR=../shared/data:~/.cache/hpsearch python benchmarks/bench_dataset_loading.py
 """
+
 from __future__ import annotations
 
 import os
@@ -53,18 +54,22 @@ def main() -> None:
         return np.concatenate([p[0] for p in parts]).transpose(0, 2, 3, 1), test
 
     for name, ours_raw, theirs in (
-        ("fashion_mnist", lambda: fashion_mnist._read_files.__wrapped__(tuple(sorted(files.items()))),
-         keras.datasets.fashion_mnist.load_data),
-        ("cifar10", lambda: cifar10._read.__wrapped__(location.resolve()),
-         keras_cifar10),
+        (
+            "fashion_mnist",
+            lambda: fashion_mnist._read_files.__wrapped__(tuple(sorted(files.items()))),
+            keras.datasets.fashion_mnist.load_data,
+        ),
+        ("cifar10", lambda: cifar10._read.__wrapped__(location.resolve()), keras_cifar10),
     ):
         ours = timed(ours_raw)
         keras_time = timed(theirs)
         raw = ours_raw()
         split = timed(lambda: split_classification(name, raw), repeats=3)
-        print(f"{name}: hpsearch read {ours:.2f} s, Keras {keras_time:.2f} s "
-              f"(x{keras_time / ours:.2f}); split + scale to float32 {split:.2f} s; "
-              f"total first load {ours + split:.2f} s; later loads in the process reuse the arrays")
+        print(
+            f"{name}: hpsearch read {ours:.2f} s, Keras {keras_time:.2f} s "
+            f"(x{keras_time / ours:.2f}); split + scale to float32 {split:.2f} s; "
+            f"total first load {ours + split:.2f} s; later loads in the process reuse the arrays"
+        )
     shutil.rmtree(keras_home)
 
 

@@ -4,6 +4,7 @@
 >>> data = datasets.load("fashion_mnist", subset=6000, seed=0)
 >>> data.x_train.shape, data.num_classes
 """
+
 from __future__ import annotations
 
 from datasets.cifar10 import load_cifar10_raw
@@ -14,17 +15,30 @@ from datasets.registry import available_datasets, load, register
 from datasets.splits import Dataset, split_classification
 
 __all__ = [
-    "Dataset", "DatasetError", "DatasetFormatError", "DatasetNotFoundError",
-    "available_datasets", "load", "register",
+    "Dataset",
+    "DatasetError",
+    "DatasetFormatError",
+    "DatasetNotFoundError",
+    "available_datasets",
+    "load",
+    "register",
 ]
 
 
 def _classification_loader(name, read_raw):
-    def load_split(data_dir=None, validation_fraction=0.1, subset=None, test_subset=None,
-                   seed=0, download=None) -> Dataset:
+    def load_split(
+        data_dir=None, validation_fraction=0.1, subset=None, test_subset=None, seed=0, download=None
+    ) -> Dataset:
         raw = read_raw(data_dir=data_dir, download=download)
-        return split_classification(name, raw, validation_fraction=validation_fraction,
-                                    subset=subset, test_subset=test_subset, seed=seed)
+        return split_classification(
+            name,
+            raw,
+            validation_fraction=validation_fraction,
+            subset=subset,
+            test_subset=test_subset,
+            seed=seed,
+        )
+
     load_split.__doc__ = f"Load {name} (see ``datasets.load``)."
     return load_split
 

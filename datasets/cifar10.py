@@ -4,6 +4,7 @@ Accepted layouts: a ``cifar-10-batches-py/`` directory, a directory holding the 
 ``cifar-10-python.tar.gz`` archive, unpacked in memory. Each batch is a pickled dict with
 ``b"data"`` (N x 3072 uint8, channel-first rows) and ``b"labels"``.
 """
+
 from __future__ import annotations
 
 import functools
@@ -15,12 +16,27 @@ from typing import Callable
 import numpy as np
 
 from datasets.errors import DatasetFormatError, DatasetNotFoundError
-from datasets.sources import (explicit_data_dirs, format_not_found, keras_cache_dir,
-                              search_explicit_dirs, try_download)
+from datasets.sources import (
+    explicit_data_dirs,
+    format_not_found,
+    keras_cache_dir,
+    search_explicit_dirs,
+    try_download,
+)
 from datasets.splits import RawDataset
 
-CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer",
-               "dog", "frog", "horse", "ship", "truck")
+CLASS_NAMES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
 ARCHIVE = "cifar-10-python.tar.gz"
@@ -61,12 +77,19 @@ def locate(data_dir=None, download: bool | None = None) -> tuple[Path, list[str]
     found = try_download(download, _KERAS_ORIGIN, _download, tried)
     if found:
         return found, tried
-    raise DatasetNotFoundError(format_not_found("cifar10", tried, [
-        "pass --data-dir DIR (or set HPSEARCH_DATA_DIR=DIR) where DIR holds cifar-10-batches-py/ "
-        f"or {ARCHIVE}",
-        "from a JPEG copy such as ../shared/data/cifar10: python3 ../shared/data/cifar10/prepare.py DIR",
-        "connect to the internet once so Keras can download it into ~/.keras/datasets",
-    ]))
+    raise DatasetNotFoundError(
+        format_not_found(
+            "cifar10",
+            tried,
+            [
+                "pass --data-dir DIR (or set HPSEARCH_DATA_DIR=DIR) where DIR holds cifar-10-batches-py/ "
+                f"or {ARCHIVE}",
+                "from a JPEG copy such as ../shared/data/cifar10: "
+                "python3 ../shared/data/cifar10/prepare.py DIR",
+                "connect to the internet once so Keras can download it into ~/.keras/datasets",
+            ],
+        )
+    )
 
 
 def _download() -> Path:
@@ -111,13 +134,18 @@ def _decode_batch(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _reader(location: Path) -> Callable[[str], bytes]:
     if location.is_dir():
+
         def read(name: str) -> bytes:
             return (location / name).read_bytes()
+
         return read
     try:
         with tarfile.open(location, "r:gz") as archive:
-            members = {Path(m.name).name: archive.extractfile(m).read()
-                       for m in archive.getmembers() if m.isfile()}
+            members = {
+                Path(m.name).name: archive.extractfile(m).read()
+                for m in archive.getmembers()
+                if m.isfile()
+            }
     except (tarfile.TarError, OSError, EOFError) as error:
         raise DatasetFormatError(f"Cannot read archive {location}: {error}.") from None
 
@@ -125,6 +153,7 @@ def _reader(location: Path) -> Callable[[str], bytes]:
         if name not in members:
             raise DatasetFormatError(f"{location} has no member {name}; it is not {ARCHIVE}.")
         return members[name]
+
     return read_member
 
 
@@ -146,7 +175,9 @@ def _read(location: Path) -> RawDataset:
     return RawDataset(
         x_train=np.concatenate([x for x, _ in train]).transpose(0, 2, 3, 1),
         y_train=np.concatenate([y for _, y in train]),
-        x_test=x_test.transpose(0, 2, 3, 1), y_test=y_test, class_names=class_names,
+        x_test=x_test.transpose(0, 2, 3, 1),
+        y_test=y_test,
+        class_names=class_names,
         source=str(location),
     )
 

@@ -1,4 +1,5 @@
 """Fashion-MNIST from its four original IDX ``*.gz`` files (Zalando SE, MIT licence)."""
+
 from __future__ import annotations
 
 import functools
@@ -13,8 +14,16 @@ from datasets.sources import format_not_found, keras_cache_dir, search_explicit_
 from datasets.splits import RawDataset
 
 CLASS_NAMES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 FILES = {
     "x_train": "train-images-idx3-ubyte",
@@ -61,12 +70,19 @@ def locate(data_dir=None, download: bool | None = None) -> tuple[dict[str, Path]
     files = try_download(download, _KERAS_ORIGIN, _download, tried)
     if files:
         return files, tried
-    raise DatasetNotFoundError(format_not_found("fashion_mnist", tried, [
-        "apt-get install dataset-fashion-mnist   (Debian/Ubuntu; installs to /usr/share/datasets/fashion-mnist)",
-        "pass --data-dir DIR (or set HPSEARCH_DATA_DIR=DIR) where DIR holds "
-        + ", ".join(f"{stem}.gz" for stem in FILES.values()),
-        "connect to the internet once so Keras can download it into ~/.keras/datasets/fashion-mnist",
-    ]))
+    raise DatasetNotFoundError(
+        format_not_found(
+            "fashion_mnist",
+            tried,
+            [
+                "apt-get install dataset-fashion-mnist   "
+                "(Debian/Ubuntu; installs to /usr/share/datasets/fashion-mnist)",
+                "pass --data-dir DIR (or set HPSEARCH_DATA_DIR=DIR) where DIR holds "
+                + ", ".join(f"{stem}.gz" for stem in FILES.values()),
+                "connect to the internet once so Keras can download it into ~/.keras/datasets/fashion-mnist",
+            ],
+        )
+    )
 
 
 def _download() -> dict[str, Path]:
@@ -74,8 +90,9 @@ def _download() -> dict[str, Path]:
 
     files = {}
     for key, stem in FILES.items():
-        path = keras.utils.get_file(f"{stem}.gz", origin=_KERAS_ORIGIN + f"{stem}.gz",
-                                    cache_subdir="datasets/fashion-mnist")
+        path = keras.utils.get_file(
+            f"{stem}.gz", origin=_KERAS_ORIGIN + f"{stem}.gz", cache_subdir="datasets/fashion-mnist"
+        )
         files[key] = Path(path)
     return files
 
@@ -83,8 +100,10 @@ def _download() -> dict[str, Path]:
 @functools.lru_cache(maxsize=4)
 def _read_files(files: tuple[tuple[str, Path], ...]) -> RawDataset:
     paths = dict(files)
-    arrays = {key: read_idx(path, IMAGES_MAGIC if key.startswith("x") else LABELS_MAGIC)
-              for key, path in paths.items()}
+    arrays = {
+        key: read_idx(path, IMAGES_MAGIC if key.startswith("x") else LABELS_MAGIC)
+        for key, path in paths.items()
+    }
     for part in ("train", "test"):
         images, labels = arrays[f"x_{part}"], arrays[f"y_{part}"]
         if images.ndim != 3 or images.shape[1:] != (28, 28):
@@ -102,9 +121,12 @@ def _read_files(files: tuple[tuple[str, Path], ...]) -> RawDataset:
             )
     source = os.path.dirname(paths["x_train"])
     return RawDataset(
-        x_train=arrays["x_train"][..., np.newaxis], y_train=arrays["y_train"],
-        x_test=arrays["x_test"][..., np.newaxis], y_test=arrays["y_test"],
-        class_names=CLASS_NAMES, source=source,
+        x_train=arrays["x_train"][..., np.newaxis],
+        y_train=arrays["y_train"],
+        x_test=arrays["x_test"][..., np.newaxis],
+        y_test=arrays["y_test"],
+        class_names=CLASS_NAMES,
+        source=source,
     )
 
 

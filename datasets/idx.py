@@ -3,6 +3,7 @@
 Header: two zero bytes, a type code (0x08 = unsigned byte), the number of dimensions, then one
 big-endian uint32 per dimension. Fashion-MNIST images use magic 2051 (3 dims), labels 2049 (1 dim).
 """
+
 from __future__ import annotations
 
 import gzip

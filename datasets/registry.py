@@ -1,4 +1,5 @@
 """Name -> loader registry behind ``datasets.load``."""
+
 from __future__ import annotations
 
 from typing import Callable

@@ -4,6 +4,7 @@ Order: the explicit data directories (``data_dir`` argument / ``--data-dir``, th
 variable ``HPSEARCH_DATA_DIR``, both may hold several directories separated by ``os.pathsep``), the
 system-wide copy a Debian package installs, the Keras cache, and finally a Keras download.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,7 +17,9 @@ DATA_DIR_ENV = "HPSEARCH_DATA_DIR"
 NO_DOWNLOAD_ENV = "HPSEARCH_NO_DOWNLOAD"
 
 
-def explicit_data_dirs(data_dir: str | os.PathLike | Sequence[str | os.PathLike] | None) -> list[Path]:
+def explicit_data_dirs(
+    data_dir: str | os.PathLike | Sequence[str | os.PathLike] | None,
+) -> list[Path]:
     """The user's own data directories: the argument first, then ``$HPSEARCH_DATA_DIR``."""
     dirs: list[Path] = []
     if data_dir is not None:
@@ -40,8 +43,9 @@ def downloads_allowed(download: bool | None) -> bool:
     return os.environ.get(NO_DOWNLOAD_ENV, "").strip().lower() not in {"1", "true", "yes"}
 
 
-def search_explicit_dirs(data_dir, subdirs: Sequence[str], probe: Callable[[Path], T | None],
-                         tried: list[str]) -> T | None:
+def search_explicit_dirs(
+    data_dir, subdirs: Sequence[str], probe: Callable[[Path], T | None], tried: list[str]
+) -> T | None:
     """The first ``probe(dir/sub)`` that finds something among the user's data directories.
 
     Every directory searched in vain is added to ``tried`` for the error message.
@@ -55,8 +59,9 @@ def search_explicit_dirs(data_dir, subdirs: Sequence[str], probe: Callable[[Path
     return None
 
 
-def try_download(download: bool | None, origin: str, fetch: Callable[[], T], tried: list[str]
-                 ) -> T | None:
+def try_download(
+    download: bool | None, origin: str, fetch: Callable[[], T], tried: list[str]
+) -> T | None:
     """``fetch()`` when downloads are allowed; a failure is recorded in ``tried``, not raised."""
     if not downloads_allowed(download):
         tried.append("Keras download (turned off by HPSEARCH_NO_DOWNLOAD or download=False)")

@@ -3,6 +3,7 @@
 The validation set is a seeded, stratified fraction of the training set; the test set is kept apart.
 Pixels are scaled to float32 in [0, 1] here and nowhere else.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -53,8 +54,10 @@ class Dataset:
 
     def summary(self) -> str:
         """One line: name, split sizes, shape and source."""
-        return (f"{self.name}: {len(self.x_train)} train / {len(self.x_val)} validation / "
-                f"{len(self.x_test)} test images of shape {self.input_shape} from {self.source}")
+        return (
+            f"{self.name}: {len(self.x_train)} train / {len(self.x_val)} validation / "
+            f"{len(self.x_test)} test images of shape {self.input_shape} from {self.source}"
+        )
 
 
 def scale_pixels(images: np.ndarray) -> np.ndarray:
@@ -62,7 +65,9 @@ def scale_pixels(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32) / np.float32(255.0)
 
 
-def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    labels: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Split indices into (kept, held_out) with ``fraction`` of every class held out.
 
     ``round(fraction * len(labels))`` examples are held out in all, shared among the classes in
@@ -81,8 +86,10 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
         # Largest remainder first; a seeded random tie-break keeps small sets unbiased.
         order = np.lexsort((rng.random(len(classes)), -(quotas - taken)))
         taken[order[:leftover]] += 1
-    held_out = [rng.permutation(np.flatnonzero(labels == label))[:count]
-                for label, count in zip(classes, taken)]
+    held_out = [
+        rng.permutation(np.flatnonzero(labels == label))[:count]
+        for label, count in zip(classes, taken)
+    ]
     held = np.sort(np.concatenate(held_out)) if held_out else np.array([], dtype=np.int64)
     mask = np.ones(len(labels), dtype=bool)
     mask[held] = False
@@ -107,7 +114,9 @@ def stratified_subset(labels: np.ndarray, size: int | float | None, seed: int) -
     else:
         size = int(size)
         if size < 1:
-            raise ValueError(f"subset must be a positive count or a fraction in (0, 1], got {size}.")
+            raise ValueError(
+                f"subset must be a positive count or a fraction in (0, 1], got {size}."
+            )
         if size >= count:
             return np.arange(count)
         fraction = size / count

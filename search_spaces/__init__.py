@@ -3,6 +3,7 @@
 >>> import search_spaces
 >>> hypermodel = search_spaces.get("mlp", input_shape=(28, 28, 1), num_classes=10)
 """
+
 from __future__ import annotations
 
 import importlib

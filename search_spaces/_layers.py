@@ -4,14 +4,21 @@ Every hyperparameter's default is the textbook value, so the default point of a 
 textbook model. Sub-parameters live in conditional scopes (momentum only for SGD, l2_factor only
 with L2, ...) so that analysis never mistakes an inactive value for a tried one.
 """
+
 from __future__ import annotations
 
 import keras
 import keras_tuner as kt
 
 ACTIVATIONS = ["relu", "elu", "selu", "tanh", "gelu", "swish", "leaky_relu"]
-INITIALIZERS = ["glorot_uniform", "glorot_normal", "he_normal", "he_uniform",
-                "lecun_normal", "lecun_uniform"]
+INITIALIZERS = [
+    "glorot_uniform",
+    "glorot_normal",
+    "he_normal",
+    "he_uniform",
+    "lecun_normal",
+    "lecun_uniform",
+]
 OPTIMIZERS = ["sgd", "adam", "nadam", "rmsprop"]
 REGULARIZATIONS = ["none", "l1", "l2", "dropout"]
 BATCH_SIZES = [16, 32, 64, 128, 256]
@@ -25,12 +32,14 @@ def choose_initializer(hp: kt.HyperParameters, default: str = "glorot_uniform") 
     return hp.Choice("kernel_initializer", INITIALIZERS, default=default)
 
 
-def choose_optimizer(hp: kt.HyperParameters, default: str, default_learning_rate: float
-                     ) -> keras.optimizers.Optimizer:
+def choose_optimizer(
+    hp: kt.HyperParameters, default: str, default_learning_rate: float
+) -> keras.optimizers.Optimizer:
     """Optimizer, learning rate (log scale) and the optimizer's own main parameters."""
     name = hp.Choice("optimizer", OPTIMIZERS, default=default)
-    learning_rate = hp.Float("learning_rate", 1e-4, 0.3, sampling="log",
-                             default=default_learning_rate)
+    learning_rate = hp.Float(
+        "learning_rate", 1e-4, 0.3, sampling="log", default=default_learning_rate
+    )
     # Every sub-parameter is declared whatever the branch, inside its conditional scope, so
     # KerasTuner's space exploration sees all of them (an inactive one returns None).
     with hp.conditional_scope("optimizer", ["sgd"]):
@@ -42,8 +51,9 @@ def choose_optimizer(hp: kt.HyperParameters, default: str, default_learning_rate
     with hp.conditional_scope("optimizer", ["rmsprop"]):
         rho = hp.Float("rho", 0.8, 0.99, default=0.9)
     if name == "sgd":
-        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum,
-                                    nesterov=nesterov)
+        return keras.optimizers.SGD(
+            learning_rate=learning_rate, momentum=momentum, nesterov=nesterov
+        )
     if name == "adam":
         return keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1)
     if name == "nadam":
@@ -51,16 +61,22 @@ def choose_optimizer(hp: kt.HyperParameters, default: str, default_learning_rate
     return keras.optimizers.RMSprop(learning_rate=learning_rate, rho=rho)
 
 
-def choose_regularization(hp: kt.HyperParameters, choices=REGULARIZATIONS, default: str = "none"
-                          ) -> tuple[keras.regularizers.Regularizer | None, float]:
+def choose_regularization(
+    hp: kt.HyperParameters, choices=REGULARIZATIONS, default: str = "none"
+) -> tuple[keras.regularizers.Regularizer | None, float]:
     """Weight penalty and dropout rate: (kernel_regularizer or None, dropout rate)."""
     kind = hp.Choice("regularization", list(choices), default=default)
     factors = {}
     for penalty in ("l1", "l2"):
         if penalty in choices:
             with hp.conditional_scope("regularization", [penalty]):
-                factors[penalty] = hp.Float(f"{penalty}_factor", 1e-6, 1e-2, sampling="log",
-                                            default=1e-5 if penalty == "l1" else 1e-4)
+                factors[penalty] = hp.Float(
+                    f"{penalty}_factor",
+                    1e-6,
+                    1e-2,
+                    sampling="log",
+                    default=1e-5 if penalty == "l1" else 1e-4,
+                )
     dropout_rate = None
     if "dropout" in choices:
         with hp.conditional_scope("regularization", ["dropout"]):
@@ -80,8 +96,13 @@ def activation_layer(name: str) -> keras.layers.Layer:
     return keras.layers.Activation(name)
 
 
-def compile_classifier(model: keras.Model, optimizer: keras.optimizers.Optimizer,
-                       steps_per_execution: int) -> keras.Model:
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"], steps_per_execution=steps_per_execution)
+def compile_classifier(
+    model: keras.Model, optimizer: keras.optimizers.Optimizer, steps_per_execution: int
+) -> keras.Model:
+    model.compile(
+        optimizer=optimizer,
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        steps_per_execution=steps_per_execution,
+    )
     return model

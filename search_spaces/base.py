@@ -1,4 +1,5 @@
 """What every hpsearch HyperModel shares: fixed facts in the constructor, batch size tuned in fit."""
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -25,8 +26,13 @@ class SearchSpace(kt.HyperModel):
     # (metric, direction): what a search of this family optimizes unless told otherwise.
     objective = ("val_accuracy", "max")
 
-    def __init__(self, input_shape: Sequence[int], num_classes: int | None = None,
-                 steps_per_execution: int = 32, **kwargs: Any):
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_classes: int | None = None,
+        steps_per_execution: int = 32,
+        **kwargs: Any,
+    ):
         super().__init__(name=self.name, **kwargs)
         input_shape = tuple(int(d) for d in input_shape)
         if len(input_shape) != 3 or min(input_shape) < 1:

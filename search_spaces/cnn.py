@@ -3,13 +3,19 @@
 Conv 64 7x7 -> MaxPool 2 -> 2x Conv 128 3x3 -> MaxPool -> 2x Conv 256 3x3 -> MaxPool -> Flatten ->
 Dense 128 -> Dropout .5 -> Dense 64 -> Dropout .5 -> softmax.
 """
+
 from __future__ import annotations
 
 import keras
 import keras_tuner as kt
 
-from search_spaces._layers import (activation_layer, choose_activation, choose_initializer,
-                                   choose_optimizer, compile_classifier)
+from search_spaces._layers import (
+    activation_layer,
+    choose_activation,
+    choose_initializer,
+    choose_optimizer,
+    compile_classifier,
+)
 from search_spaces.base import SearchSpace, _require_classes
 
 MAX_BLOCKS = 3
@@ -48,9 +54,14 @@ class CNNHyperModel(SearchSpace):
         self._declare_batch_size(hp, default=32)
 
         def conv(x, channels, kernel_size):
-            x = keras.layers.Conv2D(channels, kernel_size, padding="same",
-                                    kernel_initializer=initializer, kernel_regularizer=regularizer,
-                                    use_bias=not batch_norm)(x)
+            x = keras.layers.Conv2D(
+                channels,
+                kernel_size,
+                padding="same",
+                kernel_initializer=initializer,
+                kernel_regularizer=regularizer,
+                use_bias=not batch_norm,
+            )(x)
             if batch_norm:
                 x = keras.layers.BatchNormalization()(x)
             return activation_layer(activation)(x)
@@ -68,11 +79,19 @@ class CNNHyperModel(SearchSpace):
         dense_units = []
         for index in range(len(TEXTBOOK_DENSE_UNITS)):
             with hp.conditional_scope("dense_layers", list(range(index + 1, 3))):
-                dense_units.append(hp.Int(f"dense_units_{index}", 16, 512, sampling="log",
-                                          default=TEXTBOOK_DENSE_UNITS[index]))
+                dense_units.append(
+                    hp.Int(
+                        f"dense_units_{index}",
+                        16,
+                        512,
+                        sampling="log",
+                        default=TEXTBOOK_DENSE_UNITS[index],
+                    )
+                )
         for units in dense_units[:dense_layers]:
-            x = keras.layers.Dense(units, kernel_initializer=initializer,
-                                   kernel_regularizer=regularizer)(x)
+            x = keras.layers.Dense(
+                units, kernel_initializer=initializer, kernel_regularizer=regularizer
+            )(x)
             x = activation_layer(activation)(x)
             if dropout:
                 x = keras.layers.Dropout(dropout)(x)

@@ -1,11 +1,18 @@
 """The MLP family: Geron, Hands-on ML 2nd ed., ch. 10 (Flatten -> 300 relu -> 100 relu -> softmax)."""
+
 from __future__ import annotations
 
 import keras
 import keras_tuner as kt
 
-from search_spaces._layers import (activation_layer, choose_activation, choose_initializer,
-                                   choose_optimizer, choose_regularization, compile_classifier)
+from search_spaces._layers import (
+    activation_layer,
+    choose_activation,
+    choose_initializer,
+    choose_optimizer,
+    choose_regularization,
+    compile_classifier,
+)
 from search_spaces.base import SearchSpace, _require_classes
 
 MAX_LAYERS = 4
@@ -38,11 +45,18 @@ class MLPHyperModel(SearchSpace):
         units_per_layer = []
         for index in range(MAX_LAYERS):
             with hp.conditional_scope("num_layers", list(range(index + 1, MAX_LAYERS + 1))):
-                units_per_layer.append(hp.Int(f"units_{index}", 16, 1024, sampling="log",
-                                              default=TEXTBOOK_UNITS[index]))
+                units_per_layer.append(
+                    hp.Int(
+                        f"units_{index}", 16, 1024, sampling="log", default=TEXTBOOK_UNITS[index]
+                    )
+                )
         for units in units_per_layer[:num_layers]:
-            x = keras.layers.Dense(units, kernel_initializer=initializer,
-                                   kernel_regularizer=regularizer, use_bias=not batch_norm)(x)
+            x = keras.layers.Dense(
+                units,
+                kernel_initializer=initializer,
+                kernel_regularizer=regularizer,
+                use_bias=not batch_norm,
+            )(x)
             if batch_norm:
                 x = keras.layers.BatchNormalization()(x)
             x = activation_layer(activation)(x)

@@ -1,4 +1,5 @@
 """Shared fixtures: tiny datasets written in the real on-disk formats, seeding, environment."""
+
 from __future__ import annotations
 
 import os
@@ -44,8 +45,12 @@ def write_fashion_mnist(directory: Path, train: int = 60, test: int = 20) -> Pat
     directory.mkdir(parents=True, exist_ok=True)
     x_train, y_train = tiny_images(train, (28, 28), seed=1)
     x_test, y_test = tiny_images(test, (28, 28), seed=2)
-    for key, array in (("x_train", x_train), ("y_train", y_train),
-                       ("x_test", x_test), ("y_test", y_test)):
+    for key, array in (
+        ("x_train", x_train),
+        ("y_train", y_train),
+        ("x_test", x_test),
+        ("y_test", y_test),
+    ):
         write_idx(directory / f"{fashion_mnist.FILES[key]}.gz", array)
     return directory
 
@@ -60,12 +65,35 @@ def write_cifar10(directory: Path, per_batch: int = 10, test: int = 20) -> Path:
         rows = images.transpose(0, 3, 1, 2).reshape(count, 3072)
         name = "test_batch" if index == 6 else f"data_batch_{index}"
         with open(batch_dir / name, "wb") as handle:
-            pickle.dump({b"data": rows, b"labels": labels.astype(int).tolist(),
-                         b"batch_label": name.encode()}, handle)
+            pickle.dump(
+                {
+                    b"data": rows,
+                    b"labels": labels.astype(int).tolist(),
+                    b"batch_label": name.encode(),
+                },
+                handle,
+            )
     with open(batch_dir / "batches.meta", "wb") as handle:
-        pickle.dump({b"label_names": [n.encode() for n in
-                                      ("airplane", "automobile", "bird", "cat", "deer",
-                                       "dog", "frog", "horse", "ship", "truck")]}, handle)
+        pickle.dump(
+            {
+                b"label_names": [
+                    n.encode()
+                    for n in (
+                        "airplane",
+                        "automobile",
+                        "bird",
+                        "cat",
+                        "deer",
+                        "dog",
+                        "frog",
+                        "horse",
+                        "ship",
+                        "truck",
+                    )
+                ]
+            },
+            handle,
+        )
     return directory
 
 

@@ -1,4 +1,5 @@
 """The command line as a whole: help texts, examples, exit codes."""
+
 from __future__ import annotations
 
 import subprocess
@@ -26,11 +27,14 @@ def test_every_command_has_help_with_an_example():
 
 
 def test_help_lists_the_commands_without_starting_tensorflow():
-    code = ("import sys; from click.testing import CliRunner; from tuner.cli import main; "
-            "out = CliRunner().invoke(main, ['--help']).output; "
-            "print(out); print('TF' if 'tensorflow' in sys.modules else 'no TF')")
-    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True).stdout
+    code = (
+        "import sys; from click.testing import CliRunner; from tuner.cli import main; "
+        "out = CliRunner().invoke(main, ['--help']).output; "
+        "print(out); print('TF' if 'tensorflow' in sys.modules else 'no TF')"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     for name in ("tune", "transfer", "report", "data"):
         assert f"  {name} " in output
     assert output.strip().endswith("no TF")

@@ -1,4 +1,5 @@
 """Dataset loaders on tiny files in the real formats, their errors, and (marked) the real data."""
+
 from __future__ import annotations
 
 import gzip
@@ -31,6 +32,7 @@ def test_cifar10_loads_from_batches_and_archive(tiny_data_dir, tmp_path):
     assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (45, 5, 20)
     assert data.input_shape == (32, 32, 3) and data.class_names[3] == "cat"
     import tarfile
+
     archive = tmp_path / "cifar-10-python.tar.gz"
     with tarfile.open(archive, "w:gz") as handle:
         handle.add(tiny_data_dir / "cifar-10-batches-py", arcname="cifar-10-batches-py")
@@ -72,7 +74,9 @@ def test_stratified_helpers_count_exactly():
 def test_subset_option_is_stratified(tiny_data_dir):
     data = datasets.load("fashion_mnist", data_dir=tiny_data_dir, subset=30, test_subset=10)
     assert len(data.x_train) + len(data.x_val) == 30 and len(data.x_test) == 10
-    assert np.bincount(np.concatenate([data.y_train, data.y_val]), minlength=10).tolist() == [3] * 10
+    assert (
+        np.bincount(np.concatenate([data.y_train, data.y_val]), minlength=10).tolist() == [3] * 10
+    )
 
 
 def test_environment_variable_is_searched(tiny_data_dir, monkeypatch):
@@ -83,8 +87,11 @@ def test_environment_variable_is_searched(tiny_data_dir, monkeypatch):
 def test_unknown_dataset_lists_valid_names():
     with pytest.raises(ValueError) as error:
         datasets.load("mnist")
-    assert str(error.value) == ("Unknown dataset 'mnist'. Expected one of: "
-                                + ", ".join(datasets.available_datasets()) + ".")
+    assert str(error.value) == (
+        "Unknown dataset 'mnist'. Expected one of: "
+        + ", ".join(datasets.available_datasets())
+        + "."
+    )
 
 
 def test_missing_dataset_lists_every_place_tried(tmp_path, monkeypatch):
@@ -92,7 +99,9 @@ def test_missing_dataset_lists_every_place_tried(tmp_path, monkeypatch):
     with pytest.raises(datasets.DatasetNotFoundError) as error:
         datasets.load("fashion_mnist", data_dir=tmp_path / "mine")
     message = str(error.value)
-    assert message.splitlines()[0] == "Dataset 'fashion_mnist' was not found. Places tried, in order:"
+    assert (
+        message.splitlines()[0] == "Dataset 'fashion_mnist' was not found. Places tried, in order:"
+    )
     assert f"  - {tmp_path / 'mine'} (and its subfolders" in message
     assert f"  - {tmp_path / 'debian'} (Debian package dataset-fashion-mnist)" in message
     assert "keras-home/datasets/fashion-mnist (Keras cache)" in message
@@ -162,7 +171,9 @@ def test_corrupt_cifar_batch_is_reported(tmp_path):
 def test_real_fashion_mnist_and_cifar10():
     fashion_dir, cifar_dir = real_data_dir("fashion-mnist"), None
     for directory in REAL_DATA_DIRS:
-        if (directory / "cifar-10-batches-py").exists() or (directory / "cifar10" / "cifar-10-batches-py").exists():
+        if (directory / "cifar-10-batches-py").exists() or (
+            directory / "cifar10" / "cifar-10-batches-py"
+        ).exists():
             cifar_dir = directory
     if fashion_dir is None or cifar_dir is None:
         pytest.skip("HPSEARCH_DATA_DIR does not hold the real Fashion-MNIST and CIFAR-10")
@@ -175,5 +186,5 @@ def test_real_fashion_mnist_and_cifar10():
         assert data.input_shape == shape and data.x_train.dtype == np.float32
         assert np.bincount(data.y_val).tolist() == [sizes[1] // 10] * 10
         assert np.bincount(data.y_test).tolist() == [1000] * 10
-        sample = {row.tobytes() for row in data.x_train[:: 9]}
+        sample = {row.tobytes() for row in data.x_train[::9]}
         assert not any(row.tobytes() in sample for row in data.x_val[:1000])

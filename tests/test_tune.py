@@ -1,4 +1,5 @@
 """`hpsearch tune` and `run_search` on tiny data: every tuner, YAML export, resume, kill -9, lock."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,6 @@ import time
 from pathlib import Path
 
 import keras
-import keras_tuner as kt
 import pandas as pd
 import pytest
 import yaml
@@ -28,8 +28,21 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def tune(runner, run_dir, data_dir, *extra, expect=0):
-    args = ["tune", "mlp", "--run-dir", str(run_dir), "--data-dir", str(data_dir),
-            "--subset", "all", "--max-epochs", "2", "--factor", "2", *extra]
+    args = [
+        "tune",
+        "mlp",
+        "--run-dir",
+        str(run_dir),
+        "--data-dir",
+        str(data_dir),
+        "--subset",
+        "all",
+        "--max-epochs",
+        "2",
+        "--factor",
+        "2",
+        *extra,
+    ]
     result = runner.invoke(main, args, catch_exceptions=expect != 0)
     assert result.exit_code == expect, result.output
     return result
@@ -38,9 +51,16 @@ def tune(runner, run_dir, data_dir, *extra, expect=0):
 @pytest.mark.parametrize("tuner_name", ["hyperband", "bayesian", "random"])
 def test_tune_runs_each_tuner_and_exports(tuner_name, tiny_data_dir, tmp_path):
     run_dir = tmp_path / "run"
-    output = tune(CliRunner(), run_dir, tiny_data_dir, "--tuner", tuner_name,
-                  "--max-trials", "3").output
-    for name in ("run.yaml", "trials.csv", "search_space.json", "trial_log.jsonl", "kt/oracle.json"):
+    output = tune(
+        CliRunner(), run_dir, tiny_data_dir, "--tuner", tuner_name, "--max-trials", "3"
+    ).output
+    for name in (
+        "run.yaml",
+        "trials.csv",
+        "search_space.json",
+        "trial_log.jsonl",
+        "kt/oracle.json",
+    ):
         assert (run_dir / name).is_file(), name
     trials = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
     assert len(trials) == 3
@@ -74,6 +94,7 @@ def test_top_config_yaml_is_plain_ranked_and_round_trips(tiny_data_dir, tmp_path
         assert document["objective"] == "val_accuracy" and document["dataset"] == "fashion_mnist"
         # Writing it back gives the same file.
         from top_configs import write_top_config
+
         copy = write_top_config(tmp_path / "copy.yaml", config)
         assert read_top_config(copy) == config and copy.read_text() == path.read_text()
 
@@ -89,7 +110,9 @@ def test_resume_with_larger_budget_runs_only_new_trials(tiny_data_dir, tmp_path)
     assert len(after) == 4
     assert all(after[name] == text for name, text in before.items())
     log = [json.loads(line) for line in (run_dir / "trial_log.jsonl").read_text().splitlines()]
-    assert sorted(entry["trial_id"] for entry in log) == sorted(after_name[6:] for after_name in after)
+    assert sorted(entry["trial_id"] for entry in log) == sorted(
+        after_name[6:] for after_name in after
+    )
     # Once the budget is spent, running again trains nothing.
     output = tune(runner, run_dir, tiny_data_dir, "--tuner", "random", "--max-trials", "4").output
     assert "0 run now" in output
@@ -99,17 +122,29 @@ def test_mismatched_resume_is_refused_with_the_differences(tiny_data_dir, tmp_pa
     run_dir = tmp_path / "run"
     runner = CliRunner()
     tune(runner, run_dir, tiny_data_dir, "--tuner", "random", "--max-trials", "1")
-    result = tune(runner, run_dir, tiny_data_dir, "--tuner", "bayesian", "--max-trials", "1",
-                  "--seed", "5", expect=1)
+    result = tune(
+        runner,
+        run_dir,
+        tiny_data_dir,
+        "--tuner",
+        "bayesian",
+        "--max-trials",
+        "1",
+        "--seed",
+        "5",
+        expect=1,
+    )
     assert result.output.startswith(
         f"Error: Run directory {run_dir} was created with other settings, so resuming it would mix "
         "incomparable trials:\n"
         "  - tuner: run directory has 'random', this command asks for 'bayesian'\n"
-        "  - seed: run directory has 0, this command asks for 5\n")
+        "  - seed: run directory has 0, this command asks for 5\n"
+    )
     assert "--overwrite" in result.output
     # --overwrite starts again.
-    output = tune(runner, run_dir, tiny_data_dir, "--tuner", "bayesian", "--max-trials", "1",
-                  "--overwrite").output
+    output = tune(
+        runner, run_dir, tiny_data_dir, "--tuner", "bayesian", "--max-trials", "1", "--overwrite"
+    ).output
     assert "Starting a bayesian search" in output
 
 
@@ -117,8 +152,10 @@ def test_second_process_on_the_same_run_dir_is_refused(tiny_data_dir, tmp_path):
     run_dir = tmp_path / "run"
     with run_lock(run_dir):
         result = tune(CliRunner(), run_dir, tiny_data_dir, expect=1)
-    assert result.output.startswith(f"Error: Run directory {run_dir} is in use by another "
-                                    f"hpsearch process (pid {os.getpid()}, since ")
+    assert result.output.startswith(
+        f"Error: Run directory {run_dir} is in use by another "
+        f"hpsearch process (pid {os.getpid()}, since "
+    )
     assert not (run_dir / "kt").exists()
 
 
@@ -134,9 +171,12 @@ def test_unknown_space_and_bad_options_exit_2(tmp_path):
 
 def test_missing_dataset_exits_1_without_traceback(tmp_path, monkeypatch):
     from datasets import fashion_mnist
+
     monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", tmp_path / "none")
-    result = CliRunner().invoke(main, ["tune", "mlp", "--run-dir", str(tmp_path / "run"),
-                                       "--data-dir", str(tmp_path / "empty")])
+    result = CliRunner().invoke(
+        main,
+        ["tune", "mlp", "--run-dir", str(tmp_path / "run"), "--data-dir", str(tmp_path / "empty")],
+    )
     assert result.exit_code == 1
     assert result.output.startswith("Error: Dataset 'fashion_mnist' was not found.")
     assert "Traceback" not in result.output
@@ -145,27 +185,37 @@ def test_missing_dataset_exits_1_without_traceback(tmp_path, monkeypatch):
 class _DivergingSpace(SearchSpace):
     """Its default point scales the inputs by NaN, so the loss is NaN from the first step."""
 
-
     name = "diverging"
 
     def build(self, hp):
         poisoned = hp.Boolean("poisoned", default=True)
         scale = float("nan") if poisoned else 1.0
         self._declare_batch_size(hp)
-        model = keras.Sequential([keras.Input(self.input_shape), keras.layers.Flatten(),
-                                  keras.layers.Rescaling(scale),
-                                  keras.layers.Dense(self.num_classes, activation="softmax")])
-        model.compile(optimizer=keras.optimizers.SGD(0.01), metrics=["accuracy"],
-                      loss="sparse_categorical_crossentropy")
+        model = keras.Sequential(
+            [
+                keras.Input(self.input_shape),
+                keras.layers.Flatten(),
+                keras.layers.Rescaling(scale),
+                keras.layers.Dense(self.num_classes, activation="softmax"),
+            ]
+        )
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.01),
+            metrics=["accuracy"],
+            loss="sparse_categorical_crossentropy",
+        )
         return model
 
 
 def test_diverging_trial_is_recorded_failed_and_search_goes_on(tiny_data_dir, tmp_path):
     search_spaces.register("diverging", _DivergingSpace)
     lines = []
-    result = run_search(RunConfig(space="diverging", tuner="random", max_trials=2, max_epochs=2,
-                                  subset=None), tmp_path / "run", data_dir=tiny_data_dir,
-                        progress=lines.append)
+    result = run_search(
+        RunConfig(space="diverging", tuner="random", max_trials=2, max_epochs=2, subset=None),
+        tmp_path / "run",
+        data_dir=tiny_data_dir,
+        progress=lines.append,
+    )
     statuses = result.trials.set_index("trial_id")["status"].tolist()
     assert statuses == ["FAILED", "COMPLETED"]
     assert "diverged" in result.trials["message"].iloc[0]
@@ -177,12 +227,30 @@ def test_diverging_trial_is_recorded_failed_and_search_goes_on(tiny_data_dir, tm
 def test_resume_after_kill_minus_9_retrains_no_completed_trial(tmp_path):
     data_dir = write_fashion_mnist(tmp_path / "data", train=3000, test=20)
     run_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "tuner.cli", "tune", "mlp", "--run-dir", str(run_dir),
-               "--data-dir", str(data_dir), "--subset", "all", "--tuner", "random",
-               "--max-trials", "4", "--max-epochs", "8", "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "tuner.cli",
+        "tune",
+        "mlp",
+        "--run-dir",
+        str(run_dir),
+        "--data-dir",
+        str(data_dir),
+        "--subset",
+        "all",
+        "--tuner",
+        "random",
+        "--max-trials",
+        "4",
+        "--max-epochs",
+        "8",
+        "--quiet",
+    ]
     env = {**os.environ, "HPSEARCH_NO_DOWNLOAD": "1"}
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     log = run_dir / "trial_log.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (log.exists() and log.read_text().count("\n") >= 1):
@@ -191,8 +259,10 @@ def test_resume_after_kill_minus_9_retrains_no_completed_trial(tmp_path):
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     finished_before = [json.loads(line)["trial_id"] for line in log.read_text().splitlines()]
-    statuses = {json.loads(p.read_text())["trial_id"]: json.loads(p.read_text())["status"]
-                for p in (run_dir / "kt").glob("trial_*/trial.json")}
+    statuses = {
+        json.loads(p.read_text())["trial_id"]: json.loads(p.read_text())["status"]
+        for p in (run_dir / "kt").glob("trial_*/trial.json")
+    }
     assert "RUNNING" in statuses.values(), f"the kill did not land inside a trial: {statuses}"
     completed_before = {t for t, s in statuses.items() if s == "COMPLETED"}
     assert completed_before and completed_before <= set(finished_before)
@@ -205,13 +275,18 @@ def test_resume_after_kill_minus_9_retrains_no_completed_trial(tmp_path):
     assert len(final) == 4 and set(final["status"]) == {"COMPLETED"}
 
 
-def test_hyperband_trains_the_textbook_model_at_full_budget_when_not_promoted(tiny_data_dir, tmp_path):
+def test_hyperband_trains_the_textbook_model_at_full_budget_when_not_promoted(
+    tiny_data_dir, tmp_path
+):
     # The textbook point of this space diverges, so it is never promoted from the first bracket;
     # it must still be trained in the full-budget bracket for a fair best-vs-textbook comparison.
     search_spaces.register("diverging", _DivergingSpace)
-    result = run_search(RunConfig(space="diverging", tuner="hyperband", max_epochs=2, factor=2,
-                                  subset=None), tmp_path / "run", data_dir=tiny_data_dir,
-                        progress=None)
+    result = run_search(
+        RunConfig(space="diverging", tuner="hyperband", max_epochs=2, factor=2, subset=None),
+        tmp_path / "run",
+        data_dir=tiny_data_dir,
+        progress=None,
+    )
     textbook = result.trials[result.trials["is_textbook"]]
     assert textbook["trial_id"].iloc[0] == result.trials["trial_id"].iloc[0]
     assert sorted(textbook["bracket"].tolist()) == [0, 1]

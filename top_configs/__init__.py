@@ -1,6 +1,14 @@
 """Top configurations: the YAML format of a search's best trials, reader, writer and rebuild."""
-from top_configs.format import (FORMAT, TopConfig, TopConfigError, plain_value, read_top_config,
-                                strip_internal_keys, write_top_config)
+
+from top_configs.format import (
+    FORMAT,
+    TopConfig,
+    TopConfigError,
+    plain_value,
+    read_top_config,
+    strip_internal_keys,
+    write_top_config,
+)
 
 
 def hyperparameters_for(config, hypermodel, source="configuration"):
@@ -9,5 +17,14 @@ def hyperparameters_for(config, hypermodel, source="configuration"):
 
     return rebuild(config, hypermodel, source)
 
-__all__ = ["FORMAT", "TopConfig", "TopConfigError", "hyperparameters_for", "plain_value",
-           "read_top_config", "strip_internal_keys", "write_top_config"]
+
+__all__ = [
+    "FORMAT",
+    "TopConfig",
+    "TopConfigError",
+    "hyperparameters_for",
+    "plain_value",
+    "read_top_config",
+    "strip_internal_keys",
+    "write_top_config",
+]

@@ -21,6 +21,7 @@ Values are plain Python types (int, float, str, bool), never numpy scalars, and 
 internal ``tuner/*`` keys are not part of a configuration. Writing then reading gives back an equal
 ``TopConfig``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,8 +32,17 @@ from typing import Any
 import yaml
 
 FORMAT = "hpsearch-top-config/1"
-_REQUIRED = {"rank": int, "search_space": str, "dataset": str, "objective": str, "direction": str,
-             "score": float, "trial_id": str, "epochs": int, "hyperparameters": dict}
+_REQUIRED = {
+    "rank": int,
+    "search_space": str,
+    "dataset": str,
+    "objective": str,
+    "direction": str,
+    "score": float,
+    "trial_id": str,
+    "epochs": int,
+    "hyperparameters": dict,
+}
 
 
 class TopConfigError(ValueError):
@@ -77,8 +87,9 @@ def plain_value(value: Any) -> Any:
 
 def strip_internal_keys(values: dict[str, Any]) -> dict[str, Any]:
     """Drop KerasTuner's bookkeeping keys (``tuner/epochs``, ``tuner/trial_id``...)."""
-    return {name: plain_value(value) for name, value in values.items()
-            if not name.startswith("tuner/")}
+    return {
+        name: plain_value(value) for name, value in values.items() if not name.startswith("tuner/")
+    }
 
 
 def write_top_config(path: str | os.PathLike, config: TopConfig) -> Path:
@@ -130,7 +141,9 @@ def read_top_config(path: str | os.PathLike) -> TopConfig:
             )
         fields[key] = value
     if fields["direction"] not in ("max", "min"):
-        raise TopConfigError(f"{path}: field 'direction' should be 'max' or 'min', got {fields['direction']!r}.")
+        raise TopConfigError(
+            f"{path}: field 'direction' should be 'max' or 'min', got {fields['direction']!r}."
+        )
     head = document.get("head")
     if head is not None and not isinstance(head, str):
         raise TopConfigError(f"{path}: field 'head' should be a string or null, got {head!r}.")

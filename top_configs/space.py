@@ -1,4 +1,5 @@
 """Turning an exported configuration back into KerasTuner hyperparameters for its search space."""
+
 from __future__ import annotations
 
 import os
@@ -8,8 +9,9 @@ import keras_tuner as kt
 from top_configs.format import TopConfig, TopConfigError
 
 
-def hyperparameters_for(config: TopConfig, hypermodel, source: str | os.PathLike = "configuration"
-                        ) -> kt.HyperParameters:
+def hyperparameters_for(
+    config: TopConfig, hypermodel, source: str | os.PathLike = "configuration"
+) -> kt.HyperParameters:
     """Hyperparameters with ``config``'s values, checked against ``hypermodel``'s search space.
 
     Every name must exist in the space, and every value must be of the right type and within the
@@ -65,7 +67,9 @@ def _check_value(hp, value, source) -> None:
     kind = type(hp).__name__
     if kind == "Boolean":
         if not isinstance(value, bool):
-            raise TopConfigError(f"{source}: hyperparameter '{name}' should be true or false, got {value!r}.")
+            raise TopConfigError(
+                f"{source}: hyperparameter '{name}' should be true or false, got {value!r}."
+            )
         return
     if kind == "Choice" or kind == "Fixed":
         allowed = config.get("values") or [config.get("value")]
@@ -76,9 +80,13 @@ def _check_value(hp, value, source) -> None:
         return
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
     if kind == "Int" and not (isinstance(value, int) and not isinstance(value, bool)):
-        raise TopConfigError(f"{source}: hyperparameter '{name}' should be an integer, got {value!r}.")
+        raise TopConfigError(
+            f"{source}: hyperparameter '{name}' should be an integer, got {value!r}."
+        )
     if not numeric:
-        raise TopConfigError(f"{source}: hyperparameter '{name}' should be a number, got {value!r}.")
+        raise TopConfigError(
+            f"{source}: hyperparameter '{name}' should be a number, got {value!r}."
+        )
     low, high = config["min_value"], config["max_value"]
     if not low <= value <= high:
         raise TopConfigError(

@@ -5,6 +5,7 @@
 
 Names are imported on first use, so ``hpsearch --help`` does not start TensorFlow.
 """
+
 import importlib
 import logging
 import os
@@ -17,12 +18,19 @@ logging.getLogger("tensorflow").setLevel(logging.ERROR)
 warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
 
 _EXPORTS = {
-    "RunConfig": "tuner.config", "RunConfigError": "tuner.config",
-    "hyperband_schedule": "tuner.config", "read_run_config": "tuner.config",
-    "read_search_space": "tuner.results", "read_trials": "tuner.results",
-    "RunLockedError": "tuner.errors", "SearchError": "tuner.errors",
-    "SearchResult": "tuner.search", "export_results": "tuner.search", "run_search": "tuner.search",
-    "TransferResult": "tuner.transfer", "run_transfer": "tuner.transfer",
+    "RunConfig": "tuner.config",
+    "RunConfigError": "tuner.config",
+    "hyperband_schedule": "tuner.config",
+    "read_run_config": "tuner.config",
+    "read_search_space": "tuner.results",
+    "read_trials": "tuner.results",
+    "RunLockedError": "tuner.errors",
+    "SearchError": "tuner.errors",
+    "SearchResult": "tuner.search",
+    "export_results": "tuner.search",
+    "run_search": "tuner.search",
+    "TransferResult": "tuner.transfer",
+    "run_transfer": "tuner.transfer",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,4 +1,5 @@
 """The ``hpsearch`` command line: thin click commands over the library."""
+
 from __future__ import annotations
 
 import functools
@@ -18,8 +19,15 @@ from tuner.clock_cli import clock_group
 from tuner.report_cli import report
 
 # Every error a user can fix: shown as "Error: ..." with exit code 1, never a traceback.
-USER_ERRORS = (DatasetError, RunConfigError, RunLockedError, SearchError, TopConfigError,
-               ValueError, FileNotFoundError)
+USER_ERRORS = (
+    DatasetError,
+    RunConfigError,
+    RunLockedError,
+    SearchError,
+    TopConfigError,
+    ValueError,
+    FileNotFoundError,
+)
 
 
 class SubsetType(click.ParamType):
@@ -36,8 +44,11 @@ class SubsetType(click.ParamType):
         try:
             number = float(text)
         except ValueError:
-            self.fail(f"expected a count like 6000, a fraction like 0.1, or 'all'; got {value!r}.",
-                      param, ctx)
+            self.fail(
+                f"expected a count like 6000, a fraction like 0.1, or 'all'; got {value!r}.",
+                param,
+                ctx,
+            )
         if number <= 0:
             self.fail(f"must be positive, got {value!r}.", param, ctx)
         if number < 1:
@@ -49,25 +60,34 @@ class SubsetType(click.ParamType):
 
 def user_errors(function):
     """Turn the library's user-facing errors into click errors (exit code 1, no traceback)."""
+
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         try:
             return function(*args, **kwargs)
         except USER_ERRORS as error:
             raise click.ClickException(str(error)) from None
+
     return wrapper
 
 
 def data_dir_option(function):
     return click.option(
-        "--data-dir", type=click.Path(file_okay=False, path_type=Path), multiple=True,
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        multiple=True,
         help="Directory searched first for datasets (repeatable). Also: $HPSEARCH_DATA_DIR.",
     )(function)
 
 
 def seed_option(function):
-    return click.option("--seed", type=int, default=0, show_default=True,
-                        help="Seed of the split, subset, tuner and weights.")(function)
+    return click.option(
+        "--seed",
+        type=int,
+        default=0,
+        show_default=True,
+        help="Seed of the split, subset, tuner and weights.",
+    )(function)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -86,36 +106,104 @@ def main():
 
 @main.command(short_help="Search a space (mlp, cnn, clock) on a dataset; resumable.")
 @click.argument("space", type=click.Choice(available_spaces()))
-@click.option("--dataset", type=click.Choice(available_datasets()), default="fashion_mnist",
-              show_default=True, help="Dataset to search on.")
-@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Directory of the run; an existing run there is resumed.")
-@click.option("--tuner", "tuner_name", type=click.Choice(TUNERS), default="hyperband",
-              show_default=True, help="Search algorithm.")
-@click.option("--max-trials", type=click.IntRange(min=1), default=None,
-              help="Trials to run (bayesian/random: default 10; hyperband: a cap on its schedule).")
-@click.option("--max-epochs", type=click.IntRange(min=1), default=6, show_default=True,
-              help="Hyperband's largest epoch budget; epochs of a bayesian/random trial.")
-@click.option("--factor", type=click.IntRange(min=2), default=3, show_default=True,
-              help="Hyperband reduction factor.")
-@click.option("--hyperband-iterations", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Full Hyperband sweeps (raise it to extend a finished run).")
-@click.option("--executions-per-trial", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Trainings averaged per trial.")
-@click.option("--objective", default=None,
-              help="Metric to optimize (default: the space's own, val_accuracy; val_cse for clock).")
-@click.option("--direction", type=click.Choice(["max", "min"]), default=None,
-              help="Whether the objective is maximized or minimized (inferred when possible).")
-@click.option("--subset", type=SubsetType(), default="10000", show_default=True,
-              help="Training images used: a count, a fraction, or 'all'.")
+@click.option(
+    "--dataset",
+    type=click.Choice(available_datasets()),
+    default="fashion_mnist",
+    show_default=True,
+    help="Dataset to search on.",
+)
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory of the run; an existing run there is resumed.",
+)
+@click.option(
+    "--tuner",
+    "tuner_name",
+    type=click.Choice(TUNERS),
+    default="hyperband",
+    show_default=True,
+    help="Search algorithm.",
+)
+@click.option(
+    "--max-trials",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Trials to run (bayesian/random: default 10; hyperband: a cap on its schedule).",
+)
+@click.option(
+    "--max-epochs",
+    type=click.IntRange(min=1),
+    default=6,
+    show_default=True,
+    help="Hyperband's largest epoch budget; epochs of a bayesian/random trial.",
+)
+@click.option(
+    "--factor",
+    type=click.IntRange(min=2),
+    default=3,
+    show_default=True,
+    help="Hyperband reduction factor.",
+)
+@click.option(
+    "--hyperband-iterations",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Full Hyperband sweeps (raise it to extend a finished run).",
+)
+@click.option(
+    "--executions-per-trial",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Trainings averaged per trial.",
+)
+@click.option(
+    "--objective",
+    default=None,
+    help="Metric to optimize (default: the space's own, val_accuracy; val_cse for clock).",
+)
+@click.option(
+    "--direction",
+    type=click.Choice(["max", "min"]),
+    default=None,
+    help="Whether the objective is maximized or minimized (inferred when possible).",
+)
+@click.option(
+    "--subset",
+    type=SubsetType(),
+    default="10000",
+    show_default=True,
+    help="Training images used: a count, a fraction, or 'all'.",
+)
 @click.option("--head", default=None, help="Clock space only: label representation.")
 @click.option("--overwrite", is_flag=True, help="Discard an existing run in --run-dir first.")
 @click.option("--quiet", is_flag=True, help="Print only the final summary.")
 @seed_option
 @data_dir_option
 @user_errors
-def tune(space, dataset, run_dir, tuner_name, max_trials, max_epochs, factor, hyperband_iterations,
-         executions_per_trial, objective, direction, subset, head, overwrite, quiet, seed, data_dir):
+def tune(
+    space,
+    dataset,
+    run_dir,
+    tuner_name,
+    max_trials,
+    max_epochs,
+    factor,
+    hyperband_iterations,
+    executions_per_trial,
+    objective,
+    direction,
+    subset,
+    head,
+    overwrite,
+    quiet,
+    seed,
+    data_dir,
+):
     """Search SPACE (mlp, cnn, clock) on a dataset; resumes an existing --run-dir.
 
     Writes run.yaml, trials.csv, the KerasTuner project and top_configs/rank_{1,2,3}.yaml, and
@@ -128,36 +216,80 @@ def tune(space, dataset, run_dir, tuner_name, max_trials, max_epochs, factor, hy
     """
     from tuner.search import run_search
 
-    config = RunConfig(space=space, dataset=dataset, tuner=tuner_name, objective=objective,
-                       direction=direction, max_trials=max_trials, max_epochs=max_epochs,
-                       factor=factor, hyperband_iterations=hyperband_iterations,
-                       executions_per_trial=executions_per_trial, seed=seed, subset=subset,
-                       head=head)
-    result = run_search(config, run_dir, data_dir=list(data_dir) or None, overwrite=overwrite,
-                        progress=None if quiet else click.echo)
+    config = RunConfig(
+        space=space,
+        dataset=dataset,
+        tuner=tuner_name,
+        objective=objective,
+        direction=direction,
+        max_trials=max_trials,
+        max_epochs=max_epochs,
+        factor=factor,
+        hyperband_iterations=hyperband_iterations,
+        executions_per_trial=executions_per_trial,
+        seed=seed,
+        subset=subset,
+        head=head,
+    )
+    result = run_search(
+        config,
+        run_dir,
+        data_dir=list(data_dir) or None,
+        overwrite=overwrite,
+        progress=None if quiet else click.echo,
+    )
     click.echo(format_summary(result))
 
 
 @main.command(short_help="Retrain the top configurations on another dataset; test accuracy.")
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--dataset", type=click.Choice(["cifar10", "fashion_mnist"]), default="cifar10",
-              show_default=True, help="Target dataset (the source dataset gives test numbers there).")
-@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Output directory; an existing transfer there is resumed.")
-@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Trainings per configuration (mean and std are reported).")
-@click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help="Epoch budget (default: the largest of the configurations' own).")
-@click.option("--patience", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Early stopping patience on the target's validation accuracy.")
-@click.option("--subset", type=SubsetType(), default="all", show_default=True,
-              help="Target training images: a count, a fraction, or 'all'.")
+@click.option(
+    "--dataset",
+    type=click.Choice(["cifar10", "fashion_mnist"]),
+    default="cifar10",
+    show_default=True,
+    help="Target dataset (the source dataset gives test numbers there).",
+)
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Output directory; an existing transfer there is resumed.",
+)
+@click.option(
+    "--seeds",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Trainings per configuration (mean and std are reported).",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Epoch budget (default: the largest of the configurations' own).",
+)
+@click.option(
+    "--patience",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Early stopping patience on the target's validation accuracy.",
+)
+@click.option(
+    "--subset",
+    type=SubsetType(),
+    default="all",
+    show_default=True,
+    help="Target training images: a count, a fraction, or 'all'.",
+)
 @click.option("--no-textbook", is_flag=True, help="Leave out the textbook baseline row.")
 @click.option("--overwrite", is_flag=True, help="Discard earlier results in --run-dir.")
 @data_dir_option
 @user_errors
-def transfer(sources, dataset, run_dir, seeds, epochs, patience, subset, no_textbook, overwrite,
-             data_dir):
+def transfer(
+    sources, dataset, run_dir, seeds, epochs, patience, subset, no_textbook, overwrite, data_dir
+):
     """Retrain SOURCES (tune run directories or top-config YAML files) on --dataset.
 
     Each configuration is rebuilt for the target's input shape and classes, trained with early
@@ -171,10 +303,22 @@ def transfer(sources, dataset, run_dir, seeds, epochs, patience, subset, no_text
     """
     from tuner.transfer import TransferSettings, format_transfer_table, run_transfer
 
-    settings = TransferSettings(dataset=dataset, seeds=seeds, epochs=epochs, patience=patience,
-                                subset=subset, include_textbook=not no_textbook)
-    result = run_transfer(sources, run_dir, settings, data_dir=list(data_dir) or None,
-                          overwrite=overwrite, progress=click.echo)
+    settings = TransferSettings(
+        dataset=dataset,
+        seeds=seeds,
+        epochs=epochs,
+        patience=patience,
+        subset=subset,
+        include_textbook=not no_textbook,
+    )
+    result = run_transfer(
+        sources,
+        run_dir,
+        settings,
+        data_dir=list(data_dir) or None,
+        overwrite=overwrite,
+        progress=click.echo,
+    )
     click.echo("")
     click.echo(format_transfer_table(result.summary))
     click.echo(f"Results: {run_dir / 'transfer.csv'}, {run_dir / 'summary.csv'}")
@@ -226,8 +370,10 @@ def format_summary(result) -> str:
         lines.append(f"{baseline:<10} {'':>6} {textbook:>14.4f} {'':>12} {'':>7}")
     for top in result.top_configs:
         delta = f"{top.score - textbook:+.4f}" if math.isfinite(textbook) else "-"
-        lines.append(f"{'rank ' + str(top.rank):<10} {top.trial_id:>6} {top.score:>14.4f} "
-                     f"{delta:>12} {top.epochs:>7}")
+        lines.append(
+            f"{'rank ' + str(top.rank):<10} {top.trial_id:>6} {top.score:>14.4f} "
+            f"{delta:>12} {top.epochs:>7}"
+        )
     if result.top_configs:
         lines.append(f"Top configurations: {result.run_dir / 'top_configs'}/rank_*.yaml")
     else:

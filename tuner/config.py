@@ -1,4 +1,5 @@
 """The configuration of one search run, written next to its results as ``run.yaml``."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,9 +15,21 @@ RUN_FILE = "run.yaml"
 
 # Settings that define what a run directory's trials mean. Resuming with any of them changed would
 # make KerasTuner silently mis-rank or ignore them, so a mismatch is refused.
-IDENTITY_FIELDS = ("space", "dataset", "tuner", "objective", "direction", "seed", "subset",
-                   "validation_fraction", "executions_per_trial", "max_epochs", "factor",
-                   "hyperband_iterations", "head")
+IDENTITY_FIELDS = (
+    "space",
+    "dataset",
+    "tuner",
+    "objective",
+    "direction",
+    "seed",
+    "subset",
+    "validation_fraction",
+    "executions_per_trial",
+    "max_epochs",
+    "factor",
+    "hyperband_iterations",
+    "head",
+)
 
 
 class RunConfigError(ValueError):
@@ -27,30 +40,38 @@ class RunConfigError(ValueError):
 class RunConfig:
     """Everything that defines a search; the defaults finish in minutes for the MLP on 2 cores."""
 
-    space: str = "mlp"                  # search space (model family): mlp, cnn, clock
-    dataset: str = "fashion_mnist"      # dataset registry name
-    tuner: str = "hyperband"            # hyperband | bayesian | random
-    objective: str | None = None        # None: the space's own (val_accuracy; val_cse for clock)
-    direction: str | None = None        # "max" | "min"; None: the space's own
-    max_trials: int | None = None       # cap on trials; None: 10 for bayesian/random, Hyperband's schedule
-    max_epochs: int = 6                 # Hyperband's largest budget / epochs of a bayesian/random trial
-    factor: int = 3                     # Hyperband's reduction factor (keeps 1/factor each round)
-    hyperband_iterations: int = 1       # full Hyperband sweeps
-    executions_per_trial: int = 1       # trainings averaged per trial (noise reduction at a cost)
-    early_stopping_patience: int = 3    # epochs without improvement (bayesian/random only)
-    seed: int = 0                       # seeds the split, subset, tuner and weight initialization
-    subset: int | None = 10000          # training images used (stratified); None: all of them
-    validation_fraction: float = 0.1    # held-out share of the training set, as the assignment asks
-    steps_per_execution: int = 32       # batches per TF call; halves small-model epoch time on CPU
-    head: str | None = None             # clock search space only: which label representation
+    space: str = "mlp"  # search space (model family): mlp, cnn, clock
+    dataset: str = "fashion_mnist"  # dataset registry name
+    tuner: str = "hyperband"  # hyperband | bayesian | random
+    objective: str | None = None  # None: the space's own (val_accuracy; val_cse for clock)
+    direction: str | None = None  # "max" | "min"; None: the space's own
+    max_trials: int | None = (
+        None  # cap on trials; None: 10 for bayesian/random, Hyperband's schedule
+    )
+    max_epochs: int = 6  # Hyperband's largest budget / epochs of a bayesian/random trial
+    factor: int = 3  # Hyperband's reduction factor (keeps 1/factor each round)
+    hyperband_iterations: int = 1  # full Hyperband sweeps
+    executions_per_trial: int = 1  # trainings averaged per trial (noise reduction at a cost)
+    early_stopping_patience: int = 3  # epochs without improvement (bayesian/random only)
+    seed: int = 0  # seeds the split, subset, tuner and weight initialization
+    subset: int | None = 10000  # training images used (stratified); None: all of them
+    validation_fraction: float = 0.1  # held-out share of the training set, as the assignment asks
+    steps_per_execution: int = 32  # batches per TF call; halves small-model epoch time on CPU
+    head: str | None = None  # clock search space only: which label representation
 
     def __post_init__(self):
         if self.tuner not in TUNERS:
-            raise RunConfigError(f"Unknown tuner '{self.tuner}'. Expected one of: {', '.join(TUNERS)}.")
+            raise RunConfigError(
+                f"Unknown tuner '{self.tuner}'. Expected one of: {', '.join(TUNERS)}."
+            )
         if self.direction not in (None, "max", "min"):
             raise RunConfigError(f"direction must be 'max' or 'min', got '{self.direction}'.")
-        for name in ("max_epochs", "executions_per_trial", "hyperband_iterations",
-                     "steps_per_execution"):
+        for name in (
+            "max_epochs",
+            "executions_per_trial",
+            "hyperband_iterations",
+            "steps_per_execution",
+        ):
             if int(getattr(self, name)) < 1:
                 raise RunConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
         if self.factor < 2:
@@ -66,7 +87,9 @@ class RunConfig:
     def trial_budget(self) -> int:
         """Number of trials the search will run (Hyperband: its schedule, capped by max_trials)."""
         if self.tuner == "hyperband":
-            scheduled = hyperband_schedule(self.max_epochs, self.factor, self.hyperband_iterations)[0]
+            scheduled = hyperband_schedule(self.max_epochs, self.factor, self.hyperband_iterations)[
+                0
+            ]
             return min(scheduled, self.max_trials) if self.max_trials else scheduled
         return self.max_trials or 10
 
@@ -81,7 +104,9 @@ class RunConfig:
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise RunConfigError(f"Unknown run settings {unknown}; expected some of {sorted(known)}.")
+            raise RunConfigError(
+                f"Unknown run settings {unknown}; expected some of {sorted(known)}."
+            )
         return cls(**values)
 
 
@@ -108,7 +133,9 @@ def hyperband_schedule(max_epochs: int, factor: int, iterations: int = 1) -> tup
     return trials * iterations, trained * iterations
 
 
-def write_run_config(run_dir: str | os.PathLike, config: RunConfig, extra: dict | None = None) -> Path:
+def write_run_config(
+    run_dir: str | os.PathLike, config: RunConfig, extra: dict | None = None
+) -> Path:
     """Write ``run.yaml``: the config plus facts about the run (versions, data source)."""
     path = Path(run_dir) / RUN_FILE
     document = {"config": config.to_dict(), **(extra or {})}
@@ -143,5 +170,7 @@ def describe_mismatch(saved: RunConfig, requested: RunConfig) -> list[str]:
     for name in IDENTITY_FIELDS:
         before, after = getattr(saved, name), getattr(requested, name)
         if before != after:
-            differences.append(f"{name}: run directory has {before!r}, this command asks for {after!r}")
+            differences.append(
+                f"{name}: run directory has {before!r}, this command asks for {after!r}"
+            )
     return differences

@@ -9,6 +9,7 @@ Layout of a run directory written by ``run_search``::
     trials.csv          the trials table below, rewritten after every trial
     top_configs/        rank_1.yaml .. rank_3.yaml, the best COMPLETED trials
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,18 @@ SPACE_FILE = "search_space.json"
 TOP_DIR = "top_configs"
 
 # Columns of the trials table before the hyperparameter columns.
-META_COLUMNS = ["trial_id", "status", "score", "best_step", "epochs", "seconds", "bracket", "round",
-                "is_textbook", "message"]
+META_COLUMNS = [
+    "trial_id",
+    "status",
+    "score",
+    "best_step",
+    "epochs",
+    "seconds",
+    "bracket",
+    "round",
+    "is_textbook",
+    "message",
+]
 
 
 def project_dir(run_dir: str | os.PathLike) -> Path:
@@ -67,8 +78,9 @@ def _load_trial_files(run_dir: Path) -> list[dict[str, Any]]:
     return trials
 
 
-def read_trials(run_dir: str | os.PathLike, textbook_values: dict[str, Any] | None = None
-                ) -> pd.DataFrame:
+def read_trials(
+    run_dir: str | os.PathLike, textbook_values: dict[str, Any] | None = None
+) -> pd.DataFrame:
     """The trials of a run as a DataFrame, one row per trial in creation order.
 
     Columns: ``trial_id``, ``status`` (COMPLETED, FAILED, RUNNING, INVALID...), ``score`` (the
@@ -102,20 +114,26 @@ def read_trials(run_dir: str | os.PathLike, textbook_values: dict[str, Any] | No
         if logged.get("epochs") is not None:
             epochs = logged["epochs"]
         score = trial.get("score")
-        rows.append({
-            "trial_id": trial_id,
-            "status": trial.get("status", "UNKNOWN"),
-            "score": float(score) if score is not None else math.nan,
-            "best_step": trial.get("best_step"),
-            "epochs": epochs,
-            "seconds": logged.get("seconds", math.nan),
-            "bracket": values.get("tuner/bracket", math.nan),
-            "round": values.get("tuner/round", math.nan),
-            "is_textbook": bool(textbook_values) and _same_values(hyperparameters, textbook_values),
-            "message": (trial.get("message") or "").strip().splitlines()[-1:][0]
-            if trial.get("message") else "",
-            **hyperparameters,
-        })
+        rows.append(
+            {
+                "trial_id": trial_id,
+                "status": trial.get("status", "UNKNOWN"),
+                "score": float(score) if score is not None else math.nan,
+                "best_step": trial.get("best_step"),
+                "epochs": epochs,
+                "seconds": logged.get("seconds", math.nan),
+                "bracket": values.get("tuner/bracket", math.nan),
+                "round": values.get("tuner/round", math.nan),
+                "is_textbook": bool(textbook_values)
+                and _same_values(hyperparameters, textbook_values),
+                "message": (
+                    (trial.get("message") or "").strip().splitlines()[-1:][0]
+                    if trial.get("message")
+                    else ""
+                ),
+                **hyperparameters,
+            }
+        )
     frame = pd.DataFrame(rows, columns=META_COLUMNS + hp_names)
     if not frame.empty:
         frame = frame.sort_values("trial_id", kind="stable").reset_index(drop=True)

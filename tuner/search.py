@@ -5,6 +5,7 @@ a run configuration that refuses a mismatched resume, a lock against a second pr
 state files (a kill never leaves an unreadable oracle), failed trials recorded instead of fatal,
 progress with a time estimate, per-trial seconds and epochs, ``trials.csv`` and the top-3 YAML.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -25,12 +26,27 @@ import keras_tuner as kt
 import datasets
 import search_spaces
 from top_configs import TopConfig, plain_value, strip_internal_keys, write_top_config
-from tuner.config import (RunConfig, RunConfigError, describe_mismatch, hyperband_schedule,
-                          read_run_config, write_run_config)
+from tuner.config import (
+    RunConfig,
+    RunConfigError,
+    describe_mismatch,
+    hyperband_schedule,
+    read_run_config,
+    write_run_config,
+)
 from tuner.errors import RunLockedError, SearchError
-from tuner.results import (PROJECT_NAME, SPACE_FILE, TOP_DIR, TRIAL_LOG, TRIALS_CSV,
-                           append_trial_log, completed_ranking, project_dir, read_trial_log,
-                           read_trials)
+from tuner.results import (
+    PROJECT_NAME,
+    SPACE_FILE,
+    TOP_DIR,
+    TRIAL_LOG,
+    TRIALS_CSV,
+    append_trial_log,
+    completed_ranking,
+    project_dir,
+    read_trial_log,
+    read_trials,
+)
 
 LOCK_FILE = ".lock"
 TOP_K = 3
@@ -83,8 +99,11 @@ class _HpsearchOracle:
     def reload(self):
         super().reload()
         finished = (kt.engine.trial.TrialStatus.COMPLETED, kt.engine.trial.TrialStatus.FAILED)
-        self._retry_queue = [trial_id for trial_id in self._retry_queue
-                             if self.trials[trial_id].status not in finished]
+        self._retry_queue = [
+            trial_id
+            for trial_id in self._retry_queue
+            if self.trials[trial_id].status not in finished
+        ]
 
     def _random_values(self):
         defaults = kt.HyperParameters()
@@ -103,8 +122,9 @@ class _HpsearchOracle:
         _atomic_save_json(self._get_oracle_fname(), self.get_state())
 
     def _save_trial(self, trial):
-        _atomic_save_json(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"),
-                          trial.get_state())
+        _atomic_save_json(
+            os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"), trial.get_state()
+        )
 
 
 class _HyperbandOracle(_HpsearchOracle, kt.oracles.HyperbandOracle):
@@ -129,7 +149,8 @@ class _HyperbandOracle(_HpsearchOracle, kt.oracles.HyperbandOracle):
         return not any(
             strip_internal_keys(trial.hyperparameters.values) == textbook_values
             and trial.hyperparameters.values.get("tuner/epochs") == self.max_epochs
-            for trial in self.trials.values())
+            for trial in self.trials.values()
+        )
 
 
 class _BayesianOracle(_HpsearchOracle, kt.oracles.BayesianOptimizationOracle):
@@ -143,8 +164,13 @@ class _RandomOracle(_HpsearchOracle, kt.oracles.RandomSearchOracle):
 class _TrackedTuner:
     """Tuner mixin: progress lines, per-trial timing and epoch counts, NaN losses fail a trial."""
 
-    def _setup_tracking(self, run_dir: Path, config: RunConfig, progress: Callable[[str], None],
-                        on_trial_done: Callable[[], None]):
+    def _setup_tracking(
+        self,
+        run_dir: Path,
+        config: RunConfig,
+        progress: Callable[[str], None],
+        on_trial_done: Callable[[], None],
+    ):
         self._run_dir = run_dir
         self._config = config
         self._progress = progress
@@ -155,8 +181,9 @@ class _TrackedTuner:
         self._epochs_this_call = 0
         self._trial_started = 0.0
         self._trial_epochs = 0
-        self._epochs_before = sum(int(entry.get("epochs") or 0)
-                                  for entry in read_trial_log(run_dir).values())
+        self._epochs_before = sum(
+            int(entry.get("epochs") or 0) for entry in read_trial_log(run_dir).values()
+        )
 
     def save(self):
         _atomic_save_json(self._get_tuner_fname(), self.get_state())
@@ -169,8 +196,10 @@ class _TrackedTuner:
         position = len(self.oracle.trials)
         where = ""
         if "tuner/bracket" in values:
-            where = (f" bracket {values['tuner/bracket']} round {values['tuner/round']}, "
-                     f"epochs {values['tuner/initial_epoch']}->{values['tuner/epochs']}")
+            where = (
+                f" bracket {values['tuner/bracket']} round {values['tuner/round']}, "
+                f"epochs {values['tuner/initial_epoch']}->{values['tuner/epochs']}"
+            )
         best = self._best_score_text()
         shown = ", ".join(f"{k}={_short(v)}" for k, v in strip_internal_keys(values).items())
         self._progress(
@@ -184,8 +213,11 @@ class _TrackedTuner:
         self._trial_epochs += 1
         logs = logs or {}
         objective = self.oracle.objective.name
-        shown = " ".join(f"{k}={v:.4f}" for k, v in logs.items()
-                         if k in ("loss", "val_loss", objective) and isinstance(v, (int, float)))
+        shown = " ".join(
+            f"{k}={v:.4f}"
+            for k, v in logs.items()
+            if k in ("loss", "val_loss", objective) and isinstance(v, (int, float))
+        )
         self._progress(f"    epoch {epoch + 1}: {shown}")
 
     def run_trial(self, trial, *args, **kwargs):
@@ -204,16 +236,24 @@ class _TrackedTuner:
         self._trials_this_call += 1
         self._seconds_this_call += seconds
         self._epochs_this_call += self._trial_epochs
-        append_trial_log(self._run_dir, {
-            "trial_id": trial.trial_id, "status": trial.status, "seconds": round(seconds, 3),
-            "epochs": self._trial_epochs, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        })
+        append_trial_log(
+            self._run_dir,
+            {
+                "trial_id": trial.trial_id,
+                "status": trial.status,
+                "seconds": round(seconds, 3),
+                "epochs": self._trial_epochs,
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            },
+        )
         score = "" if trial.score is None else f" {self.oracle.objective.name}={trial.score:.4f}"
         reason = ""
         if trial.status != "COMPLETED" and trial.message:
             reason = " (" + trial.message.strip().splitlines()[-1][:200] + ")"
-        self._progress(f"    -> {trial.status}{score} in {seconds:.1f} s, "
-                       f"{self._trial_epochs} epochs{reason}")
+        self._progress(
+            f"    -> {trial.status}{score} in {seconds:.1f} s, "
+            f"{self._trial_epochs} epochs{reason}"
+        )
         self._on_trial_done()
 
     def _best_score_text(self) -> str:
@@ -226,8 +266,9 @@ class _TrackedTuner:
             return "?"
         config = self._config
         if config.tuner == "hyperband" and not config.max_trials and self._epochs_this_call:
-            total_epochs = hyperband_schedule(config.max_epochs, config.factor,
-                                              config.hyperband_iterations)[1]
+            total_epochs = hyperband_schedule(
+                config.max_epochs, config.factor, config.hyperband_iterations
+            )[1]
             done = self._epochs_before + self._epochs_this_call
             per_epoch = self._seconds_this_call / self._epochs_this_call
             return format_duration(per_epoch * max(total_epochs - done, 0))
@@ -238,24 +279,36 @@ class _TrackedTuner:
 
 class _HyperbandTuner(_TrackedTuner, kt.tuners.Hyperband):
     def __init__(self, hypermodel, config: RunConfig, objective, **kwargs):
-        oracle = _HyperbandOracle(objective=objective, max_epochs=config.max_epochs,
-                                  factor=config.factor,
-                                  hyperband_iterations=config.hyperband_iterations,
-                                  seed=config.seed, max_consecutive_failed_trials=5)
+        oracle = _HyperbandOracle(
+            objective=objective,
+            max_epochs=config.max_epochs,
+            factor=config.factor,
+            hyperband_iterations=config.hyperband_iterations,
+            seed=config.seed,
+            max_consecutive_failed_trials=5,
+        )
         kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
 
 
 class _BayesianTuner(_TrackedTuner, kt.Tuner):
     def __init__(self, hypermodel, config: RunConfig, objective, **kwargs):
-        oracle = _BayesianOracle(objective=objective, max_trials=config.trial_budget,
-                                 seed=config.seed, max_consecutive_failed_trials=5)
+        oracle = _BayesianOracle(
+            objective=objective,
+            max_trials=config.trial_budget,
+            seed=config.seed,
+            max_consecutive_failed_trials=5,
+        )
         super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
 
 
 class _RandomTuner(_TrackedTuner, kt.Tuner):
     def __init__(self, hypermodel, config: RunConfig, objective, **kwargs):
-        oracle = _RandomOracle(objective=objective, max_trials=config.trial_budget,
-                               seed=config.seed, max_consecutive_failed_trials=5)
+        oracle = _RandomOracle(
+            objective=objective,
+            max_trials=config.trial_budget,
+            seed=config.seed,
+            max_consecutive_failed_trials=5,
+        )
         super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
 
 
@@ -343,7 +396,8 @@ def _check_resume(run_dir: Path, config: RunConfig, overwrite: bool) -> bool:
     if differences:
         raise RunConfigError(
             f"Run directory {run_dir} was created with other settings, so resuming it would mix "
-            "incomparable trials:\n  - " + "\n  - ".join(differences)
+            "incomparable trials:\n  - "
+            + "\n  - ".join(differences)
             + "\nUse the saved settings to resume, --overwrite to start again, or another --run-dir."
         )
     return True
@@ -356,8 +410,10 @@ def build_hypermodel(config: RunConfig, data: datasets.Dataset) -> search_spaces
             f"The '{config.space}' search space cannot be trained on '{config.dataset}': the clock "
             "space needs --dataset clock and the classifiers (mlp, cnn) need fashion_mnist or cifar10."
         )
-    options: dict[str, Any] = {"input_shape": data.input_shape,
-                               "steps_per_execution": config.steps_per_execution}
+    options: dict[str, Any] = {
+        "input_shape": data.input_shape,
+        "steps_per_execution": config.steps_per_execution,
+    }
     if config.space == "clock":
         if config.head:
             options["head"] = config.head
@@ -365,20 +421,32 @@ def build_hypermodel(config: RunConfig, data: datasets.Dataset) -> search_spaces
             options["num_classes"] = data.num_classes
     else:
         if config.head:
-            raise RunConfigError(f"--head only applies to the clock search space, not '{config.space}'.")
+            raise RunConfigError(
+                f"--head only applies to the clock search space, not '{config.space}'."
+            )
         options["num_classes"] = data.num_classes
     return search_spaces.get(config.space, **options)
 
 
 def load_dataset(config: RunConfig, data_dir=None) -> datasets.Dataset:
     """The dataset of a run, split as the run configuration says."""
-    return datasets.load(config.dataset, data_dir=data_dir, subset=config.subset, seed=config.seed,
-                         validation_fraction=config.validation_fraction)
+    return datasets.load(
+        config.dataset,
+        data_dir=data_dir,
+        subset=config.subset,
+        seed=config.seed,
+        validation_fraction=config.validation_fraction,
+    )
 
 
-def run_search(config: RunConfig, run_dir: str | os.PathLike, data_dir=None, overwrite: bool = False,
-               progress: Callable[[str], None] = print, data: datasets.Dataset | None = None
-               ) -> SearchResult:
+def run_search(
+    config: RunConfig,
+    run_dir: str | os.PathLike,
+    data_dir=None,
+    overwrite: bool = False,
+    progress: Callable[[str], None] = print,
+    data: datasets.Dataset | None = None,
+) -> SearchResult:
     """Run (or resume) a search and export its results.
 
     Args:
@@ -409,21 +477,39 @@ def run_search(config: RunConfig, run_dir: str | os.PathLike, data_dir=None, ove
         progress(f"Data: {data.summary()}")
         hypermodel = build_hypermodel(config, data)
         textbook = {k: plain_value(v) for k, v in hypermodel.textbook_values().items()}
-        write_run_config(run_dir, config, {
-            "textbook_values": textbook,
-            "data": {"source": data.source, "description": data.description,
-                     "train": len(data.x_train), "validation": len(data.x_val),
-                     "test": len(data.x_test), "input_shape": list(data.input_shape)},
-            "versions": {"tensorflow": _version("tensorflow"), "keras": keras.__version__,
-                         "keras_tuner": kt.__version__},
-        })
+        write_run_config(
+            run_dir,
+            config,
+            {
+                "textbook_values": textbook,
+                "data": {
+                    "source": data.source,
+                    "description": data.description,
+                    "train": len(data.x_train),
+                    "validation": len(data.x_val),
+                    "test": len(data.x_test),
+                    "input_shape": list(data.input_shape),
+                },
+                "versions": {
+                    "tensorflow": _version("tensorflow"),
+                    "keras": keras.__version__,
+                    "keras_tuner": kt.__version__,
+                },
+            },
+        )
         keras.utils.set_random_seed(config.seed)
         objective = kt.Objective(config.objective, direction=config.direction)
         tuner_class = _TUNER_CLASSES[config.tuner]
         try:
-            tuner = tuner_class(hypermodel, config, objective, directory=str(run_dir),
-                                project_name=PROJECT_NAME, overwrite=False,
-                                executions_per_trial=config.executions_per_trial)
+            tuner = tuner_class(
+                hypermodel,
+                config,
+                objective,
+                directory=str(run_dir),
+                project_name=PROJECT_NAME,
+                overwrite=False,
+                executions_per_trial=config.executions_per_trial,
+            )
         except (json.JSONDecodeError, KeyError, RuntimeError) as error:
             raise SearchError(
                 f"Cannot reload the KerasTuner project in {project_dir(run_dir)} "
@@ -436,9 +522,12 @@ def run_search(config: RunConfig, run_dir: str | os.PathLike, data_dir=None, ove
         else:
             tuner.oracle.max_trials = config.trial_budget
         done_before = len(tuner.oracle.trials)
-        progress(("Resuming" if resuming else "Starting") + f" a {config.tuner} search of '{config.space}'"
-                 f" on {config.dataset} in {run_dir}: objective {config.objective} ({config.direction}),"
-                 f" budget {config.trial_budget} trials, {done_before} already run.")
+        progress(
+            ("Resuming" if resuming else "Starting")
+            + f" a {config.tuner} search of '{config.space}'"
+            f" on {config.dataset} in {run_dir}: objective {config.objective} ({config.direction}),"
+            f" budget {config.trial_budget} trials, {done_before} already run."
+        )
 
         def export() -> None:
             export_results(run_dir, config, textbook)
@@ -447,12 +536,22 @@ def run_search(config: RunConfig, run_dir: str | os.PathLike, data_dir=None, ove
         (run_dir / SPACE_FILE).write_text(json.dumps(tuner.oracle.get_space().get_config()))
         callbacks = []
         if config.tuner != "hyperband":
-            callbacks.append(keras.callbacks.EarlyStopping(
-                monitor=config.objective, mode=config.direction,
-                patience=config.early_stopping_patience))
+            callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor=config.objective,
+                    mode=config.direction,
+                    patience=config.early_stopping_patience,
+                )
+            )
         try:
-            tuner.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
-                         epochs=config.max_epochs, callbacks=callbacks, verbose=0)
+            tuner.search(
+                data.x_train,
+                data.y_train,
+                validation_data=(data.x_val, data.y_val),
+                epochs=config.max_epochs,
+                callbacks=callbacks,
+                verbose=0,
+            )
         except RuntimeError as error:
             export()
             raise SearchError(f"The search stopped: {error}") from None
@@ -464,13 +563,19 @@ def run_search(config: RunConfig, run_dir: str | os.PathLike, data_dir=None, ove
         if not textbook_rows.empty:
             scores = textbook_rows["score"].astype(float)
             textbook_score = float(scores.max() if config.direction == "max" else scores.min())
-        return SearchResult(run_dir=run_dir, config=config, trials=trials, top_configs=top,
-                            textbook_score=textbook_score,
-                            new_trials=len(tuner.oracle.trials) - done_before)
+        return SearchResult(
+            run_dir=run_dir,
+            config=config,
+            trials=trials,
+            top_configs=top,
+            textbook_score=textbook_score,
+            new_trials=len(tuner.oracle.trials) - done_before,
+        )
 
 
-def export_results(run_dir: Path, config: RunConfig, textbook: dict[str, Any] | None = None
-                   ) -> tuple[Any, list[TopConfig]]:
+def export_results(
+    run_dir: Path, config: RunConfig, textbook: dict[str, Any] | None = None
+) -> tuple[Any, list[TopConfig]]:
     """Rewrite ``trials.csv`` and ``top_configs/rank_*.yaml`` from the run directory's trials."""
     trials = read_trials(run_dir, textbook)
     temporary = run_dir / (TRIALS_CSV + ".tmp")
@@ -489,13 +594,23 @@ def export_results(run_dir: Path, config: RunConfig, textbook: dict[str, Any] | 
         # promoted Hyperband trial inherited from its parent.
         best_step = row["best_step"]
         if best_step is not None and not _is_nan(best_step):
-            epochs = int(hp_values[row["trial_id"]].get("tuner/initial_epoch", 0)) + int(best_step) + 1
+            epochs = (
+                int(hp_values[row["trial_id"]].get("tuner/initial_epoch", 0)) + int(best_step) + 1
+            )
         else:
             epochs = int(row["epochs"] or 0)
-        top_config = TopConfig(rank=rank, search_space=config.space, dataset=config.dataset,
-                               objective=config.objective, direction=config.direction,
-                               score=float(row["score"]), trial_id=str(row["trial_id"]),
-                               epochs=epochs, hyperparameters=values, head=config.head)
+        top_config = TopConfig(
+            rank=rank,
+            search_space=config.space,
+            dataset=config.dataset,
+            objective=config.objective,
+            direction=config.direction,
+            score=float(row["score"]),
+            trial_id=str(row["trial_id"]),
+            epochs=epochs,
+            hyperparameters=values,
+            head=config.head,
+        )
         write_top_config(top_dir / f"rank_{rank}.yaml", top_config)
         top.append(top_config)
     return trials, top

@@ -6,6 +6,7 @@ validation split (best weights restored), and evaluated once on the target's tes
 (configuration x seed) is written to ``transfer.csv`` as soon as it is done, so an interrupted
 transfer resumes where it stopped.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,7 +22,13 @@ import yaml
 
 import datasets
 import search_spaces
-from top_configs import TopConfig, TopConfigError, hyperparameters_for, read_top_config, write_top_config
+from top_configs import (
+    TopConfig,
+    TopConfigError,
+    hyperparameters_for,
+    read_top_config,
+    write_top_config,
+)
 from tuner.config import RunConfigError, read_run_config
 from tuner.results import TOP_DIR, read_trials
 from tuner.search import format_duration, run_lock
@@ -29,21 +36,33 @@ from tuner.search import format_duration, run_lock
 TRANSFER_CSV = "transfer.csv"
 TRANSFER_FILE = "transfer.yaml"
 CLASSIFIER_SPACES = ("mlp", "cnn")
-COLUMNS = ["config", "rank", "trial_id", "search_space", "source_dataset", "source_score",
-           "dataset", "seed", "val_accuracy", "test_accuracy", "epochs", "params",
-           "seconds_per_epoch"]
+COLUMNS = [
+    "config",
+    "rank",
+    "trial_id",
+    "search_space",
+    "source_dataset",
+    "source_score",
+    "dataset",
+    "seed",
+    "val_accuracy",
+    "test_accuracy",
+    "epochs",
+    "params",
+    "seconds_per_epoch",
+]
 
 
 @dataclasses.dataclass(frozen=True)
 class TransferSettings:
     """How configurations are retrained; written to ``transfer.yaml`` and checked on resume."""
 
-    dataset: str = "cifar10"         # target dataset
-    seeds: int = 1                   # trainings per configuration (seeds 0..seeds-1)
-    epochs: int | None = None        # None: the largest epoch count among the configurations
-    patience: int = 3                # early stopping on the target's validation accuracy
+    dataset: str = "cifar10"  # target dataset
+    seeds: int = 1  # trainings per configuration (seeds 0..seeds-1)
+    epochs: int | None = None  # None: the largest epoch count among the configurations
+    patience: int = 3  # early stopping on the target's validation accuracy
     subset: int | float | None = None  # training images of the target (None: all)
-    include_textbook: bool = True    # add the textbook model of each family as a baseline row
+    include_textbook: bool = True  # add the textbook model of each family as a baseline row
     validation_fraction: float = 0.1
 
 
@@ -75,7 +94,9 @@ def collect_configs(sources: Sequence[str | os.PathLike]) -> list[tuple[str, Top
                     "`hpsearch tune` (with at least one completed trial) or YAML files."
                 )
             prefix = f"{path.name}/" if len(sources) > 1 else ""
-            configs += [(f"{prefix}rank_{read_top_config(f).rank}", read_top_config(f)) for f in files]
+            configs += [
+                (f"{prefix}rank_{read_top_config(f).rank}", read_top_config(f)) for f in files
+            ]
         else:
             configs.append((path.stem, read_top_config(path)))
     for name, config in configs:
@@ -92,9 +113,17 @@ def collect_configs(sources: Sequence[str | os.PathLike]) -> list[tuple[str, Top
 
 
 def _textbook_config(space: str, hypermodel, source_dataset: str, source_score: float) -> TopConfig:
-    return TopConfig(rank=0, search_space=space, dataset=source_dataset, objective="val_accuracy",
-                     direction="max", score=source_score, trial_id="",
-                     epochs=0, hyperparameters=hypermodel.textbook_values())
+    return TopConfig(
+        rank=0,
+        search_space=space,
+        dataset=source_dataset,
+        objective="val_accuracy",
+        direction="max",
+        score=source_score,
+        trial_id="",
+        epochs=0,
+        hyperparameters=hypermodel.textbook_values(),
+    )
 
 
 def _textbook_score(sources: Sequence[str | os.PathLike], space: str) -> float:
@@ -122,9 +151,11 @@ def _check_settings(out_dir: Path, settings: TransferSettings, sources: list[str
     if path.is_file():
         saved = yaml.safe_load(path.read_text()) or {}
         before = saved.get("settings", {})
-        differences = [f"{key}: saved {before.get(key)!r}, now {value!r}"
-                       for key, value in dataclasses.asdict(settings).items()
-                       if key != "seeds" and before.get(key) != value]
+        differences = [
+            f"{key}: saved {before.get(key)!r}, now {value!r}"
+            for key, value in dataclasses.asdict(settings).items()
+            if key != "seeds" and before.get(key) != value
+        ]
         if differences:
             raise RunConfigError(
                 f"{out_dir} holds a transfer made with other settings:\n  - "
@@ -138,8 +169,9 @@ def _read_rows(out_dir: Path) -> pd.DataFrame:
     path = out_dir / TRANSFER_CSV
     if not path.is_file():
         return pd.DataFrame(columns=COLUMNS)
-    return pd.read_csv(path, dtype={"trial_id": str, "config": str}, keep_default_na=False,
-                       na_values=[""])
+    return pd.read_csv(
+        path, dtype={"trial_id": str, "config": str}, keep_default_na=False, na_values=[""]
+    )
 
 
 def _write_rows(out_dir: Path, rows: pd.DataFrame) -> None:
@@ -148,8 +180,14 @@ def _write_rows(out_dir: Path, rows: pd.DataFrame) -> None:
     os.replace(temporary, out_dir / TRANSFER_CSV)
 
 
-def train_and_evaluate(config: TopConfig, data: datasets.Dataset, seed: int, epochs: int,
-                       patience: int = 3, source: str = "configuration") -> dict[str, Any]:
+def train_and_evaluate(
+    config: TopConfig,
+    data: datasets.Dataset,
+    seed: int,
+    epochs: int,
+    patience: int = 3,
+    source: str = "configuration",
+) -> dict[str, Any]:
     """Rebuild ``config`` for ``data``, train with early stopping, evaluate once on the test set.
 
     Returns:
@@ -158,29 +196,47 @@ def train_and_evaluate(config: TopConfig, data: datasets.Dataset, seed: int, epo
     """
     import keras
 
-    hypermodel = search_spaces.get(config.search_space, input_shape=data.input_shape,
-                                   num_classes=data.num_classes)
+    hypermodel = search_spaces.get(
+        config.search_space, input_shape=data.input_shape, num_classes=data.num_classes
+    )
     hp = hyperparameters_for(config, hypermodel, source=source)
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
     model = hypermodel.build(hp)
-    stopper = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience,
-                                            restore_best_weights=True)
+    stopper = keras.callbacks.EarlyStopping(
+        monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True
+    )
     started = time.monotonic()
-    history = hypermodel.fit(hp, model, data.x_train, data.y_train,
-                             validation_data=(data.x_val, data.y_val), epochs=epochs,
-                             callbacks=[stopper], verbose=0)
+    history = hypermodel.fit(
+        hp,
+        model,
+        data.x_train,
+        data.y_train,
+        validation_data=(data.x_val, data.y_val),
+        epochs=epochs,
+        callbacks=[stopper],
+        verbose=0,
+    )
     seconds = time.monotonic() - started
     val_history = history.history.get("val_accuracy", [math.nan])
     ran = len(val_history)
     if not all(math.isfinite(loss) for loss in history.history.get("loss", [])):
-        return {"val_accuracy": math.nan, "test_accuracy": math.nan, "epochs": ran,
-                "params": int(model.count_params()), "seconds_per_epoch": seconds / max(ran, 1)}
+        return {
+            "val_accuracy": math.nan,
+            "test_accuracy": math.nan,
+            "epochs": ran,
+            "params": int(model.count_params()),
+            "seconds_per_epoch": seconds / max(ran, 1),
+        }
     best_epoch = int(np.nanargmax(val_history))
     test = model.evaluate(data.x_test, data.y_test, verbose=0, return_dict=True)
-    return {"val_accuracy": float(val_history[best_epoch]),
-            "test_accuracy": float(test["accuracy"]), "epochs": best_epoch + 1,
-            "params": int(model.count_params()), "seconds_per_epoch": seconds / max(ran, 1)}
+    return {
+        "val_accuracy": float(val_history[best_epoch]),
+        "test_accuracy": float(test["accuracy"]),
+        "epochs": best_epoch + 1,
+        "params": int(model.count_params()),
+        "seconds_per_epoch": seconds / max(ran, 1),
+    }
 
 
 def summarize(rows: pd.DataFrame) -> pd.DataFrame:
@@ -189,20 +245,30 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     grouped = rows.groupby(["dataset", "config"], sort=False)
     summary = grouped.agg(
-        rank=("rank", "first"), trial_id=("trial_id", "first"), search_space=("search_space", "first"),
-        source_score=("source_score", "first"), seeds=("seed", "count"),
-        val_accuracy_mean=("val_accuracy", "mean"), val_accuracy_std=("val_accuracy", "std"),
-        test_accuracy_mean=("test_accuracy", "mean"), test_accuracy_std=("test_accuracy", "std"),
-        epochs_mean=("epochs", "mean"), params=("params", "first"),
+        rank=("rank", "first"),
+        trial_id=("trial_id", "first"),
+        search_space=("search_space", "first"),
+        source_score=("source_score", "first"),
+        seeds=("seed", "count"),
+        val_accuracy_mean=("val_accuracy", "mean"),
+        val_accuracy_std=("val_accuracy", "std"),
+        test_accuracy_mean=("test_accuracy", "mean"),
+        test_accuracy_std=("test_accuracy", "std"),
+        epochs_mean=("epochs", "mean"),
+        params=("params", "first"),
         seconds_per_epoch=("seconds_per_epoch", "mean"),
     ).reset_index()
     return summary
 
 
-def run_transfer(sources: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
-                 settings: TransferSettings = TransferSettings(), data_dir=None,
-                 overwrite: bool = False, progress: Callable[[str], None] | None = print
-                 ) -> TransferResult:
+def run_transfer(
+    sources: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    settings: TransferSettings = TransferSettings(),
+    data_dir=None,
+    overwrite: bool = False,
+    progress: Callable[[str], None] | None = print,
+) -> TransferResult:
     """Retrain the configurations of ``sources`` on ``settings.dataset`` and write the results.
 
     Args:
@@ -227,19 +293,33 @@ def run_transfer(sources: Sequence[str | os.PathLike], out_dir: str | os.PathLik
             for name in (TRANSFER_CSV, TRANSFER_FILE, "summary.csv"):
                 (out_dir / name).unlink(missing_ok=True)
         _check_settings(out_dir, settings, source_names)
-        data = datasets.load(settings.dataset, data_dir=data_dir, subset=settings.subset,
-                             validation_fraction=settings.validation_fraction, seed=0)
+        data = datasets.load(
+            settings.dataset,
+            data_dir=data_dir,
+            subset=settings.subset,
+            validation_fraction=settings.validation_fraction,
+            seed=0,
+        )
         progress(f"Data: {data.summary()}")
         if settings.include_textbook:
             for space in dict.fromkeys(config.search_space for _, config in configs):
-                hypermodel = search_spaces.get(space, input_shape=data.input_shape,
-                                               num_classes=data.num_classes)
-                name = "textbook" if len({c.search_space for _, c in configs}) == 1 else f"textbook_{space}"
+                hypermodel = search_spaces.get(
+                    space, input_shape=data.input_shape, num_classes=data.num_classes
+                )
+                name = (
+                    "textbook"
+                    if len({c.search_space for _, c in configs}) == 1
+                    else f"textbook_{space}"
+                )
                 source_dataset = next(c.dataset for _, c in configs if c.search_space == space)
-                textbook = _textbook_config(space, hypermodel, source_dataset,
-                                            _textbook_score(sources, space))
-                same = [n for n, c in configs if c.search_space == space
-                        and c.hyperparameters == textbook.hyperparameters]
+                textbook = _textbook_config(
+                    space, hypermodel, source_dataset, _textbook_score(sources, space)
+                )
+                same = [
+                    n
+                    for n, c in configs
+                    if c.search_space == space and c.hyperparameters == textbook.hyperparameters
+                ]
                 if same:
                     # Training the same configuration twice would only measure seed noise.
                     progress(f"{same[0]} is the textbook model itself: no separate textbook row.")
@@ -251,25 +331,44 @@ def run_transfer(sources: Sequence[str | os.PathLike], out_dir: str | os.PathLik
             write_top_config(out_dir / "configs" / f"{name.replace('/', '__')}.yaml", config)
         records = _read_rows(out_dir).to_dict("records")
         done = {(str(r["config"]), int(r["seed"])) for r in records}
-        todo = [(name, config, seed) for name, config in configs for seed in range(settings.seeds)
-                if (name, seed) not in done]
-        progress(f"Retraining {len(configs)} configurations x {settings.seeds} seed(s) on "
-                 f"{settings.dataset} for up to {epochs} epochs (early stopping, patience "
-                 f"{settings.patience}); {len(done)} already done, {len(todo)} to run.")
+        todo = [
+            (name, config, seed)
+            for name, config in configs
+            for seed in range(settings.seeds)
+            if (name, seed) not in done
+        ]
+        progress(
+            f"Retraining {len(configs)} configurations x {settings.seeds} seed(s) on "
+            f"{settings.dataset} for up to {epochs} epochs (early stopping, patience "
+            f"{settings.patience}); {len(done)} already done, {len(todo)} to run."
+        )
         started = time.monotonic()
         for index, (name, config, seed) in enumerate(todo, start=1):
-            progress(f"[{index}/{len(todo)}] {name} (seed {seed}) | elapsed "
-                     f"{format_duration(time.monotonic() - started)}")
-            measured = train_and_evaluate(config, data, seed, epochs, settings.patience, source=name)
-            row = {"config": name, "rank": config.rank or None, "trial_id": config.trial_id,
-                   "search_space": config.search_space, "source_dataset": config.dataset,
-                   "source_score": config.score, "dataset": settings.dataset, "seed": seed,
-                   **measured}
+            progress(
+                f"[{index}/{len(todo)}] {name} (seed {seed}) | elapsed "
+                f"{format_duration(time.monotonic() - started)}"
+            )
+            measured = train_and_evaluate(
+                config, data, seed, epochs, settings.patience, source=name
+            )
+            row = {
+                "config": name,
+                "rank": config.rank or None,
+                "trial_id": config.trial_id,
+                "search_space": config.search_space,
+                "source_dataset": config.dataset,
+                "source_score": config.score,
+                "dataset": settings.dataset,
+                "seed": seed,
+                **measured,
+            }
             records.append(row)
             _write_rows(out_dir, pd.DataFrame(records, columns=COLUMNS))
-            progress(f"    val_accuracy {measured['val_accuracy']:.4f}, test_accuracy "
-                     f"{measured['test_accuracy']:.4f}, best epoch {measured['epochs']}, "
-                     f"{measured['seconds_per_epoch']:.1f} s/epoch")
+            progress(
+                f"    val_accuracy {measured['val_accuracy']:.4f}, test_accuracy "
+                f"{measured['test_accuracy']:.4f}, best epoch {measured['epochs']}, "
+                f"{measured['seconds_per_epoch']:.1f} s/epoch"
+            )
         rows = _read_rows(out_dir)
         summary = summarize(rows)
         summary.to_csv(out_dir / "summary.csv", index=False)
@@ -280,14 +379,21 @@ def format_transfer_table(summary: pd.DataFrame) -> str:
     """The table ``hpsearch transfer`` prints: one line per configuration."""
     if summary.empty:
         return "No results."
-    lines = [f"{'config':<22} {'source val':>10} {'target val':>16} {'target test':>16} "
-             f"{'epochs':>6} {'params':>9} {'s/epoch':>8}"]
+    lines = [
+        f"{'config':<22} {'source val':>10} {'target val':>16} {'target test':>16} "
+        f"{'epochs':>6} {'params':>9} {'s/epoch':>8}"
+    ]
     for row in summary.itertuples():
-        def pm(mean, std):
-            return f"{mean:.4f}" + (f" ± {std:.4f}" if isinstance(std, float) and math.isfinite(std) else "")
-        source = f"{row.source_score:.4f}" if math.isfinite(float(row.source_score)) else "-"
-        lines.append(f"{row.config:<22} {source:>10} {pm(row.val_accuracy_mean, row.val_accuracy_std):>16} "
-                     f"{pm(row.test_accuracy_mean, row.test_accuracy_std):>16} "
-                     f"{row.epochs_mean:>6.1f} {int(row.params):>9,} {row.seconds_per_epoch:>8.1f}")
-    return "\n".join(lines)
 
+        def pm(mean, std):
+            return f"{mean:.4f}" + (
+                f" ± {std:.4f}" if isinstance(std, float) and math.isfinite(std) else ""
+            )
+
+        source = f"{row.source_score:.4f}" if math.isfinite(float(row.source_score)) else "-"
+        lines.append(
+            f"{row.config:<22} {source:>10} {pm(row.val_accuracy_mean, row.val_accuracy_std):>16} "
+            f"{pm(row.test_accuracy_mean, row.test_accuracy_std):>16} "
+            f"{row.epochs_mean:>6.1f} {int(row.params):>9,} {row.seconds_per_epoch:>8.1f}"
+        )
+    return "\n".join(lines)
