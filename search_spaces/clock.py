@@ -256,8 +256,9 @@ class ClockHyperModel(SearchSpace):
     ``dense_units`` with ``dropout``, and the head. Tuned as well: activation, optimizer and
     learning rate, batch size, training-time augmentation (rotation, brightness, contrast).
 
-    The default point (stride-2 stem, 4 blocks from 32 filters, 3x3, batch norm, max pooling,
-    flatten, dense 256, dropout 0.3, Adam 3e-4, batch 64, augmentation on) is a plain small CNN.
+    The default point (stride-2 stem, 4 blocks from 32 filters, 3x3, batch norm with momentum
+    0.9, max pooling, flatten, dense 256, dropout 0.3, Adam 3e-4, batch 64, augmentation on) is a
+    plain small CNN.
 
     Args:
         input_shape: (H, W, 1).
