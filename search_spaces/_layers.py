@@ -22,6 +22,9 @@ INITIALIZERS = [
 OPTIMIZERS = ["sgd", "adam", "nadam", "rmsprop"]
 REGULARIZATIONS = ["none", "l1", "l2", "dropout"]
 BATCH_SIZES = [16, 32, 64, 128, 256]
+# Keras's default 0.99 needs ~500 steps before the moving statistics match the batch statistics;
+# a 2-epoch Hyperband trial on a subset has fewer, and would be judged on wrong statistics.
+BATCH_NORM_MOMENTUM = 0.9
 
 
 def choose_activation(hp: kt.HyperParameters, default: str = "relu") -> str:

@@ -31,7 +31,12 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
-from search_spaces._layers import activation_layer, choose_activation, choose_optimizer
+from search_spaces._layers import (
+    BATCH_NORM_MOMENTUM,
+    activation_layer,
+    choose_activation,
+    choose_optimizer,
+)
 from search_spaces.base import SearchSpace
 
 MINUTES_PER_DIAL = 720
@@ -52,7 +57,6 @@ HYPERPARAMETER_NAMES = (
     "beta_1", "rho",
 )
 MAX_FILTERS = 256
-BATCH_NORM_MOMENTUM = 0.9
 
 
 def common_sense_error_minutes(true_minutes, predicted_minutes) -> np.ndarray:

@@ -10,6 +10,7 @@ import keras
 import keras_tuner as kt
 
 from search_spaces._layers import (
+    BATCH_NORM_MOMENTUM,
     activation_layer,
     choose_activation,
     choose_initializer,
@@ -63,7 +64,7 @@ class CNNHyperModel(SearchSpace):
                 use_bias=not batch_norm,
             )(x)
             if batch_norm:
-                x = keras.layers.BatchNormalization()(x)
+                x = keras.layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM)(x)
             return activation_layer(activation)(x)
 
         def pool(x):

@@ -6,6 +6,7 @@ import keras
 import keras_tuner as kt
 
 from search_spaces._layers import (
+    BATCH_NORM_MOMENTUM,
     activation_layer,
     choose_activation,
     choose_initializer,
@@ -58,7 +59,7 @@ class MLPHyperModel(SearchSpace):
                 use_bias=not batch_norm,
             )(x)
             if batch_norm:
-                x = keras.layers.BatchNormalization()(x)
+                x = keras.layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM)(x)
             x = activation_layer(activation)(x)
             if dropout_rate:
                 x = keras.layers.Dropout(dropout_rate)(x)

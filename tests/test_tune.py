@@ -290,3 +290,15 @@ def test_hyperband_trains_the_textbook_model_at_full_budget_when_not_promoted(
     textbook = result.trials[result.trials["is_textbook"]]
     assert textbook["trial_id"].iloc[0] == result.trials["trial_id"].iloc[0]
     assert sorted(textbook["bracket"].tolist()) == [0, 1]
+
+
+@pytest.mark.parametrize("space", ["mlp", "cnn"])
+def test_batch_norm_uses_fast_moving_statistics(space):
+    # Short trials (a few hundred steps) must be evaluated with statistics close to training's.
+    import keras_tuner as kt
+
+    hp = kt.HyperParameters()
+    hp.values["batch_norm"] = True
+    model = search_spaces.get(space, input_shape=(28, 28, 1), num_classes=10).build(hp)
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and {layer.momentum for layer in norms} == {0.9}
