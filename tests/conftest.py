@@ -12,7 +12,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from datasets import fashion_mnist  # noqa: E402
+from datasets import cifar10, fashion_mnist  # noqa: E402
 from datasets.idx import write_idx  # noqa: E402
 
 REAL_DATA_DIRS = [Path(p) for p in os.environ.get("HPSEARCH_DATA_DIR", "").split(os.pathsep) if p]
@@ -76,21 +76,7 @@ def write_cifar10(directory: Path, per_batch: int = 10, test: int = 20) -> Path:
     with open(batch_dir / "batches.meta", "wb") as handle:
         pickle.dump(
             {
-                b"label_names": [
-                    n.encode()
-                    for n in (
-                        "airplane",
-                        "automobile",
-                        "bird",
-                        "cat",
-                        "deer",
-                        "dog",
-                        "frog",
-                        "horse",
-                        "ship",
-                        "truck",
-                    )
-                ]
+                b"label_names": [name.encode() for name in cifar10.CLASS_NAMES]
             },
             handle,
         )
