@@ -34,19 +34,8 @@ def transfer(*args, expect=0):
 
 def test_transfer_rebuilds_for_cifar10_shape_and_resumes(tune_run, tiny_data_dir, tmp_path):
     out = tmp_path / "transfer"
-    output = transfer(
-        tune_run,
-        "--dataset",
-        "cifar10",
-        "--run-dir",
-        out,
-        "--data-dir",
-        tiny_data_dir,
-        "--seeds",
-        "1",
-        "--epochs",
-        "2",
-    ).output
+    output = transfer(tune_run, "--dataset", "cifar10", "--run-dir", out, "--data-dir",
+                      tiny_data_dir, "--seeds", "1", "--epochs", "2").output
     ranked = [read_top_config(tune_run / "top_configs" / f"rank_{i}.yaml") for i in (1, 2, 3)]
     textbook = search_spaces.get("mlp", input_shape=(28, 28, 1), num_classes=10).textbook_values()
     # The textbook model gets its own row unless the search ranked it in the top 3 itself.
@@ -81,45 +70,18 @@ def test_transfer_rebuilds_for_cifar10_shape_and_resumes(tune_run, tiny_data_dir
 
 def test_transfer_on_the_source_dataset_from_yaml_files(tune_run, tiny_data_dir, tmp_path):
     out = tmp_path / "same"
-    transfer(
-        tune_run / "top_configs" / "rank_1.yaml",
-        "--dataset",
-        "fashion_mnist",
-        "--run-dir",
-        out,
-        "--data-dir",
-        tiny_data_dir,
-        "--no-textbook",
-        "--epochs",
-        "1",
-    )
+    transfer(tune_run / "top_configs" / "rank_1.yaml", "--dataset", "fashion_mnist",
+             "--run-dir", out, "--data-dir", tiny_data_dir, "--no-textbook", "--epochs", "1")
     rows = pd.read_csv(out / "transfer.csv")
     assert rows["config"].tolist() == ["rank_1"] and rows["dataset"].tolist() == ["fashion_mnist"]
 
 
 def test_changed_settings_are_refused(tune_run, tiny_data_dir, tmp_path):
     out = tmp_path / "transfer"
-    transfer(
-        tune_run / "top_configs" / "rank_1.yaml",
-        "--run-dir",
-        out,
-        "--data-dir",
-        tiny_data_dir,
-        "--epochs",
-        "1",
-        "--no-textbook",
-    )
-    result = transfer(
-        tune_run / "top_configs" / "rank_1.yaml",
-        "--run-dir",
-        out,
-        "--data-dir",
-        tiny_data_dir,
-        "--epochs",
-        "2",
-        "--no-textbook",
-        expect=1,
-    )
+    transfer(tune_run / "top_configs" / "rank_1.yaml", "--run-dir", out, "--data-dir",
+             tiny_data_dir, "--epochs", "1", "--no-textbook")
+    result = transfer(tune_run / "top_configs" / "rank_1.yaml", "--run-dir", out, "--data-dir",
+                      tiny_data_dir, "--epochs", "2", "--no-textbook", expect=1)
     assert "epochs: saved 1, now 2" in result.output
 
 
@@ -162,9 +124,8 @@ def test_invalid_configuration_names_file_and_field(
     change, message, tune_run, tiny_data_dir, tmp_path
 ):
     path = _broken(tune_run, tmp_path, change)
-    result = transfer(
-        path, "--run-dir", tmp_path / "out", "--data-dir", tiny_data_dir, "--epochs", "1", expect=1
-    )
+    result = transfer(path, "--run-dir", tmp_path / "out", "--data-dir", tiny_data_dir,
+                      "--epochs", "1", expect=1)
     assert result.output.startswith("Error: ") and message in result.output
     assert "broken" in result.output and "Traceback" not in result.output
 
@@ -195,8 +156,7 @@ def test_top_configuration_equal_to_the_textbook_model_is_not_trained_twice(
 ):
     textbook = search_spaces.get("mlp", input_shape=(28, 28, 1), num_classes=10).textbook_values()
     path = _broken(tune_run, tmp_path, lambda d: d.update(hyperparameters=textbook))
-    result = transfer(
-        path, "--run-dir", tmp_path / "out", "--data-dir", tiny_data_dir, "--epochs", "1"
-    )
+    result = transfer(path, "--run-dir", tmp_path / "out", "--data-dir", tiny_data_dir,
+                      "--epochs", "1")
     assert "broken is the textbook model itself: no separate textbook row." in result.output
     assert pd.read_csv(tmp_path / "out" / "transfer.csv")["config"].tolist() == ["broken"]

@@ -28,21 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def tune(runner, run_dir, data_dir, *extra, expect=0):
-    args = [
-        "tune",
-        "mlp",
-        "--run-dir",
-        str(run_dir),
-        "--data-dir",
-        str(data_dir),
-        "--subset",
-        "all",
-        "--max-epochs",
-        "2",
-        "--factor",
-        "2",
-        *extra,
-    ]
+    args = ["tune", "mlp", "--run-dir", str(run_dir), "--data-dir", str(data_dir),
+            *"--subset all --max-epochs 2 --factor 2".split(), *extra]
     result = runner.invoke(main, args, catch_exceptions=expect != 0)
     assert result.exit_code == expect, result.output
     return result
@@ -227,26 +214,9 @@ def test_diverging_trial_is_recorded_failed_and_search_goes_on(tiny_data_dir, tm
 def test_resume_after_kill_minus_9_retrains_no_completed_trial(tmp_path):
     data_dir = write_fashion_mnist(tmp_path / "data", train=3000, test=20)
     run_dir = tmp_path / "run"
-    command = [
-        sys.executable,
-        "-m",
-        "tuner.cli",
-        "tune",
-        "mlp",
-        "--run-dir",
-        str(run_dir),
-        "--data-dir",
-        str(data_dir),
-        "--subset",
-        "all",
-        "--tuner",
-        "random",
-        "--max-trials",
-        "4",
-        "--max-epochs",
-        "8",
-        "--quiet",
-    ]
+    command = [sys.executable, "-m", "tuner.cli", "tune", "mlp", "--run-dir", str(run_dir),
+               "--data-dir", str(data_dir),
+               *"--subset all --tuner random --max-trials 4 --max-epochs 8 --quiet".split()]
     env = {**os.environ, "HPSEARCH_NO_DOWNLOAD": "1"}
     process = subprocess.Popen(
         command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

@@ -78,6 +78,14 @@ def _load_trial_files(run_dir: Path) -> list[dict[str, Any]]:
     return trials
 
 
+def read_trial_values(run_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """trial_id -> the trial's hyperparameter values as KerasTuner stored them (``tuner/*`` kept)."""
+    return {
+        str(trial["trial_id"]): trial.get("hyperparameters", {}).get("values", {})
+        for trial in _load_trial_files(Path(run_dir))
+    }
+
+
 def read_trials(
     run_dir: str | os.PathLike, textbook_values: dict[str, Any] | None = None
 ) -> pd.DataFrame:
@@ -107,12 +115,11 @@ def read_trials(
             if name not in hp_names:
                 hp_names.append(name)
         logged = log.get(trial_id, {})
-        if "tuner/epochs" in values:
+        # Counted while training; else from Hyperband's schedule (a promoted trial adds only the
+        # epochs between its parent's and its own budget).
+        epochs = logged.get("epochs")
+        if epochs is None and "tuner/epochs" in values:
             epochs = int(values["tuner/epochs"]) - int(values.get("tuner/initial_epoch", 0))
-        else:
-            epochs = logged.get("epochs")
-        if logged.get("epochs") is not None:
-            epochs = logged["epochs"]
         score = trial.get("score")
         rows.append(
             {

@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import keras
 import keras_tuner as kt
+import pandas as pd
 
 import datasets
 import search_spaces
@@ -45,6 +46,7 @@ from tuner.results import (
     completed_ranking,
     project_dir,
     read_trial_log,
+    read_trial_values,
     read_trials,
 )
 
@@ -290,9 +292,13 @@ class _HyperbandTuner(_TrackedTuner, kt.tuners.Hyperband):
         kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
 
 
-class _BayesianTuner(_TrackedTuner, kt.Tuner):
+class _TrialBudgetTuner(_TrackedTuner, kt.Tuner):
+    """A tuner whose budget is a number of trials (Bayesian optimization, random search)."""
+
+    oracle_class: type
+
     def __init__(self, hypermodel, config: RunConfig, objective, **kwargs):
-        oracle = _BayesianOracle(
+        oracle = self.oracle_class(
             objective=objective,
             max_trials=config.trial_budget,
             seed=config.seed,
@@ -301,15 +307,12 @@ class _BayesianTuner(_TrackedTuner, kt.Tuner):
         super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
 
 
-class _RandomTuner(_TrackedTuner, kt.Tuner):
-    def __init__(self, hypermodel, config: RunConfig, objective, **kwargs):
-        oracle = _RandomOracle(
-            objective=objective,
-            max_trials=config.trial_budget,
-            seed=config.seed,
-            max_consecutive_failed_trials=5,
-        )
-        super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
+class _BayesianTuner(_TrialBudgetTuner):
+    oracle_class = _BayesianOracle
+
+
+class _RandomTuner(_TrialBudgetTuner):
+    oracle_class = _RandomOracle
 
 
 _TUNER_CLASSES = {"hyperband": _HyperbandTuner, "bayesian": _BayesianTuner, "random": _RandomTuner}
@@ -586,14 +589,14 @@ def export_results(
     top_dir.mkdir(exist_ok=True)
     for stale in top_dir.glob("rank_*.yaml"):
         stale.unlink()
-    hp_values = _trial_values(run_dir)
+    hp_values = read_trial_values(run_dir)
     top = []
     for rank, (_, row) in enumerate(ranking.head(TOP_K).iterrows(), start=1):
         values = strip_internal_keys(hp_values[row["trial_id"]])
         # Epochs to retrain this configuration for: up to its best epoch, counting the epochs a
         # promoted Hyperband trial inherited from its parent.
         best_step = row["best_step"]
-        if best_step is not None and not _is_nan(best_step):
+        if pd.notna(best_step):
             epochs = (
                 int(hp_values[row["trial_id"]].get("tuner/initial_epoch", 0)) + int(best_step) + 1
             )
@@ -614,24 +617,6 @@ def export_results(
         write_top_config(top_dir / f"rank_{rank}.yaml", top_config)
         top.append(top_config)
     return trials, top
-
-
-def _trial_values(run_dir: Path) -> dict[str, dict[str, Any]]:
-    values = {}
-    for path in project_dir(run_dir).glob("trial_*/trial.json"):
-        try:
-            trial = json.loads(path.read_text())
-        except (json.JSONDecodeError, OSError):
-            continue
-        values[str(trial["trial_id"])] = trial["hyperparameters"]["values"]
-    return values
-
-
-def _is_nan(value: Any) -> bool:
-    try:
-        return math.isnan(float(value))
-    except (TypeError, ValueError):
-        return False
 
 
 def _version(package: str) -> str:
