@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.clock_render import SIZES, write_dataset
+from datasets.clock_render import GEOMETRY_COLUMNS, SIZES, write_dataset
 from datasets.errors import DatasetFormatError, DatasetNotFoundError
 from datasets.sources import explicit_data_dirs, format_not_found
 from datasets.splits import Dataset, scale_pixels
@@ -27,6 +27,8 @@ from datasets.splits import Dataset, scale_pixels
 CACHE_DIR_ENV = "HPSEARCH_CACHE_DIR"
 IMAGES_FILE = "images.npy"
 LABELS_FILE = "labels.npy"
+# Written by the renderer only: where the dial and hands are (auxiliary training targets).
+GEOMETRY_FILE = "geometry.npy"
 SPLITS = ("tuning", "final")
 # The assignment's fractions: 10% validation + 10% test for tuning, 20% held out for final numbers.
 TUNING_VALIDATION_FRACTION = 0.1
@@ -62,7 +64,8 @@ def load_clock(data_dir=None, size: int = 75, split: str = "tuning", seed: int =
 
     Returns:
         A Dataset with x float32 in [0, 1] shaped (N, size, size, 1), y int64 (N, 2) = (hour,
-        minute), ``num_classes=None``.
+        minute), ``num_classes=None``, and ``geometry_train`` when the folder has the renderer's
+        ``geometry.npy`` (rendered sets do; the assignment's photographs do not).
 
     Raises:
         ValueError: bad size, split or fractions.
@@ -74,9 +77,11 @@ def load_clock(data_dir=None, size: int = 75, split: str = "tuning", seed: int =
         raise ValueError(f"size must be one of {SIZES}, got {size}.")
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
-    images, labels, source = _find_or_render(data_dir, size, count, cache_dir, render_seed)
+    images, labels, source, geometry = _find_or_render(data_dir, size, count, cache_dir,
+                                                       render_seed)
     return split_clock(images, labels, source=source, split=split, seed=seed, subset=subset,
-                       validation_fraction=validation_fraction, test_subset=test_subset)
+                       validation_fraction=validation_fraction, test_subset=test_subset,
+                       geometry=geometry)
 
 
 def read_clock_files(directory: str | os.PathLike, size: int | None = None
@@ -140,11 +145,38 @@ def read_clock_files(directory: str | os.PathLike, size: int | None = None
     return images, labels
 
 
+def read_clock_geometry(directory: str | os.PathLike, count: int) -> np.ndarray | None:
+    """The renderer's ``geometry.npy`` in ``directory`` (float32 (count, 5)), or None if absent.
+
+    Raises:
+        DatasetFormatError: the file is unreadable, has the wrong shape or non-finite values.
+    """
+    path = Path(directory) / GEOMETRY_FILE
+    if not path.is_file():
+        return None
+    geometry = _read_npy(path)
+    expected = (count, len(GEOMETRY_COLUMNS))
+    if geometry.shape != expected or not np.issubdtype(geometry.dtype, np.floating):
+        raise DatasetFormatError(
+            f"{path}: expected float geometry of shape {expected} ({', '.join(GEOMETRY_COLUMNS)} "
+            f"per image), got {geometry.dtype} {geometry.shape}. Delete the file (it is only an "
+            f"auxiliary training target) or render the set again.")
+    if not np.isfinite(geometry).all():
+        raise DatasetFormatError(f"{path}: holds NaN or infinite values. Delete it or render the "
+                                 f"set again.")
+    return geometry.astype(np.float32)
+
+
 def split_clock(images: np.ndarray, labels: np.ndarray, source: str, split: str = "tuning",
                 seed: int = 0, subset: int | float | None = None,
                 validation_fraction: float | None = None,
-                test_subset: int | float | None = None) -> Dataset:
-    """Shuffle (seeded) and split uint8 images and (hour, minute) labels; see ``load_clock``."""
+                test_subset: int | float | None = None,
+                geometry: np.ndarray | None = None) -> Dataset:
+    """Shuffle (seeded) and split uint8 images and (hour, minute) labels; see ``load_clock``.
+
+    ``geometry`` (one row per image, optional) follows the training images into
+    ``Dataset.geometry_train``.
+    """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
     rng = np.random.default_rng(seed)
@@ -196,6 +228,7 @@ def split_clock(images: np.ndarray, labels: np.ndarray, source: str, split: str 
         y_test=targets(val_index) if same else targets(test_index),
         input_shape=(int(images.shape[1]), int(images.shape[2]), 1),
         num_classes=None, class_names=(), source=source, description=description,
+        geometry_train=None if geometry is None else geometry[np.sort(train_index)],
     )
 
 
@@ -222,7 +255,8 @@ def _find_or_render(data_dir, size, count, cache_dir, render_seed):
         for candidate in [directory / f"clock-{size}", directory / "clock", directory, *larger]:
             if (candidate / IMAGES_FILE).is_file() or (candidate / LABELS_FILE).is_file():
                 images, labels = read_clock_files(candidate, size)
-                return images, labels, str(candidate)
+                return (images, labels, str(candidate),
+                        read_clock_geometry(candidate, len(images)))
             tried.append(f"{candidate}/{{{IMAGES_FILE},{LABELS_FILE}}}")
     if data_dir is not None:
         raise DatasetNotFoundError(format_not_found("clock", tried, [
@@ -231,10 +265,12 @@ def _find_or_render(data_dir, size, count, cache_dir, render_seed):
             "leave data_dir out to use the rendered stand-in (made once and cached)",
         ]))
     cache = rendered_dir(count, size, render_seed, cache_dir)
-    if not (cache / IMAGES_FILE).is_file() or not (cache / LABELS_FILE).is_file():
+    # Sets cached before the renderer wrote geometry.npy are rendered again (the same images).
+    if not all((cache / name).is_file() for name in (IMAGES_FILE, LABELS_FILE, GEOMETRY_FILE)):
         write_dataset(cache, count=count, size=size, seed=render_seed)
     images, labels = read_clock_files(cache, size)
-    return images, labels, f"{cache} (rendered, seed {render_seed})"
+    return (images, labels, f"{cache} (rendered, seed {render_seed})",
+            read_clock_geometry(cache, len(images)))
 
 
 def _read_npy(path: Path) -> np.ndarray:

@@ -23,6 +23,10 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 BASE_SIZE = 150
 SIZES = (75, 150)
+# What ``render_clock(..., with_geometry=True)`` and ``geometry.npy`` hold per image: the dial
+# centre as a fraction of the side (x right, y down), and the image-frame directions of the twelve
+# o'clock mark and of the hour and minute hands, in radians clockwise from image-up, 0 to 2 pi.
+GEOMETRY_COLUMNS = ("center_x", "center_y", "twelve_angle", "hour_angle", "minute_angle")
 MINUTES_PER_DIAL = 720
 # Drawing at twice the output size then averaging 2x2 blocks anti-aliases every edge cheaply.
 SUPERSAMPLE = 2
@@ -44,7 +48,7 @@ def time_labels(count: int) -> np.ndarray:
 
 
 def render_clock(hour: int, minute: int, rng: np.random.Generator, size: int = BASE_SIZE,
-                 clean: bool = False) -> np.ndarray:
+                 clean: bool = False, with_geometry: bool = False):
     """One clock image showing ``hour``:``minute``.
 
     Args:
@@ -54,15 +58,20 @@ def render_clock(hour: int, minute: int, rng: np.random.Generator, size: int = B
         size: output side in pixels.
         clean: a plain gray background, upright and untilted, centred, no glare / blur / noise;
             for measuring the hands in tests.
+        with_geometry: also return where the dial and hands are in the image (see
+            ``GEOMETRY_COLUMNS``).
 
     Returns:
-        uint8 array (size, size).
+        uint8 array (size, size); with ``with_geometry``, ``(image, geometry)`` where geometry is
+        a float32 array of ``len(GEOMETRY_COLUMNS)`` values.
     """
     if not (0 <= hour < 12 and 0 <= minute < 60):
         raise ValueError(f"Expected hour in 0-11 and minute in 0-59, got {hour}:{minute:02d}.")
     side = size * SUPERSAMPLE
     clock, mask, outer_radius = _draw_canonical_clock(hour, minute, rng, clean)
-    coefficients, center, radius = _pose(clock.size[0], outer_radius, side, rng, clean=clean)
+    coefficients, center, radius, forward = _pose(clock.size[0], outer_radius, side, rng,
+                                                  clean=clean)
+    geometry = _geometry(forward, clock.size[0] / 2.0, hour, minute, side) if with_geometry else None
     # One two-band transform is cheaper than two single-band ones.
     clock.putalpha(mask)
     clock, mask = clock.transform((side, side), Image.PERSPECTIVE, coefficients,
@@ -79,13 +88,16 @@ def render_clock(hour: int, minute: int, rng: np.random.Generator, size: int = B
         background = _background(size, rng)
     image = background * (1.0 - alpha) + premultiplied
     if clean:
-        return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    image = _add_glare(image, alpha, center / SUPERSAMPLE, radius / SUPERSAMPLE, rng)
-    return _photometric(image, rng)
+        image = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    else:
+        image = _add_glare(image, alpha, center / SUPERSAMPLE, radius / SUPERSAMPLE, rng)
+        image = _photometric(image, rng)
+    return (image, geometry) if with_geometry else image
 
 
 def render_images(labels: np.ndarray, seed: int = 0, size: int = BASE_SIZE,
-                  processes: int | None = None, first_index: int = 0) -> np.ndarray:
+                  processes: int | None = None, first_index: int = 0,
+                  with_geometry: bool = False):
     """Render one image per (hour, minute) row of ``labels``.
 
     Args:
@@ -94,9 +106,10 @@ def render_images(labels: np.ndarray, seed: int = 0, size: int = BASE_SIZE,
         size: 75 or 150. 75 is rendered at 150 and halved, like the assignment's smaller set.
         processes: worker processes (default: up to 2, one per CPU core; 1 renders in-process).
         first_index: index of the first row, so parts of a set can be rendered separately.
+        with_geometry: also return the (N, 5) float32 geometry (``GEOMETRY_COLUMNS``).
 
     Returns:
-        uint8 array (N, size, size).
+        uint8 array (N, size, size), or ``(images, geometry)`` with ``with_geometry``.
     """
     if size not in SIZES:
         raise ValueError(f"size must be one of {SIZES}, got {size}.")
@@ -111,35 +124,47 @@ def render_images(labels: np.ndarray, seed: int = 0, size: int = BASE_SIZE,
         context = multiprocessing.get_context("fork")
         with context.Pool(processes) as pool:
             parts = pool.map(_render_chunk, tasks, chunksize=1)
-    if not parts:
-        return np.zeros((0, size, size), dtype=np.uint8)
-    return np.concatenate(parts)
+    if parts:
+        images = np.concatenate([part[0] for part in parts])
+        geometry = np.concatenate([part[1] for part in parts])
+    else:
+        images = np.zeros((0, size, size), dtype=np.uint8)
+        geometry = np.zeros((0, len(GEOMETRY_COLUMNS)), dtype=np.float32)
+    return (images, geometry) if with_geometry else images
 
 
 def render_dataset(count: int = 18000, size: int = BASE_SIZE, seed: int = 0,
-                   processes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The rendered stand-in for the assignment's files: (images (N, S, S) uint8, labels (N, 2))."""
+                   processes: int | None = None, with_geometry: bool = False):
+    """The rendered stand-in for the assignment's files: (images (N, S, S) uint8, labels (N, 2)),
+    and with ``with_geometry`` the (N, 5) geometry as a third element."""
     labels = time_labels(count)
-    return render_images(labels, seed=seed, size=size, processes=processes), labels
+    rendered = render_images(labels, seed=seed, size=size, processes=processes,
+                             with_geometry=with_geometry)
+    if with_geometry:
+        return rendered[0], labels, rendered[1]
+    return rendered, labels
 
 
 def write_dataset(out_dir: str | os.PathLike, count: int = 18000, size: int = BASE_SIZE,
                   seed: int = 0, processes: int | None = None) -> dict[str, Path]:
-    """Render a set and write ``images.npy``, ``labels.npy`` and ``preview.png`` into ``out_dir``.
+    """Render a set and write ``images.npy``, ``labels.npy``, ``geometry.npy`` and ``preview.png``.
 
-    The arrays are written under temporary names and renamed, so an interrupted run never leaves a
-    half-written file that a later load would take for a finished one.
+    ``geometry.npy`` is what the renderer knows and a photograph does not (``GEOMETRY_COLUMNS``);
+    the clock search spaces can use it as auxiliary training targets. The arrays are written under
+    temporary names and renamed, images last, so an interrupted run never leaves a half-written
+    file that a later load would take for a finished one.
 
     Returns:
-        {"images": path, "labels": path, "preview": path}.
+        {"images": path, "labels": path, "geometry": path, "preview": path}.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    images, labels = render_dataset(count=count, size=size, seed=seed, processes=processes)
+    images, labels, geometry = render_dataset(count=count, size=size, seed=seed,
+                                              processes=processes, with_geometry=True)
     paths = {"images": out / "images.npy", "labels": out / "labels.npy",
-             "preview": out / "preview.png"}
+             "geometry": out / "geometry.npy", "preview": out / "preview.png"}
     write_preview(images, labels, paths["preview"])
-    for key, array in (("labels", labels), ("images", images)):
+    for key, array in (("labels", labels), ("geometry", geometry), ("images", images)):
         temporary = paths[key].with_name(paths[key].name + ".partial.npy")
         np.save(temporary, array)
         os.replace(temporary, paths[key])
@@ -174,16 +199,18 @@ def hand_angles(hour: int, minute: int) -> tuple[float, float]:
     return 30.0 * ((hour % 12) + minute / 60.0), 6.0 * minute
 
 
-def _render_chunk(task) -> np.ndarray:
+def _render_chunk(task) -> tuple[np.ndarray, np.ndarray]:
     labels, seed, size, first_index = task
     images = np.empty((len(labels), size, size), dtype=np.uint8)
+    geometry = np.empty((len(labels), len(GEOMETRY_COLUMNS)), dtype=np.float32)
     for offset, (hour, minute) in enumerate(labels):
         rng = np.random.default_rng([seed, first_index + offset])
-        image = render_clock(int(hour), int(minute), rng, size=BASE_SIZE)
+        image, geometry[offset] = render_clock(int(hour), int(minute), rng, size=BASE_SIZE,
+                                               with_geometry=True)
         if size != BASE_SIZE:
             image = np.asarray(Image.fromarray(image).reduce(BASE_SIZE // size))
         images[offset] = image
-    return images
+    return images, geometry
 
 
 @functools.lru_cache(maxsize=64)
@@ -280,7 +307,31 @@ def _pose(canvas: int, outer_radius: float, side: int, rng: np.random.Generator,
     rotated = _rotate_about(points, axis_vector, tilt)
     depth = focal + rotated[:, 2]
     target = center + focal * rotated[:, :2] / depth[:, None]
-    return _homography(target, source), center, radius_fraction * side
+    return (_homography(target, source), center, radius_fraction * side,
+            _homography(source, target))
+
+
+def _geometry(forward: tuple[float, ...], canvas_center: float, hour: int, minute: int,
+              side: int) -> np.ndarray:
+    """Image-frame geometry of a posed clock: see ``GEOMETRY_COLUMNS``.
+
+    Canonical points (centre, the 12 mark, both hand tips) are mapped through the forward
+    homography; angles are of the projected directions from the projected centre.
+    """
+    a, b, c, d, e, f, g, h = forward
+    face = _CANONICAL_FACE_RADIUS
+    hour_degrees, minute_degrees = hand_angles(hour, minute)
+    canonical = [(canvas_center, canvas_center), _polar(canvas_center, face * 0.9, 0.0),
+                 _polar(canvas_center, face * 0.5, hour_degrees),
+                 _polar(canvas_center, face * 0.86, minute_degrees)]
+    projected = []
+    for x, y in canonical:
+        w = g * x + h * y + 1.0
+        projected.append(((a * x + b * y + c) / w, (d * x + e * y + f) / w))
+    (cx, cy), *tips = projected
+    # Clockwise from image-up, like the dial's own angles (image y points down).
+    angles = [math.atan2(tx - cx, cy - ty) % (2 * math.pi) for tx, ty in tips]
+    return np.array([cx / side, cy / side, *angles], dtype=np.float32)
 
 
 def _rotate_about(points: np.ndarray, axis: np.ndarray, angle: float) -> np.ndarray:

@@ -37,6 +37,9 @@ class Dataset:
         class_names: a name per class (empty when not a classification set).
         source: the directory or file the data was read from.
         description: how the splits were made (fractions, subset, seed).
+        geometry_train: clock sets only, when the renderer wrote it: (N_train, 5) float32 where the
+            dial and hands are in each training image (``datasets.clock_render.GEOMETRY_COLUMNS``),
+            for auxiliary training targets; None otherwise. Held-out images never carry it.
     """
 
     name: str
@@ -51,6 +54,7 @@ class Dataset:
     class_names: tuple[str, ...]
     source: str
     description: str = ""
+    geometry_train: np.ndarray | None = None
 
     def summary(self) -> str:
         """One line: name, split sizes, shape and source."""

@@ -54,8 +54,12 @@ HYPERPARAMETER_NAMES = (
     "minute_loss", "minute_loss_weight", "conv_blocks", "filters", "kernel_size",
     "convs_per_block", "stem_stride", "batch_norm", "pooling", "readout", "dense_units", "dropout",
     "activation", "augment", "batch_size", "optimizer", "learning_rate", "momentum", "nesterov",
-    "beta_1", "rho",
+    "beta_1", "rho", "geometry_weight",
 )
+# The auxiliary output: sin and cos of the image-frame directions of the twelve o'clock mark, the
+# hour hand and the minute hand (renderer geometry columns 2-4), sin first.
+GEOMETRY_OUTPUT = "geometry"
+GEOMETRY_ANGLE_COLUMNS = slice(2, 5)
 MAX_FILTERS = 256
 
 
@@ -222,8 +226,10 @@ class ClockHead:
         """The model's outputs -> minutes after 12:00 in [0, 720), float64.
 
         Continuous heads are rounded to the nearest whole minute (the labels are whole minutes);
-        classification gives the centre of the predicted class.
+        classification gives the centre of the predicted class. An auxiliary geometry output, if
+        the model has one, is ignored.
         """
+        outputs = _time_outputs(outputs)
         if self.kind == "classification":
             width = MINUTES_PER_DIAL // self.num_classes
             return np.argmax(np.asarray(outputs), axis=-1) * width + (width - 1) / 2.0
@@ -264,11 +270,22 @@ class ClockHyperModel(SearchSpace):
     0.9, max pooling, flatten, dense 256, dropout 0.3, Adam 3e-4, batch 64, augmentation on) is a
     plain small CNN.
 
+    Auxiliary geometry targets: a rendered set knows where the twelve o'clock mark and both
+    hands point in each image (``Dataset.geometry_train``). With ``geometry=True`` the model gets
+    a second, training-only output that regresses those three directions (sin / cos, MSE, weight
+    ``geometry_weight``), and ``fit`` takes the geometry. Reading the time from a freely rotated
+    clock needs the *difference* of two directions (a hand and the 12); without help, a network
+    sees no first-order signal for either and sits at chance for a long time. The auxiliary
+    output supervises each direction on its own. It changes nothing at inference: predictions
+    decode from the time head alone.
+
     Args:
         input_shape: (H, W, 1).
         head: one of ``HEAD_CHOICES``; ``"search"`` makes the head a hyperparameter.
         num_classes: classes of the classification head (must divide 720; default 720). Ignored
             (must stay 720 or None) for the other fixed heads; the default of the searched one.
+        geometry: the training data carries renderer geometry: declare ``geometry_weight``
+            (0-2, default 1; 0 leaves the auxiliary output out). Default False.
         steps_per_execution: see ``SearchSpace``.
 
     Raises:
@@ -280,7 +297,7 @@ class ClockHyperModel(SearchSpace):
     objective = ("val_cse", "min")
 
     def __init__(self, input_shape: Sequence[int], head: str = "classification",
-                 num_classes: int | None = 720, **kwargs: Any):
+                 num_classes: int | None = 720, geometry: bool = False, **kwargs: Any):
         _check_choice("head", head, HEAD_CHOICES)
         if num_classes is None:
             num_classes = 720
@@ -291,6 +308,7 @@ class ClockHyperModel(SearchSpace):
         _check_class_count(num_classes)
         super().__init__(input_shape, int(num_classes), **kwargs)
         self.head = head
+        self.geometry = bool(geometry)
         self._last_head: ClockHead | None = None
 
     def choose_head(self, hp: kt.HyperParameters) -> ClockHead:
@@ -351,6 +369,8 @@ class ClockHyperModel(SearchSpace):
         dropout = hp.Float("dropout", 0.0, 0.5, step=0.1, default=0.3)
         activation = choose_activation(hp, default="relu")
         hp.Boolean("augment", default=True)
+        geometry_weight = (hp.Float("geometry_weight", 0.0, 2.0, step=0.25, default=1.0)
+                           if self.geometry else 0.0)
         self._declare_batch_size(hp, default=64)
 
         def conv(x, channels, strides=1):
@@ -383,13 +403,18 @@ class ClockHyperModel(SearchSpace):
         x = activation_layer(activation)(x)
         if dropout:
             x = keras.layers.Dropout(dropout)(x)
-        model = keras.Model(inputs, head.output_layers(x), name=f"clock_{head.kind}")
+        outputs, compile_arguments = head.output_layers(x), head.compile_arguments()
+        if geometry_weight > 0:
+            outputs, compile_arguments = _add_geometry_output(x, outputs, compile_arguments,
+                                                              geometry_weight)
+        model = keras.Model(inputs, outputs, name=f"clock_{head.kind}")
         # 1e-3 saturated the tanh outputs and stalled the heads in short runs; 3e-4 trains them.
         optimizer = choose_optimizer(hp, default="adam", default_learning_rate=3e-4)
         model.compile(optimizer=optimizer, steps_per_execution=self.steps_per_execution,
-                      **head.compile_arguments())
+                      **compile_arguments)
         # The decoder travels with the model, so predictions of any trial decode correctly.
         model.clock_head = head
+        model.geometry_weight = geometry_weight
         self._last_head = head
         return model
 
@@ -415,12 +440,13 @@ class ClockHyperModel(SearchSpace):
         return head.decode(model.predict(x, batch_size=batch_size, verbose=0))
 
     def fit(self, hp: kt.HyperParameters, model: keras.Model, x, y, validation_data=None,
-            callbacks=None, **kwargs):
+            callbacks=None, geometry=None, **kwargs):
         """Train on raw (hour, minute) labels; report ``val_cse`` and friends every epoch.
 
         The labels are encoded for the model's head; training batches are shuffled and, when the
         ``augment`` hyperparameter is on, rotated by any angle and changed in brightness and
-        contrast (the time stays true). Validation data is never augmented: it is predicted at the
+        contrast (the time stays true). ``geometry`` ((N, 5), ``Dataset.geometry_train``) is
+        needed when the model has the auxiliary geometry output, and rotated with the images. Validation data is never augmented: it is predicted at the
         end of every epoch and decoded to minutes, giving ``val_cse`` (mean common-sense error),
         ``val_cse_median``, ``val_within_1min`` and ``val_within_5min`` in the logs and History.
         ``epochs`` / ``initial_epoch`` come from the caller (KerasTuner's Hyperband sets them).
@@ -430,8 +456,13 @@ class ClockHyperModel(SearchSpace):
         augment = hp.get("augment") if "augment" in hp.values else True
         kwargs.pop("batch_size", None)
         kwargs.pop("shuffle", None)
-        training = _training_dataset(np.asarray(x, dtype=np.float32), head.encode(y), batch_size,
-                                     augment)
+        targets = head.encode(y)
+        angles = None
+        if getattr(model, "geometry_weight", 0.0) > 0:
+            angles = _geometry_angles(geometry, len(x))
+            targets = dict(targets) if isinstance(targets, dict) else {"time": targets}
+        training = _training_dataset(np.asarray(x, dtype=np.float32), targets, batch_size,
+                                     augment, angles)
         callbacks = list(callbacks or [])
         if validation_data is not None:
             x_val, y_val = validation_data[0], validation_data[1]
@@ -466,35 +497,99 @@ class CommonSenseErrorCallback(keras.callbacks.Callback):
         logs[f"{self.prefix}seconds"] = time.perf_counter() - start
 
 
-def _training_dataset(x: np.ndarray, targets, batch_size: int, augment: bool):
+def _training_dataset(x: np.ndarray, targets, batch_size: int, augment: bool,
+                      angles: np.ndarray | None = None):
+    """Shuffled, batched, optionally augmented training data.
+
+    With ``angles`` ((N, 3) image-frame directions, radians clockwise from up), the targets get a
+    ``geometry`` entry: sin and cos of those directions, after the batch's rotation.
+    """
     import tensorflow as tf  # The input pipeline is tf.data whatever the Keras backend.
 
     images = tf.constant(x)
     target_tensors = tf.nest.map_structure(tf.constant, targets)
+    angle_tensor = None if angles is None else tf.constant(angles, dtype=tf.float32)
     count = len(x)
     dataset = tf.data.Dataset.range(count).shuffle(count, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
 
     def gather(index):
-        return tf.gather(images, index), tf.nest.map_structure(lambda t: tf.gather(t, index),
-                                                               target_tensors)
+        batch_angles = (tf.zeros([tf.shape(index)[0], 3]) if angle_tensor is None
+                        else tf.gather(angle_tensor, index))
+        return (tf.gather(images, index),
+                tf.nest.map_structure(lambda t: tf.gather(t, index), target_tensors), batch_angles)
 
     dataset = dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
-    if augment:
-        # Any in-plane rotation: the rendered and real clocks are not always upright, and a
-        # rotated clock shows the same time. Brightness / contrast as in lighting changes.
-        # "nearest" fill: a reflection would add mirror-image clocks, which show other times.
-        layers = [keras.layers.RandomRotation(0.5, fill_mode="nearest"),
-                  keras.layers.RandomBrightness(0.1, value_range=(0.0, 1.0)),
-                  keras.layers.RandomContrast(0.2)]
+    # Brightness / contrast as in lighting changes.
+    photometric = [keras.layers.RandomBrightness(0.1, value_range=(0.0, 1.0)),
+                   keras.layers.RandomContrast(0.2)]
 
-        def augment_batch(batch, batch_targets):
-            for layer in layers:
+    def finish(batch, batch_targets, batch_angles):
+        if augment:
+            # Any in-plane rotation: the rendered and real clocks are not always upright, and a
+            # rotated clock shows the same time; the image-frame directions turn with it.
+            rotation = tf.random.uniform([tf.shape(batch)[0]], 0.0, 2.0 * math.pi)
+            batch = rotate_images(batch, rotation)
+            batch_angles = batch_angles + rotation[:, None]
+            for layer in photometric:
                 batch = layer(batch, training=True)
-            return tf.clip_by_value(batch, 0.0, 1.0), batch_targets
+            batch = tf.clip_by_value(batch, 0.0, 1.0)
+        if angle_tensor is not None:
+            batch_targets = dict(batch_targets)
+            batch_targets[GEOMETRY_OUTPUT] = tf.concat([tf.sin(batch_angles),
+                                                        tf.cos(batch_angles)], axis=1)
+        return batch, batch_targets
 
-        dataset = dataset.map(augment_batch, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def rotate_images(images, angles):
+    """Turn each image (N, H, W, C) clockwise by ``angles`` (N,) radians about its centre.
+
+    Bilinear; pixels that come from outside the image repeat the nearest edge pixel (a
+    reflection would add mirror-image clocks, which show other times).
+    """
+    import tensorflow as tf
+
+    images = tf.convert_to_tensor(images, dtype=tf.float32)
+    angles = tf.cast(tf.convert_to_tensor(angles), tf.float32)
+    height = tf.cast(tf.shape(images)[1], tf.float32)
+    width = tf.cast(tf.shape(images)[2], tf.float32)
+    cx, cy = (width - 1.0) / 2.0, (height - 1.0) / 2.0
+    cos, sin = tf.cos(angles), tf.sin(angles)
+    zeros = tf.zeros_like(angles)
+    # Output pixel (x, y) (y down) samples the input at the point turned back by the angle.
+    transforms = tf.stack([cos, sin, cx - cos * cx - sin * cy,
+                           -sin, cos, cy + sin * cx - cos * cy, zeros, zeros], axis=1)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=transforms, output_shape=tf.shape(images)[1:3],
+        fill_value=0.0, interpolation="BILINEAR", fill_mode="NEAREST")
+
+
+def _add_geometry_output(features, outputs, compile_arguments: dict[str, Any], weight: float):
+    """The head's outputs and compile arguments, plus the auxiliary geometry output."""
+    outputs = dict(outputs) if isinstance(outputs, dict) else {"time": outputs}
+    losses = compile_arguments["loss"]
+    losses = dict(losses) if isinstance(losses, dict) else {"time": losses}
+    weights = dict(compile_arguments.get("loss_weights") or {name: 1.0 for name in losses})
+    outputs[GEOMETRY_OUTPUT] = keras.layers.Dense(6, name=GEOMETRY_OUTPUT)(features)
+    losses[GEOMETRY_OUTPUT] = "mse"
+    weights[GEOMETRY_OUTPUT] = float(weight)
+    return outputs, {"loss": losses, "loss_weights": weights}
+
+
+def _geometry_angles(geometry, count: int) -> np.ndarray:
+    if geometry is None:
+        raise ValueError(
+            "This clock model has the auxiliary geometry output (geometry_weight > 0) but no "
+            "geometry was given to fit. Pass geometry=data.geometry_train (rendered sets have it), "
+            "or build the ClockHyperModel with geometry=False for data without it.")
+    geometry = np.asarray(geometry, dtype=np.float32)
+    if geometry.ndim != 2 or geometry.shape[0] != count or geometry.shape[1] < 5:
+        raise ValueError(f"Expected geometry of shape ({count}, 5), one row per training image, "
+                         f"got {geometry.shape}.")
+    return geometry[:, GEOMETRY_ANGLE_COLUMNS]
 
 
 def _regression_loss(name: str, period: float):
@@ -532,6 +627,14 @@ def _combine(hour_hand_minutes: np.ndarray, minute: np.ndarray) -> np.ndarray:
     """
     hours = np.round((hour_hand_minutes - minute) / 60.0) % 12
     return (hours * 60.0 + minute) % MINUTES_PER_DIAL
+
+
+def _time_outputs(outputs):
+    """Drop the auxiliary geometry output; a lone ``time`` output becomes the bare array."""
+    if not isinstance(outputs, dict) or GEOMETRY_OUTPUT not in outputs:
+        return outputs
+    outputs = {name: value for name, value in outputs.items() if name != GEOMETRY_OUTPUT}
+    return outputs["time"] if set(outputs) == {"time"} else outputs
 
 
 def _as_output_dict(outputs) -> dict[str, np.ndarray]:

@@ -111,12 +111,72 @@ def test_rendered_hands_point_at_the_label(hour, minute):
     assert gap(measured_hour, expected_hour) < 3.0
 
 
+@pytest.mark.parametrize("hour,minute", [(3, 0), (7, 20), (0, 50)])
+def test_geometry_of_an_upright_clock_is_its_hand_angles(hour, minute):
+    _, geometry = clock_render.render_clock(hour, minute, np.random.default_rng(0), size=150,
+                                            clean=True, with_geometry=True)
+    expected = np.radians([0.0, *clock_render.hand_angles(hour, minute)])
+    np.testing.assert_allclose(geometry[:2], [0.5, 0.5], atol=1e-6)
+    np.testing.assert_allclose(geometry[2:], expected, atol=1e-4)
+
+
+def test_geometry_follows_the_pose_of_a_rendered_clock():
+    image, geometry = clock_render.render_clock(4, 40, np.random.default_rng(5), size=150,
+                                                with_geometry=True)
+    assert image.shape == (150, 150) and geometry.shape == (len(clock_render.GEOMETRY_COLUMNS),)
+    assert np.all((0.0 <= geometry[2:]) & (geometry[2:] < 2 * math.pi))
+    # The dial centre is dark-ringed: the bezel lies around it, inside the image.
+    assert np.all((0.15 < geometry[:2]) & (geometry[:2] < 0.85))
+    # Same draws with or without geometry: the image does not change.
+    again = clock_render.render_clock(4, 40, np.random.default_rng(5), size=150)
+    np.testing.assert_array_equal(image, again)
+
+
 def test_write_dataset_writes_files_and_preview(tmp_path):
     paths = clock_render.write_dataset(tmp_path / "set", count=24, size=75, seed=0, processes=1)
     images, labels = read_clock_files(tmp_path / "set")
     assert images.shape == (24, 75, 75) and labels.shape == (24, 2)
     assert Image.open(paths["preview"]).size[0] == 8 * 75
     assert not list((tmp_path / "set").glob("*.partial*"))
+    geometry = np.load(paths["geometry"])
+    assert geometry.shape == (24, 5) and geometry.dtype == np.float32
+    _, _, direct = clock_render.render_dataset(count=24, size=75, seed=0, processes=1,
+                                               with_geometry=True)
+    np.testing.assert_array_equal(geometry, direct)
+
+
+def test_geometry_follows_the_training_images_through_the_split(tmp_path):
+    # Each image is filled with its own index, each geometry row holds that index too.
+    count = 40
+    images = np.repeat(np.arange(count, dtype=np.uint8), 75 * 75).reshape(count, 75, 75)
+    geometry = np.repeat(np.arange(count, dtype=np.float32)[:, None], 5, axis=1)
+    _write(tmp_path / "set", images, clock_render.time_labels(count))
+    np.save(tmp_path / "set" / "geometry.npy", geometry)
+    data = load_clock(data_dir=tmp_path / "set", size=75, split="final")
+    indices = np.round(data.x_train[:, 0, 0, 0] * 255.0)
+    np.testing.assert_array_equal(data.geometry_train[:, 0], indices)
+    assert data.geometry_train.shape == (len(data.x_train), 5)
+    assert load_clock(data_dir=_valid_files(tmp_path / "real"), size=75).geometry_train is None
+
+
+def test_bad_geometry_file_is_rejected(tmp_path):
+    directory = _valid_files(tmp_path / "set", count=20)
+    np.save(directory / "geometry.npy", np.zeros((19, 5), np.float32))
+    with pytest.raises(DatasetFormatError, match=r"geometry.*\(20, 5\)"):
+        load_clock(data_dir=directory, size=75)
+    np.save(directory / "geometry.npy", np.full((20, 5), np.nan, np.float32))
+    with pytest.raises(DatasetFormatError, match="NaN"):
+        load_clock(data_dir=directory, size=75)
+
+
+def test_a_cached_set_without_geometry_is_rendered_again(tmp_path):
+    first = load_clock(size=75, count=40, split="final")
+    cached = tmp_path / "cache" / "clock-40-75-seed0"
+    (cached / "geometry.npy").unlink()
+    again = load_clock(size=75, count=40, split="final")
+    np.testing.assert_array_equal(first.x_train, again.x_train)
+    np.testing.assert_array_equal(first.geometry_train, again.geometry_train)
+    assert (cached / "geometry.npy").is_file()
 
 
 # Loader

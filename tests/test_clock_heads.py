@@ -197,10 +197,10 @@ def test_augmentation_only_touches_training_batches(tiny_data, monkeypatch):
     seen = {}
     original = clock_space._training_dataset
 
-    def spy(images, targets, batch_size, augment):
+    def spy(images, targets, batch_size, augment, angles=None):
         seen["augment"] = augment
         seen["count"] = len(images)
-        return original(images, targets, batch_size, augment)
+        return original(images, targets, batch_size, augment, angles)
 
     monkeypatch.setattr(clock_space, "_training_dataset", spy)
     hypermodel = ClockHyperModel(SHAPE, head="periodic")
@@ -255,3 +255,85 @@ def test_short_training_gives_inference_statistics_that_match_training(tiny_data
     training = np.asarray(model(x, training=True))
     inference = np.asarray(model(x, training=False))
     np.testing.assert_allclose(inference, training, atol=0.05)
+
+
+# Auxiliary geometry output
+
+def test_rotate_images_turns_clockwise_about_the_centre():
+    from search_spaces.clock import rotate_images
+
+    image = np.random.default_rng(0).random((1, 9, 9, 1), dtype=np.float32)
+    turned = np.asarray(rotate_images(image, [math.pi / 2]))
+    np.testing.assert_allclose(turned[0, ..., 0], np.rot90(image[0, ..., 0], k=-1), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(rotate_images(image, [0.0])), image, atol=1e-6)
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_geometry_output_trains_and_is_ignored_at_inference(head, tiny_data):
+    x, y, x_val, y_val = tiny_data
+    geometry = np.random.default_rng(1).random((len(x), 5), dtype=np.float32) * 6.0
+    hypermodel = ClockHyperModel(SHAPE, head=head, geometry=True)
+    hp = kt.HyperParameters()
+    hp.Fixed("conv_blocks", 2)
+    hp.Fixed("filters", 16)
+    model = hypermodel.build(hp)
+    assert hp.get("geometry_weight") == 1.0 and model.geometry_weight == 1.0
+    history = hypermodel.fit(hp, model, x, y, validation_data=(x_val, y_val), epochs=1,
+                             verbose=0, geometry=geometry)
+    assert "geometry_loss" in history.history and "val_cse" in history.history
+    outputs = model.predict(x_val, verbose=0)
+    assert outputs["geometry"].shape == (len(x_val), 6)
+    minutes = hypermodel.predict_minutes(model, x_val)
+    assert minutes.shape == (len(x_val),) and np.all((0 <= minutes) & (minutes < 720))
+    with pytest.raises(ValueError, match="no geometry was given"):
+        hypermodel.fit(hp, model, x, y, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"shape \(16, 5\)"):
+        hypermodel.fit(hp, model, x, y, epochs=1, verbose=0, geometry=geometry[:3])
+
+
+def test_geometry_weight_zero_or_no_geometry_builds_the_plain_model():
+    hp = kt.HyperParameters()
+    hp.Fixed("geometry_weight", 0.0)
+    model = ClockHyperModel(SHAPE, head="periodic", geometry=True).build(hp)
+    assert model.geometry_weight == 0.0 and not isinstance(model.output, dict)
+    hp = kt.HyperParameters()
+    model = ClockHyperModel(SHAPE, head="periodic").build(hp)
+    assert "geometry_weight" not in hp.values and model.geometry_weight == 0.0
+
+
+def test_geometry_targets_turn_with_the_augmented_image():
+    # A clean clock at 2:10 rotated by the pipeline: the target directions it is given must be
+    # where the hands and the 12 now point, measured on the rotated image.
+    from datasets import clock_render
+    from search_spaces.clock import _training_dataset
+
+    image, geometry = clock_render.render_clock(2, 10, np.random.default_rng(0), size=75,
+                                                clean=True, with_geometry=True)
+    x = np.repeat(image[None, ..., None].astype(np.float32) / 255.0, 8, axis=0)
+    targets = {"time": np.zeros((8, 2), np.float32)}
+    angles = np.repeat(geometry[None, 2:5], 8, axis=0)
+    keras.utils.set_random_seed(3)
+    batch, batch_targets = next(iter(_training_dataset(x, targets, 8, True, angles)))
+    sin_cos = np.asarray(batch_targets["geometry"])
+    target_degrees = np.degrees(np.arctan2(sin_cos[:, :3], sin_cos[:, 3:])) % 360.0
+    face_radius = 0.42 * 75 / 1.14
+    for picture, degrees in zip(np.asarray(batch)[..., 0], target_degrees):
+        measured = _darkest_ray(picture, 0.55 * face_radius, 0.65 * face_radius)
+        assert _gap(measured, degrees[2]) < 6.0  # the minute hand
+        assert _gap(degrees[0], degrees[2] - 60.0) < 1.0  # 10 minutes past: 60 degrees apart
+
+
+def _gap(a, b):
+    return abs((a - b + 180.0) % 360.0 - 180.0)
+
+
+def _darkest_ray(image, inner, outer):
+    centre = image.shape[0] / 2.0 - 0.5
+    degrees = np.arange(0.0, 360.0, 1.0)
+    theta = np.radians(degrees)
+    rings = []
+    for radius in np.linspace(inner, outer, 4):
+        rows = np.round(centre - radius * np.cos(theta)).astype(int)
+        cols = np.round(centre + radius * np.sin(theta)).astype(int)
+        rings.append(1.0 - image[rows, cols])
+    return float(degrees[np.argmax(np.min(rings, axis=0))])

@@ -161,8 +161,15 @@ def format_table(table: pd.DataFrame) -> str:
 def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: int, out: Path,
               verbose: int) -> dict[str, Any]:
     keras.utils.set_random_seed(config.seed)
+    geometry = data.geometry_train
+    if geometry is None and config.hyperparameters.get("geometry_weight"):
+        raise ValueError(
+            "geometry_weight was set, but this clock data has no geometry.npy (only rendered sets "
+            "have it: the auxiliary output needs to know where the hands point). Leave "
+            "geometry_weight out, or use the rendered set.")
     hypermodel = ClockHyperModel(data.input_shape, head=head,
                                  num_classes=classes if head == "classification" else None,
+                                 geometry=geometry is not None,
                                  steps_per_execution=config.steps_per_execution)
     hp = _fixed_hyperparameters(config.hyperparameters)
     if config.trials:
@@ -171,7 +178,7 @@ def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: in
                                 directory=str(out / "tuning"), project_name=label,
                                 seed=config.seed, overwrite=False)
         tuner.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
-                     epochs=config.epochs, verbose=verbose)
+                     epochs=config.epochs, verbose=verbose, geometry=geometry)
         hp = tuner.get_best_hyperparameters(1)[0]
         keras.backend.clear_session()
         keras.utils.set_random_seed(config.seed)
@@ -179,13 +186,15 @@ def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: in
     timer = EpochTimer()
     history = hypermodel.fit(hp, model, data.x_train, data.y_train,
                              validation_data=(data.x_val, data.y_val), epochs=config.epochs,
-                             callbacks=[timer], verbose=verbose)
+                             callbacks=[timer], verbose=verbose, geometry=geometry)
     predicted = hypermodel.predict_minutes(model, data.x_test)
     summary = error_summary(labels_to_minutes(data.y_test), predicted)
     clock_head = model.clock_head
     # The first epoch also traces the graphs; the median is the steady training speed.
-    row = {"head": label, "outputs": clock_head.describe_outputs(),
-           "loss": clock_head.describe_loss(), **summary,
+    loss = clock_head.describe_loss()
+    if model.geometry_weight:
+        loss += f" + {model.geometry_weight:g} x mse (auxiliary geometry)"
+    row = {"head": label, "outputs": clock_head.describe_outputs(), "loss": loss, **summary,
            "seconds_per_epoch": float(statistics.median(timer.seconds)),
            "parameters": int(model.count_params()), "epochs": config.epochs,
            "train_images": len(data.x_train), "test_images": len(data.x_test)}

@@ -422,6 +422,8 @@ def build_hypermodel(config: RunConfig, data: datasets.Dataset) -> search_spaces
             options["head"] = config.head
         if data.num_classes:
             options["num_classes"] = data.num_classes
+        # Rendered sets carry the geometry for the auxiliary training output.
+        options["geometry"] = data.geometry_train is not None
     else:
         if config.head:
             raise RunConfigError(
@@ -546,6 +548,9 @@ def run_search(
                     patience=config.early_stopping_patience,
                 )
             )
+        extra = {}
+        if getattr(hypermodel, "geometry", False):
+            extra["geometry"] = data.geometry_train
         try:
             tuner.search(
                 data.x_train,
@@ -554,6 +559,7 @@ def run_search(
                 epochs=config.max_epochs,
                 callbacks=callbacks,
                 verbose=0,
+                **extra,
             )
         except RuntimeError as error:
             export()
