@@ -51,6 +51,7 @@ test-fast: install
 benchmarks: data
 	$(BIN)/python benchmarks/bench_steps_per_execution.py
 	$(BIN)/python benchmarks/bench_dataset_loading.py
+	$(BIN)/python benchmarks/bench_precision.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info runs
