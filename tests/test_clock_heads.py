@@ -337,3 +337,24 @@ def _darkest_ray(image, inner, outer):
         cols = np.round(centre + radius * np.sin(theta)).astype(int)
         rings.append(1.0 - image[rows, cols])
     return float(degrees[np.argmax(np.min(rings, axis=0))])
+
+
+def test_cosine_schedule_lowers_the_learning_rate_each_epoch(tiny_data):
+    x, y, _, _ = tiny_data
+    rates = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+    hypermodel = ClockHyperModel(SHAPE, head="periodic")
+    hp = kt.HyperParameters()
+    hp.Fixed("conv_blocks", 2)
+    hp.Fixed("filters", 16)
+    hp.Fixed("lr_schedule", "cosine")
+    hp.Fixed("learning_rate", 1e-3)
+    model = hypermodel.build(hp)
+    hypermodel.fit(hp, model, x, y, epochs=4, verbose=0, callbacks=[Record()])
+    expected = [1e-3 * 0.5 * (1 + math.cos(math.pi * epoch / 4)) for epoch in range(4)]
+    np.testing.assert_allclose(rates, expected, rtol=1e-5)
+    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(1e-3)
