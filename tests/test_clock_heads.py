@@ -249,6 +249,8 @@ def test_short_training_gives_inference_statistics_that_match_training(tiny_data
     hp.Fixed("dropout", 0.0)
     hp.Fixed("augment", False)
     hp.Fixed("batch_size", len(x))
+    # The tolerance below was set on this readout; global pooling amplifies the last steps' lag.
+    hp.Fixed("readout", "flatten")
     model = hypermodel.build(hp)
     hypermodel.fit(hp, model, x, y, epochs=80, verbose=0)
     # One batch holds every image, so the batch statistics are those the moving ones estimate.
