@@ -11,6 +11,7 @@ import pytest
 
 from search_spaces.clock import (CLASS_COUNTS, HEADS, ClockHead, ClockHyperModel,
                                  common_sense_error_minutes, error_summary, labels_to_minutes)
+from tests.test_clock_data import _dark_angle
 
 SHAPE = (32, 32, 1)
 
@@ -320,25 +321,13 @@ def test_geometry_targets_turn_with_the_augmented_image():
     target_degrees = np.degrees(np.arctan2(sin_cos[:, :3], sin_cos[:, 3:])) % 360.0
     face_radius = 0.42 * 75 / 1.14
     for picture, degrees in zip(np.asarray(batch)[..., 0], target_degrees):
-        measured = _darkest_ray(picture, 0.55 * face_radius, 0.65 * face_radius)
+        measured = _dark_angle(picture * 255.0, 0.55 * face_radius, 0.65 * face_radius)
         assert _gap(measured, degrees[2]) < 6.0  # the minute hand
         assert _gap(degrees[0], degrees[2] - 60.0) < 1.0  # 10 minutes past: 60 degrees apart
 
 
 def _gap(a, b):
     return abs((a - b + 180.0) % 360.0 - 180.0)
-
-
-def _darkest_ray(image, inner, outer):
-    centre = image.shape[0] / 2.0 - 0.5
-    degrees = np.arange(0.0, 360.0, 1.0)
-    theta = np.radians(degrees)
-    rings = []
-    for radius in np.linspace(inner, outer, 4):
-        rows = np.round(centre - radius * np.cos(theta)).astype(int)
-        cols = np.round(centre + radius * np.sin(theta)).astype(int)
-        rings.append(1.0 - image[rows, cols])
-    return float(degrees[np.argmax(np.min(rings, axis=0))])
 
 
 def test_cosine_schedule_lowers_the_learning_rate_each_epoch(tiny_data):
