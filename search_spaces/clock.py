@@ -225,6 +225,25 @@ class ClockHead:
             minute_target = minute
         return {"hour": hour, "minute": minute_target}
 
+    def average(self, outputs: Sequence[Any]) -> Any:
+        """The mean of several predictions of the same images (e.g. rotated copies), per output.
+
+        Probabilities and sin/cos pairs are averaged as they are; linear outputs (hours,
+        fractions of an hour) are averaged on their circle, so 11:50 and 0:10 average to 12:00,
+        not to 6:00. The auxiliary geometry output is dropped.
+        """
+        outputs = [_time_outputs(output) for output in outputs]
+        if not outputs:
+            raise ValueError("Nothing to average: expected at least one set of outputs.")
+        if self.kind != "multi_head":
+            period = 12.0 if self.kind == "regression" else None
+            return _mean([np.asarray(output, dtype=np.float64) for output in outputs], period)
+        outputs = [_as_output_dict(output) for output in outputs]
+        minute_period = 1.0 if self.minute_output == "regression" else None
+        return {"hour": _mean([np.asarray(o["hour"], dtype=np.float64) for o in outputs], None),
+                "minute": _mean([np.asarray(o["minute"], dtype=np.float64) for o in outputs],
+                                minute_period)}
+
     def decode(self, outputs) -> np.ndarray:
         """The model's outputs -> minutes after 12:00 in [0, 720), float64.
 
@@ -445,10 +464,28 @@ class ClockHyperModel(SearchSpace):
         """Model outputs -> minutes after 12:00 (see ``head_for`` for which head decodes)."""
         return self.head_for(hp).decode(model_outputs)
 
-    def predict_minutes(self, model: keras.Model, x, batch_size: int = 256) -> np.ndarray:
-        """Predicted minutes after 12:00 for images ``x``, decoded by the model's own head."""
+    def predict_minutes(self, model: keras.Model, x, batch_size: int = 256,
+                        rotations: int = 1) -> np.ndarray:
+        """Predicted minutes after 12:00 for images ``x``, decoded by the model's own head.
+
+        ``rotations`` > 1 is test-time augmentation: every image is also read turned by
+        360 / ``rotations`` degrees, twice that, and so on (a turned clock shows the same time),
+        and the head's outputs are averaged over the copies (``ClockHead.average``) before
+        decoding. It costs ``rotations`` predictions per image.
+        """
         head = getattr(model, "clock_head", None) or self.head_for()
-        return head.decode(model.predict(x, batch_size=batch_size, verbose=0))
+        if not isinstance(rotations, (int, np.integer)) or rotations < 1:
+            raise ValueError(f"rotations must be a whole number >= 1 (1: no test-time "
+                             f"augmentation), got {rotations!r}.")
+        if rotations == 1:
+            return head.decode(model.predict(x, batch_size=batch_size, verbose=0))
+        x = np.asarray(x, dtype=np.float32)
+        outputs = []
+        for turn in range(rotations):
+            turned = x if turn == 0 else np.asarray(
+                rotate_images(x, np.full(len(x), 2.0 * math.pi * turn / rotations, np.float32)))
+            outputs.append(model.predict(turned, batch_size=batch_size, verbose=0))
+        return head.decode(head.average(outputs))
 
     def fit(self, hp: kt.HyperParameters, model: keras.Model, x, y, validation_data=None,
             callbacks=None, geometry=None, **kwargs):
@@ -631,20 +668,38 @@ def _geometry_angles(geometry, count: int) -> np.ndarray:
 
 
 def _regression_loss(name: str, period: float):
-    if name in ("mse", "mae"):
-        return name
-    if name == "huber":
-        return keras.losses.Huber(delta=period / 12.0)
+    """A regression loss measured in turns of the dial (differences divided by ``period``).
 
-    def circular_loss(y_true, y_pred):
-        difference = y_pred - keras.ops.cast(y_true, y_pred.dtype)
-        difference = difference - period * keras.ops.round(difference / period)
+    The unit keeps the loss on the scale of the other heads' losses and of the auxiliary
+    geometry output's: in hours, the chance-level circular MSE of the 12-hour regression is about
+    12, which swamped the geometry loss (chance 0.5) and kept the head at chance (BENCHMARKS.md).
+    """
+    base = {"mse": keras.losses.mean_squared_error, "mae": keras.losses.mean_absolute_error,
+            "huber": lambda y_true, y_pred: keras.losses.huber(y_true, y_pred, delta=1.0 / 12.0),
+            }.get(name)
+
+    def regression_loss(y_true, y_pred):
+        y_true = keras.ops.cast(y_true, y_pred.dtype) / period
+        y_pred = y_pred / period
+        if base is not None:
+            return base(y_true, y_pred)
+        difference = y_pred - y_true
+        difference = difference - keras.ops.round(difference)
         if name == "circular_mse":
             return keras.ops.mean(keras.ops.square(difference), axis=-1)
         return keras.ops.mean(keras.ops.abs(difference), axis=-1)
 
-    circular_loss.__name__ = name
-    return circular_loss
+    regression_loss.__name__ = name
+    return regression_loss
+
+
+def _mean(arrays: list[np.ndarray], period: float | None) -> np.ndarray:
+    """Element-wise mean; on the circle of ``period`` when one is given."""
+    if period is None:
+        return np.mean(arrays, axis=0)
+    angles = 2.0 * math.pi * np.stack(arrays) / period
+    mean = np.arctan2(np.mean(np.sin(angles), axis=0), np.mean(np.cos(angles), axis=0))
+    return (mean % (2.0 * math.pi)) / (2.0 * math.pi) * period
 
 
 def _circle(value: np.ndarray, period: float) -> np.ndarray:

@@ -85,6 +85,7 @@ def test_render_writes_the_files(tmp_path):
     ["compare", "--head", "ordinal", "--out", "x"],
     ["compare", "--epochs", "0", "--out", "x"],
     ["compare", "--num-classes", "1000", "--out", "x"],
+    ["compare", "--test-rotations", "0", "--out", "x"],
     ["compare", "--data-dir", "/nonexistent/clock", "--out", "x"],
 ])
 def test_bad_options_exit_2(arguments):
@@ -108,6 +109,20 @@ def test_compare_trains_each_head_writes_the_table_and_resumes(tmp_path, clock_f
     report = json.loads((out / "comparison.json").read_text())
     assert report["best"]["head"] in {"periodic", "classification-24"}
     assert yaml.safe_load((out / "config.yaml").read_text())["num_classes"] == [24]
+    # Every held-out image's reading, and the trained model, which reads them again the same.
+    predictions = pd.read_csv(out / "heads" / "periodic-predictions.csv")
+    assert len(predictions) == 8
+    assert predictions["error_minutes"].mean() == pytest.approx(table.loc[0, "cse_mean"])
+    from datasets.clock import load_clock
+    from search_spaces.clock import ClockHead, labels_to_minutes
+
+    model = keras.models.load_model(out / "heads" / "periodic.keras", compile=False)
+    data = load_clock(data_dir=clock_files, size=75, split="final")
+    again = ClockHead("periodic").decode(model.predict(data.x_test, verbose=0))
+    np.testing.assert_array_equal(again, predictions["predicted_hour"] * 60
+                                  + predictions["predicted_minute"])
+    np.testing.assert_array_equal(labels_to_minutes(data.y_test),
+                                  predictions["true_hour"] * 60 + predictions["true_minute"])
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished head was trained again")
@@ -208,3 +223,34 @@ def test_compare_on_rendered_data_trains_the_geometry_output_in_mixed_precision(
 def test_unknown_precision_is_refused():
     with pytest.raises(ValueError, match="Unknown precision 'half'"):
         ComparisonConfig(precision="half")
+
+
+def test_compare_with_test_rotations_reports_both_readings(tmp_path, clock_files):
+    from datasets.clock import load_clock
+
+    data = load_clock(data_dir=clock_files, size=75, split="final")
+    config = ComparisonConfig(heads=("periodic",), epochs=1, test_rotations=4,
+                              hyperparameters=parse_assignments(
+                                  ["conv_blocks=2", "filters=16", "dense_units=64"]))
+    table = compare_heads(config, tmp_path / "tta", data=data)
+    result = json.loads((tmp_path / "tta" / "heads" / "periodic.json").read_text())
+    assert result["row"]["cse_mean"] == pytest.approx(table.loc[0, "cse_mean"])
+    assert 0.0 <= result["without_test_rotations"]["cse_mean"] <= 360.0
+    assert yaml.safe_load((tmp_path / "tta" / "config.yaml").read_text())["test_rotations"] == 4
+    with pytest.raises(ValueError, match="test_rotations must be"):
+        ComparisonConfig(test_rotations=0)
+
+
+def test_folders_written_before_a_setting_existed_still_resume(tmp_path, clock_files):
+    out = tmp_path / "old"
+    out.mkdir()
+    arguments = ["compare", "--data-dir", str(clock_files), "--epochs", "1", "--head", "periodic",
+                 *TINY_BACKBONE, "--out", str(out)]
+    config = ComparisonConfig(heads=("periodic",), epochs=1, data_dir=str(clock_files),
+                              hyperparameters=parse_assignments(TINY_BACKBONE[1::2]))
+    older = {key: value for key, value in config.to_dict().items() if key != "test_rotations"}
+    (out / "config.yaml").write_text(yaml.safe_dump(older))
+    result = CliRunner().invoke(clock_group, arguments, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    refused = CliRunner().invoke(clock_group, [*arguments, "--test-rotations", "2"])
+    assert refused.exit_code == 1 and "test_rotations differ" in refused.output

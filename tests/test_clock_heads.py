@@ -132,7 +132,23 @@ def test_hands_encoding_takes_the_hour_from_the_hour_hand():
 def test_circular_regression_loss_wraps_around_the_dial():
     loss = ClockHead("regression", loss="circular_mae").compile_arguments()["loss"]
     value = loss(np.array([[11.9]], np.float32), np.array([[0.1]], np.float32))
-    assert float(np.asarray(value).mean()) == pytest.approx(0.2, abs=1e-5)
+    # 0.2 hours apart, measured in turns of the 12-hour dial.
+    assert float(np.asarray(value).mean()) == pytest.approx(0.2 / 12, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["mse", "mae", "huber", "circular_mse", "circular_mae"])
+def test_regression_losses_are_in_dial_turns(name):
+    # The same error in hours (12-hour dial) and in fractions of an hour (minute dial) costs the
+    # same, and a chance-level guess costs about as much as the other heads' losses.
+    hours = ClockHead("regression", loss=name).compile_arguments()["loss"]
+    minutes = ClockHead("multi_head", minute_output="regression", minute_loss=name
+                        ).compile_arguments()["loss"]["minute"]
+    in_hours = float(np.mean(hours(np.array([[3.0]]), np.array([[4.5]]))))
+    in_fractions = float(np.mean(minutes(np.array([[0.25]]), np.array([[0.375]]))))
+    assert in_hours == pytest.approx(in_fractions, rel=1e-5)
+    rng = np.random.default_rng(0)
+    chance = float(np.mean(hours(rng.uniform(0, 12, (2000, 1)), rng.uniform(0, 12, (2000, 1)))))
+    assert 0.005 < chance < 0.5
 
 
 # The HyperModel
@@ -349,3 +365,45 @@ def test_cosine_schedule_lowers_the_learning_rate_each_epoch(tiny_data):
     expected = [1e-3 * 0.5 * (1 + math.cos(math.pi * epoch / 4)) for epoch in range(4)]
     np.testing.assert_allclose(rates, expected, rtol=1e-5)
     assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize("head", HEAD_VARIANTS, ids=lambda head: head.describe_outputs())
+def test_average_of_agreeing_reads_decodes_to_the_same_time(head):
+    labels = _all_labels()
+    outputs = _perfect_outputs(head, head.encode(labels))
+    averaged = head.average([outputs, outputs, outputs])
+    np.testing.assert_array_equal(head.decode(averaged), labels_to_minutes(labels))
+
+
+def test_average_of_linear_outputs_goes_round_the_dial():
+    # 11:54 and 0:06 average to 12:00, not to 6:00; minute 57 and 3 to minute 0, not 30.
+    regression = ClockHead("regression")
+    assert regression.decode(regression.average([np.array([[11.9]]), np.array([[0.1]])]))[0] == 0
+    head = ClockHead("multi_head", hour_output="classification", minute_output="regression")
+    hour = np.eye(12)[[5]]
+    reads = [{"hour": hour, "minute": np.array([[0.95]])},
+             {"hour": hour, "minute": np.array([[0.05]])}]
+    assert head.decode(head.average(reads))[0] == 300
+    with pytest.raises(ValueError, match="at least one"):
+        head.average([])
+
+
+def test_rotated_reads_make_the_prediction_independent_of_quarter_turns():
+    # Quarter turns of a square image are exact pixel permutations, so with 4 test rotations an
+    # image and its quarter-turned copy are read from the same four copies.
+    rng = np.random.default_rng(0)
+    x = rng.random((6, 16, 16, 1)).astype(np.float32)
+    turned = np.rot90(x, k=-1, axes=(1, 2)).copy()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 16, 1))
+    model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Flatten()(inputs)))
+    model.clock_head = ClockHead("regression")
+    hypermodel = ClockHyperModel((16, 16, 1), head="regression")
+    once = common_sense_error_minutes(hypermodel.predict_minutes(model, x),
+                                      hypermodel.predict_minutes(model, turned))
+    assert once.mean() > 5  # the model itself is not rotation-invariant
+    four = common_sense_error_minutes(hypermodel.predict_minutes(model, x, rotations=4),
+                                      hypermodel.predict_minutes(model, turned, rotations=4))
+    assert four.max() <= 1  # (rounding to whole minutes aside)
+    with pytest.raises(ValueError, match="rotations must be"):
+        hypermodel.predict_minutes(model, x, rotations=0)

@@ -6,7 +6,9 @@
 
 Writes into ``out_dir``: ``config.yaml`` (the run configuration), ``heads/<head>.json`` (one result
 per head, written when the head finishes, so an interrupted comparison resumes with the heads still
-missing), ``comparison.csv``, ``comparison.json`` and ``comparison.md`` (the table).
+missing), ``heads/<head>.keras`` (the trained model; ``keras.models.load_model(path, compile=False)``
+reads it back), ``heads/<head>-predictions.csv`` (every held-out image: true and predicted time,
+error in minutes), ``comparison.csv``, ``comparison.json`` and ``comparison.md`` (the table).
 """
 from __future__ import annotations
 
@@ -25,8 +27,8 @@ import pandas as pd
 import yaml
 
 from datasets.clock import load_clock
-from search_spaces.clock import (HEADS, HYPERPARAMETER_NAMES, ClockHyperModel, error_summary,
-                                 labels_to_minutes)
+from search_spaces.clock import (HEADS, HYPERPARAMETER_NAMES, ClockHyperModel,
+                                 common_sense_error_minutes, error_summary, labels_to_minutes)
 
 TABLE_COLUMNS = ["head", "outputs", "loss", "cse_mean", "cse_median", "within_1min",
                  "within_5min", "seconds_per_epoch", "parameters", "epochs", "train_images",
@@ -56,6 +58,7 @@ class ComparisonConfig:
     hyperparameters: dict = dataclasses.field(default_factory=dict)  # backbone values fixed for all
     steps_per_execution: int = 32       # as SearchSpace: per-step overhead dominates on CPU
     precision: str = "float32"          # or mixed_bfloat16 / mixed_float16 (see PRECISIONS)
+    test_rotations: int = 1             # test-time augmentation: rotated reads averaged; 1 = off
 
     def __post_init__(self):
         unknown = [head for head in self.heads if head not in HEADS]
@@ -73,6 +76,9 @@ class ComparisonConfig:
         if self.precision not in PRECISIONS:
             raise ValueError(f"Unknown precision {self.precision!r}. Expected one of: "
                              f"{', '.join(PRECISIONS)}.")
+        if not isinstance(self.test_rotations, int) or self.test_rotations < 1:
+            raise ValueError(f"test_rotations must be a whole number >= 1 (1: no test-time "
+                             f"augmentation), got {self.test_rotations!r}.")
         if self.epochs < 1 or self.trials < 0:
             raise ValueError(f"epochs must be >= 1 and trials >= 0, got {self.epochs} and "
                              f"{self.trials}.")
@@ -202,8 +208,14 @@ def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: in
     history = hypermodel.fit(hp, model, data.x_train, data.y_train,
                              validation_data=(data.x_val, data.y_val), epochs=config.epochs,
                              callbacks=[timer], verbose=verbose, geometry=geometry)
-    predicted = hypermodel.predict_minutes(model, data.x_test)
-    summary = error_summary(labels_to_minutes(data.y_test), predicted)
+    predicted = hypermodel.predict_minutes(model, data.x_test, rotations=config.test_rotations)
+    true = labels_to_minutes(data.y_test)
+    summary = error_summary(true, predicted)
+    _write_predictions(out / "heads" / f"{label}-predictions.csv", true, predicted)
+    single_read = None
+    if config.test_rotations > 1:
+        single_read = error_summary(true, hypermodel.predict_minutes(model, data.x_test))
+    model.save(out / "heads" / f"{label}.keras")
     clock_head = model.clock_head
     # The first epoch also traces the graphs; the median is the steady training speed.
     loss = clock_head.describe_loss()
@@ -216,7 +228,19 @@ def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: in
     keras.backend.clear_session()
     return {"row": row, "hyperparameters": _plain(hp.values),
             "history": {key: [float(v) for v in values] for key, values in history.history.items()},
-            "epoch_seconds": timer.seconds}
+            "epoch_seconds": timer.seconds, "without_test_rotations": single_read}
+
+
+def _write_predictions(path: Path, true_minutes, predicted_minutes) -> None:
+    true_minutes = np.asarray(true_minutes, dtype=np.int64)
+    predicted = np.asarray(predicted_minutes, dtype=np.float64)
+    whole = np.round(predicted).astype(np.int64) % 720
+    table = pd.DataFrame({
+        "true_hour": true_minutes // 60, "true_minute": true_minutes % 60,
+        "predicted_hour": whole // 60, "predicted_minute": whole % 60,
+        "error_minutes": common_sense_error_minutes(true_minutes, predicted)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, index_label="test_index")
 
 
 def _fixed_hyperparameters(values: dict) -> kt.HyperParameters:
@@ -231,6 +255,9 @@ def _check_or_write_config(out: Path, config: ComparisonConfig) -> None:
     wanted = config.to_dict()
     if path.is_file():
         found = yaml.safe_load(path.read_text())
+        # Settings added since the folder was written count as their defaults.
+        defaults = ComparisonConfig().to_dict()
+        found = {**{key: defaults[key] for key in set(wanted) - set(found)}, **found}
         if found != wanted:
             changed = sorted(key for key in set(found) | set(wanted)
                              if found.get(key) != wanted.get(key))

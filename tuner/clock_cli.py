@@ -81,6 +81,9 @@ def render_command(count, size, seed, processes, out_dir):
 @click.option("--precision", type=click.Choice(["float32", "mixed_bfloat16", "mixed_float16"]),
               default="float32", show_default=True,
               help="Keras dtype policy; mixed_bfloat16 trains faster on CPUs with AMX/AVX512-BF16.")
+@click.option("--test-rotations", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Test-time augmentation: read every held-out image at this many evenly "
+                   "spaced rotations and average the outputs (1: off).")
 @click.option("--count", type=click.IntRange(min=1), default=18000, show_default=True,
               help="Size of the rendered set used when --data-dir is not given.")
 @click.option("--data-dir", type=click.Path(exists=True, file_okay=False), default=None,
@@ -89,7 +92,7 @@ def render_command(count, size, seed, processes, out_dir):
               help="Results folder (finished heads are reused when rerun).")
 @click.option("-v", "--verbose", count=True, help="Show Keras training progress.")
 def compare_command(size, split, heads, num_classes, epochs, subset, trials, assignments, seed,
-                    precision, count, data_dir, out_dir, verbose):
+                    precision, test_rotations, count, data_dir, out_dir, verbose):
     """Train every head with the same backbone, budget and data; write comparison.csv/.json/.md.
 
     On the rendered set every head also learns the auxiliary geometry output (where the 12 and
@@ -104,7 +107,7 @@ def compare_command(size, split, heads, num_classes, epochs, subset, trials, ass
             size=size, split=split, heads=tuple(heads) or HEADS,
             num_classes=tuple(num_classes) or (720,), epochs=epochs, subset=subset, trials=trials,
             seed=seed, count=count, data_dir=data_dir, precision=precision,
-            hyperparameters=parse_assignments(assignments))
+            test_rotations=test_rotations, hyperparameters=parse_assignments(assignments))
         table = compare_heads(config, out_dir, verbose=2 if verbose else 0)
     except (ValueError, DatasetError) as error:
         raise click.ClickException(str(error)) from error
