@@ -22,6 +22,12 @@ from tuner.clock_cli import clock_group
 TINY_BACKBONE = ["--set", "conv_blocks=2", "--set", "filters=16", "--set", "dense_units=64"]
 
 
+def _tiny_config(*assignments, **settings) -> ComparisonConfig:
+    """A comparison of the small backbone (plus ``assignments``) for one-epoch tests."""
+    return ComparisonConfig(epochs=1, **settings, hyperparameters=parse_assignments(
+        [*TINY_BACKBONE[1::2], *assignments]))
+
+
 @pytest.fixture(autouse=True)
 def _seeded(monkeypatch, tmp_path):
     keras.utils.set_random_seed(0)
@@ -173,9 +179,7 @@ def test_compare_heads_tunes_when_asked(tmp_path, clock_files):
     from datasets.clock import load_clock
 
     data = load_clock(data_dir=clock_files, size=75, split="tuning")
-    config = ComparisonConfig(heads=("regression",), epochs=1, trials=2,
-                              hyperparameters=parse_assignments(
-                                  ["conv_blocks=2", "filters=16", "dense_units=64"]))
+    config = _tiny_config(heads=("regression",), trials=2)
     table = compare_heads(config, tmp_path / "tuned", data=data)
     assert list(table["head"]) == ["regression"] and len(table) == 1
     assert len(list((tmp_path / "tuned" / "tuning" / "regression").glob("trial_*"))) == 2
@@ -202,9 +206,7 @@ def test_compare_on_rendered_data_trains_the_geometry_output_in_mixed_precision(
 
     data = load_clock(data_dir=rendered_files, size=75, split="final")
     assert data.geometry_train.shape == (32, 5)
-    config = ComparisonConfig(heads=("periodic",), epochs=1, precision="mixed_bfloat16",
-                              hyperparameters=parse_assignments(
-                                  ["conv_blocks=2", "filters=16", "dense_units=64"]))
+    config = _tiny_config(heads=("periodic",), precision="mixed_bfloat16")
     table = compare_heads(config, tmp_path / "geometry", data=data)
     assert table.loc[0, "loss"] == "mse + 1 x mse (auxiliary geometry)"
     assert 0.0 <= table.loc[0, "cse_mean"] <= 360.0
@@ -212,10 +214,7 @@ def test_compare_on_rendered_data_trains_the_geometry_output_in_mixed_precision(
     assert "geometry_loss" in history["history"]
     # The policy is the caller's again afterwards.
     assert keras.mixed_precision.global_policy().name == "float32"
-    off = ComparisonConfig(heads=("periodic",), epochs=1,
-                           hyperparameters=parse_assignments(
-                               ["conv_blocks=2", "filters=16", "dense_units=64",
-                                "geometry_weight=0"]))
+    off = _tiny_config("geometry_weight=0", heads=("periodic",))
     table = compare_heads(off, tmp_path / "plain", data=data)
     assert table.loc[0, "loss"] == "mse"
 
@@ -229,9 +228,7 @@ def test_compare_with_test_rotations_reports_both_readings(tmp_path, clock_files
     from datasets.clock import load_clock
 
     data = load_clock(data_dir=clock_files, size=75, split="final")
-    config = ComparisonConfig(heads=("periodic",), epochs=1, test_rotations=4,
-                              hyperparameters=parse_assignments(
-                                  ["conv_blocks=2", "filters=16", "dense_units=64"]))
+    config = _tiny_config(heads=("periodic",), test_rotations=4)
     table = compare_heads(config, tmp_path / "tta", data=data)
     result = json.loads((tmp_path / "tta" / "heads" / "periodic.json").read_text())
     assert result["row"]["cse_mean"] == pytest.approx(table.loc[0, "cse_mean"])
@@ -246,8 +243,7 @@ def test_folders_written_before_a_setting_existed_still_resume(tmp_path, clock_f
     out.mkdir()
     arguments = ["compare", "--data-dir", str(clock_files), "--epochs", "1", "--head", "periodic",
                  *TINY_BACKBONE, "--out", str(out)]
-    config = ComparisonConfig(heads=("periodic",), epochs=1, data_dir=str(clock_files),
-                              hyperparameters=parse_assignments(TINY_BACKBONE[1::2]))
+    config = _tiny_config(heads=("periodic",), data_dir=str(clock_files))
     older = {key: value for key, value in config.to_dict().items() if key != "test_rotations"}
     (out / "config.yaml").write_text(yaml.safe_dump(older))
     result = CliRunner().invoke(clock_group, arguments, catch_exceptions=False)
