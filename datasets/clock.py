@@ -299,3 +299,64 @@ def _count(size: int | float | None, total: int, name: str) -> int:
     if int(size) < 1:
         raise ValueError(f"{name} must be a positive count or a fraction in (0, 1], got {size}.")
     return min(int(size), total)
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def read_clock_images(paths, size: int) -> tuple[np.ndarray, list[str]]:
+    """Clock images to read the time from: uint8 (N, size, size) and a name for each image.
+
+    Args:
+        paths: ``.npy`` files of (N, S, S) or (S, S) uint8 images (``images.npy`` of the
+            assignment or of ``hpsearch clock render``), picture files (PNG, JPEG, ...), or
+            folders of picture files, in any mix.
+        size: the side the model reads. Pictures are made grayscale and square (centre crop) and
+            resized to it; ``.npy`` images must be ``size`` or twice it (halved as the loader does).
+
+    Raises:
+        DatasetNotFoundError: a path does not exist, or a folder holds no pictures.
+        DatasetFormatError: a file that is not an image of the expected shape.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    images, names = [], []
+    for path in (Path(item) for item in paths):
+        if not path.exists():
+            raise DatasetNotFoundError(f"{path}: no such file or folder.")
+        if path.suffix == ".npy":
+            array = _read_npy(path)
+            array = array[None] if array.ndim == 2 else array
+            array = array[..., 0] if array.ndim == 4 and array.shape[-1] == 1 else array
+            if (array.dtype != np.uint8 or array.ndim != 3 or array.shape[1] != array.shape[2]
+                    or array.shape[1] not in (size, 2 * size)):
+                raise DatasetFormatError(
+                    f"{path}: expected uint8 images of shape (N, {size}, {size}) or "
+                    f"(N, {2 * size}, {2 * size}), got {array.dtype} {array.shape}. Save the images "
+                    f"at the size the model was trained on, or pass them as picture files "
+                    f"(they are resized).")
+            images.extend(_halve(array) if array.shape[1] != size else array)
+            names.extend(f"{path}[{index}]" for index in range(len(array)))
+            continue
+        files = (sorted(item for item in path.iterdir() if item.suffix.lower() in IMAGE_SUFFIXES)
+                 if path.is_dir() else [path])
+        if not files:
+            raise DatasetNotFoundError(
+                f"{path}: no pictures in this folder (looked for {', '.join(IMAGE_SUFFIXES)}).")
+        for file in files:
+            try:
+                with Image.open(file) as picture:
+                    picture = picture.convert("L")
+                    side = min(picture.size)
+                    left, top = (picture.width - side) // 2, (picture.height - side) // 2
+                    picture = picture.crop((left, top, left + side, top + side))
+                    images.append(np.asarray(picture.resize((size, size), Image.BOX),
+                                             dtype=np.uint8))
+            except (UnidentifiedImageError, OSError) as error:
+                raise DatasetFormatError(
+                    f"{file}: not a readable picture ({error}). Pass PNG / JPEG files, folders "
+                    f"of them, or .npy image arrays.") from error
+            names.append(str(file))
+    if not images:
+        raise DatasetNotFoundError("No images given: pass .npy files, pictures or folders.")
+    return np.stack(images), names

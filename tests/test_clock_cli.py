@@ -250,3 +250,64 @@ def test_folders_written_before_a_setting_existed_still_resume(tmp_path, clock_f
     assert result.exit_code == 0, result.output
     refused = CliRunner().invoke(clock_group, [*arguments, "--test-rotations", "2"])
     assert refused.exit_code == 1 and "test_rotations differ" in refused.output
+
+
+def test_predict_reads_the_time_with_a_trained_head(tmp_path, clock_files):
+    from PIL import Image
+
+    from datasets.clock import load_clock
+
+    out = tmp_path / "trained"
+    trained = CliRunner().invoke(clock_group, [
+        "compare", "--data-dir", str(clock_files), "--epochs", "1", "--head", "multi_head",
+        "--head", "classification", "--num-classes", "72", *TINY_BACKBONE, "--out", str(out)])
+    assert trained.exit_code == 0, trained.output
+    data = load_clock(data_dir=clock_files, size=75, split="final")
+    pixels = np.round(data.x_test[..., 0] * 255).astype(np.uint8)
+    np.save(tmp_path / "held_out.npy", pixels)
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    for index, image in enumerate(pixels):
+        Image.fromarray(image).save(pictures / f"clock{index}.png")
+    (pictures / "notes.txt").write_text("not a picture")  # skipped: not a picture suffix
+
+    expected = pd.read_csv(out / "heads" / "classification-72-predictions.csv")
+    expected_times = [f"{hour}:{minute:02d}" for hour, minute
+                      in zip(expected["predicted_hour"], expected["predicted_minute"])]
+    for source in (tmp_path / "held_out.npy", pictures):
+        result = CliRunner().invoke(clock_group, [
+            "predict", str(out), str(source), "--head", "classification-72",
+            "--out", str(tmp_path / "times.csv")])
+        assert result.exit_code == 0, result.output
+        read = pd.read_csv(tmp_path / "times.csv")
+        assert list(read["time"]) == expected_times
+        assert len(read) == len(pixels)
+    # Default head: the comparison's best row; test rotations are accepted.
+    best = json.loads((out / "comparison.json").read_text())["best"]["head"]
+    result = CliRunner().invoke(clock_group, ["predict", str(out), str(pictures),
+                                              "--test-rotations", "4"])
+    assert result.exit_code == 0 and f"with {best} from" in result.output
+
+
+@pytest.mark.parametrize("make_input,message", [
+    (lambda tmp: (tmp / "big.npy", np.zeros((2, 60, 60), np.uint8)),
+     "expected uint8 images of shape (N, 75, 75) or (N, 150, 150), got uint8 (2, 60, 60)"),
+    (lambda tmp: (tmp / "broken.png", b"not a png"), "not a readable picture"),
+    (lambda tmp: (tmp / "empty", None), "no pictures in this folder"),
+])
+def test_predict_refuses_what_it_cannot_read(tmp_path, clock_files, make_input, message):
+    out = tmp_path / "trained"
+    CliRunner().invoke(clock_group, ["compare", "--data-dir", str(clock_files), "--epochs", "1",
+                                     "--head", "periodic", *TINY_BACKBONE, "--out", str(out)])
+    path, content = make_input(tmp_path)
+    if content is None:
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        np.save(path, content)
+    result = CliRunner().invoke(clock_group, ["predict", str(out), str(path)])
+    assert result.exit_code == 1 and message in result.output, result.output
+    unknown = CliRunner().invoke(clock_group, ["predict", str(out), str(path), "--head", "ordinal"])
+    assert unknown.exit_code == 1
+    assert "has no trained head 'ordinal'; it has: periodic." in unknown.output

@@ -168,6 +168,61 @@ def compare_heads(config: ComparisonConfig, out_dir: str | os.PathLike, verbose:
     return table
 
 
+def load_trained_model(out_dir: str | os.PathLike, head: str | None = None
+                       ) -> tuple[keras.Model, str]:
+    """A head's trained model from a comparison folder, ready for ``read_times``.
+
+    Args:
+        out_dir: the folder ``compare_heads`` wrote.
+        head: row label (``multi_head``, ``classification-720``, ...); default the best row of
+            ``comparison.json``.
+
+    Returns:
+        (the model, with its ``clock_head`` attached, and the row label).
+
+    Raises:
+        ValueError: no such folder or head, or the head was trained before models were saved.
+    """
+    out = Path(out_dir)
+    if head is None:
+        summary = out / "comparison.json"
+        if not summary.is_file():
+            raise ValueError(f"{out} holds no finished comparison (no comparison.json). Run "
+                             f"hpsearch clock compare --out {out} first, or name a head.")
+        head = json.loads(summary.read_text())["best"]["head"]
+    result_path, model_path = out / "heads" / f"{head}.json", out / "heads" / f"{head}.keras"
+    if not result_path.is_file():
+        found = sorted(path.stem for path in (out / "heads").glob("*.json"))
+        raise ValueError(f"{out} has no trained head {head!r}; it has: "
+                         f"{', '.join(found) or 'none'}.")
+    if not model_path.is_file():
+        raise ValueError(f"{model_path} is missing: this head was trained before hpsearch saved "
+                         f"models. Train it again into a new folder.")
+    kind, _, classes = head.partition("-")
+    model = keras.models.load_model(model_path, compile=False)
+    hypermodel = ClockHyperModel(model.input_shape[1:], head=kind,
+                                 num_classes=int(classes) if classes else None)
+    values = json.loads(result_path.read_text())["hyperparameters"]
+    model.clock_head = hypermodel.head_for(_fixed_hyperparameters(values))
+    return model, head
+
+
+def read_times(model: keras.Model, images, rotations: int = 1) -> np.ndarray:
+    """Minutes after 12:00 read by a trained clock model from uint8 (N, S, S) images.
+
+    ``rotations`` > 1 averages that many evenly turned reads of each image (see
+    ``ClockHyperModel.predict_minutes``).
+    """
+    images = np.asarray(images)
+    side = model.input_shape[1]
+    if images.ndim != 3 or images.shape[1:] != (side, side):
+        raise ValueError(f"Expected images of shape (N, {side}, {side}) for this model, got "
+                         f"{images.shape}.")
+    x = images.astype(np.float32)[..., None] / np.float32(255.0)
+    hypermodel = ClockHyperModel(model.input_shape[1:], head=model.clock_head.kind)
+    return hypermodel.predict_minutes(model, x, rotations=rotations)
+
+
 def format_table(table: pd.DataFrame) -> str:
     """The comparison as a Markdown table (errors in minutes, shares in %)."""
     lines = ["| head | outputs | loss | mean CSE (min) | median | within 1 min | within 5 min "

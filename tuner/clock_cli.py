@@ -1,4 +1,4 @@
-"""``hpsearch clock``: render the clock set and compare label representations.
+"""``hpsearch clock``: render the clock set, compare label representations, read the time.
 
 Each command is a short function over ``datasets.clock_render`` / ``tuner.clock``. Those that
 need TensorFlow import it when they run, so ``hpsearch --help`` stays fast.
@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 import click
+import numpy as np
 
 from datasets.errors import DatasetError
 
@@ -115,3 +116,41 @@ def compare_command(size, split, heads, num_classes, epochs, subset, trials, ass
     best = table.loc[table["cse_mean"].idxmin()]
     click.echo(f"Best: {best['head']}, mean common-sense error {best['cse_mean']:.1f} min. "
                f"Written to {out_dir}/comparison.csv")
+
+
+@clock_group.command("predict")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--head", default=None,
+              help="Row of the comparison to use, e.g. multi_head or classification-72 "
+                   "(default: its best).")
+@click.option("--test-rotations", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Read each image at this many evenly spaced rotations and average (1: off).")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None,
+              help="Also write the readings to this CSV file (image, hour, minute, time).")
+def predict_command(run_dir, images, head, test_rotations, out_file):
+    """Read the time from clock images with a head trained by `hpsearch clock compare`.
+
+    IMAGES are .npy arrays of (N, S, S) uint8 images, picture files (PNG, JPEG, ...) or folders of
+    pictures; pictures are made grayscale, cropped square and resized to the model's input.
+
+    Example: hpsearch clock predict runs/clock-75-best photos/ --test-rotations 8 --out times.csv
+    """
+    import pandas as pd
+
+    from datasets.clock import read_clock_images
+    from tuner.clock import load_trained_model, read_times
+
+    try:
+        model, label = load_trained_model(run_dir, head)
+        pixels, names = read_clock_images(images, size=model.input_shape[1])
+        minutes = np.round(read_times(model, pixels, rotations=test_rotations)).astype(int) % 720
+    except (ValueError, DatasetError) as error:
+        raise click.ClickException(str(error)) from error
+    table = pd.DataFrame({"image": names, "hour": minutes // 60, "minute": minutes % 60})
+    table["time"] = [f"{hour}:{minute:02d}" for hour, minute in zip(table["hour"], table["minute"])]
+    for name, time_read in zip(table["image"], table["time"]):
+        click.echo(f"{time_read:>5}  {name}")
+    click.echo(f"Read {len(table)} image(s) with {label} from {run_dir}.", err=True)
+    if out_file:
+        table.to_csv(out_file, index=False)
