@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -31,7 +32,7 @@ def main() -> None:
     parser.add_argument("run_dir", help="folder written by hpsearch clock compare")
     parser.add_argument("--head", default=None, help="row label (default: the best)")
     args = parser.parse_args()
-    config = yaml.safe_load(open(os.path.join(args.run_dir, "config.yaml")))
+    config = yaml.safe_load((Path(args.run_dir) / "config.yaml").read_text())
     data = load_clock(data_dir=config["data_dir"], size=config["size"], split=config["split"],
                       seed=config["seed"], subset=config["subset"], count=config["count"])
     model, head = load_trained_model(args.run_dir, args.head)

@@ -474,18 +474,22 @@ class ClockHyperModel(SearchSpace):
         decoding. It costs ``rotations`` predictions per image.
         """
         head = getattr(model, "clock_head", None) or self.head_for()
+        return head.decode(head.average(self.rotated_outputs(model, x, rotations, batch_size)))
+
+    @staticmethod
+    def rotated_outputs(model: keras.Model, x, rotations: int = 1,
+                        batch_size: int = 256) -> list[Any]:
+        """The model's raw outputs for ``x`` turned by 0, 360 / ``rotations``, ... degrees."""
         if not isinstance(rotations, (int, np.integer)) or rotations < 1:
             raise ValueError(f"rotations must be a whole number >= 1 (1: no test-time "
                              f"augmentation), got {rotations!r}.")
-        if rotations == 1:
-            return head.decode(model.predict(x, batch_size=batch_size, verbose=0))
         x = np.asarray(x, dtype=np.float32)
         outputs = []
         for turn in range(rotations):
             turned = x if turn == 0 else np.asarray(
                 rotate_images(x, np.full(len(x), 2.0 * math.pi * turn / rotations, np.float32)))
             outputs.append(model.predict(turned, batch_size=batch_size, verbose=0))
-        return head.decode(head.average(outputs))
+        return outputs
 
     def fit(self, hp: kt.HyperParameters, model: keras.Model, x, y, validation_data=None,
             callbacks=None, geometry=None, **kwargs):

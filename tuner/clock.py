@@ -27,6 +27,7 @@ import pandas as pd
 import yaml
 
 from datasets.clock import load_clock
+from datasets.splits import scale_pixels
 from search_spaces.clock import (HEADS, HYPERPARAMETER_NAMES, ClockHyperModel,
                                  common_sense_error_minutes, error_summary, labels_to_minutes)
 
@@ -218,9 +219,8 @@ def read_times(model: keras.Model, images, rotations: int = 1) -> np.ndarray:
     if images.ndim != 3 or images.shape[1:] != (side, side):
         raise ValueError(f"Expected images of shape (N, {side}, {side}) for this model, got "
                          f"{images.shape}.")
-    x = images.astype(np.float32)[..., None] / np.float32(255.0)
-    hypermodel = ClockHyperModel(model.input_shape[1:], head=model.clock_head.kind)
-    return hypermodel.predict_minutes(model, x, rotations=rotations)
+    reads = ClockHyperModel.rotated_outputs(model, scale_pixels(images)[..., None], rotations)
+    return model.clock_head.decode(model.clock_head.average(reads))
 
 
 def format_table(table: pd.DataFrame) -> str:
@@ -263,15 +263,15 @@ def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: in
     history = hypermodel.fit(hp, model, data.x_train, data.y_train,
                              validation_data=(data.x_val, data.y_val), epochs=config.epochs,
                              callbacks=[timer], verbose=verbose, geometry=geometry)
-    predicted = hypermodel.predict_minutes(model, data.x_test, rotations=config.test_rotations)
+    clock_head = model.clock_head
+    reads = hypermodel.rotated_outputs(model, data.x_test, config.test_rotations)
+    predicted = clock_head.decode(clock_head.average(reads))
     true = labels_to_minutes(data.y_test)
     summary = error_summary(true, predicted)
     _write_predictions(out / "heads" / f"{label}-predictions.csv", true, predicted)
-    single_read = None
-    if config.test_rotations > 1:
-        single_read = error_summary(true, hypermodel.predict_minutes(model, data.x_test))
+    single_read = (error_summary(true, clock_head.decode(reads[0]))
+                   if config.test_rotations > 1 else None)
     model.save(out / "heads" / f"{label}.keras")
-    clock_head = model.clock_head
     # The first epoch also traces the graphs; the median is the steady training speed.
     loss = clock_head.describe_loss()
     if model.geometry_weight:
