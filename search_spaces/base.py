@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 import keras_tuner as kt
 
-from search_spaces._layers import BATCH_SIZES
+from search_spaces._layers import BATCH_SIZES, schedule_callbacks
 
 
 class SearchSpace(kt.HyperModel):
@@ -47,7 +47,10 @@ class SearchSpace(kt.HyperModel):
         return hp.Choice("batch_size", BATCH_SIZES, default=default)
 
     def fit(self, hp: kt.HyperParameters, model, *args, **kwargs):
+        """``model.fit`` with the trial's batch size and learning-rate schedule (over ``epochs``)."""
         kwargs["batch_size"] = hp.get("batch_size") if "batch_size" in hp.values else 32
+        callbacks = list(kwargs.pop("callbacks", None) or [])
+        kwargs["callbacks"] = callbacks + schedule_callbacks(hp, kwargs.get("epochs", 1))
         return model.fit(*args, **kwargs)
 
     def textbook_values(self) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from search_spaces._layers import (
     activation_layer,
     choose_activation,
     choose_optimizer,
+    schedule_callbacks,
 )
 from search_spaces.base import SearchSpace
 
@@ -54,7 +55,7 @@ HYPERPARAMETER_NAMES = (
     "minute_loss", "minute_loss_weight", "conv_blocks", "filters", "kernel_size",
     "convs_per_block", "stem_stride", "batch_norm", "pooling", "readout", "dense_units", "dropout",
     "activation", "augment", "batch_size", "optimizer", "learning_rate", "momentum", "nesterov",
-    "beta_1", "rho", "geometry_weight", "lr_schedule",
+    "beta_1", "rho", "weight_decay", "geometry_weight", "lr_schedule",
 )
 # The auxiliary output: sin and cos of the image-frame directions of the twelve o'clock mark, the
 # hour hand and the minute hand (renderer geometry columns 2-4), sin first.
@@ -397,8 +398,6 @@ class ClockHyperModel(SearchSpace):
         dropout = hp.Float("dropout", 0.0, 0.5, step=0.1, default=0.0)
         activation = choose_activation(hp, default="relu")
         hp.Boolean("augment", default=True)
-        # cosine: the learning rate falls from its value to 0 over the epochs of the fit call.
-        hp.Choice("lr_schedule", ["constant", "cosine"], default="constant")
         geometry_weight = (hp.Float("geometry_weight", 0.0, 2.0, step=0.25, default=1.0)
                            if self.geometry else 0.0)
         self._declare_batch_size(hp, default=64)
@@ -517,34 +516,13 @@ class ClockHyperModel(SearchSpace):
         training = _training_dataset(np.asarray(x, dtype=np.float32), targets, batch_size,
                                      augment, angles)
         callbacks = list(callbacks or [])
-        if "lr_schedule" in hp.values and hp.get("lr_schedule") == "cosine":
-            callbacks.append(CosineLearningRate(kwargs.get("epochs", 1)))
+        callbacks += schedule_callbacks(hp, kwargs.get("epochs", 1))
         if validation_data is not None:
             x_val, y_val = validation_data[0], validation_data[1]
             # First in the list, so KerasTuner's callbacks and History see val_cse.
             callbacks.insert(0, CommonSenseErrorCallback(x_val, y_val, head, batch_size=256))
         # The dataset is shuffled above; Keras's own shuffle does not apply to tf.data.
         return model.fit(training, callbacks=callbacks, shuffle=False, **kwargs)
-
-
-class CosineLearningRate(keras.callbacks.Callback):
-    """Sets the learning rate of epoch ``e`` (of ``epochs``) to ``base * (1 + cos(pi e / epochs)) / 2``,
-    where ``base`` is the optimizer's rate when training starts; restores ``base`` at the end."""
-
-    def __init__(self, epochs: int):
-        super().__init__()
-        self.epochs = max(1, int(epochs))
-        self.base: float | None = None
-
-    def on_train_begin(self, logs=None):
-        self.base = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-
-    def on_epoch_begin(self, epoch, logs=None):
-        rate = self.base * 0.5 * (1.0 + math.cos(math.pi * min(epoch, self.epochs) / self.epochs))
-        self.model.optimizer.learning_rate = rate
-
-    def on_train_end(self, logs=None):
-        self.model.optimizer.learning_rate = self.base
 
 
 class CommonSenseErrorCallback(keras.callbacks.Callback):

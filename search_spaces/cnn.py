@@ -12,6 +12,7 @@ import keras_tuner as kt
 from search_spaces._layers import (
     BATCH_NORM_MOMENTUM,
     activation_layer,
+    augmentation,
     choose_activation,
     choose_initializer,
     choose_optimizer,
@@ -26,11 +27,13 @@ TEXTBOOK_DENSE_UNITS = (128, 64)
 class CNNHyperModel(SearchSpace):
     """Convolutional network; its default point is the textbook CNN trained with Nadam.
 
-    A stem convolution (``filters`` filters, ``first_kernel_size``) and max pooling, then
-    ``conv_blocks`` blocks of two 3x3 convolutions + max pooling, each doubling the filters; then
-    ``dense_layers`` dense layers, each followed by dropout. Tuned as well: activation, kernel
-    initializer, optimizer and learning rate, L2 penalty (none or a factor), batch normalization,
-    batch size.
+    Optional augmentation (random horizontal flips and shifts of up to 10%, training only), a stem
+    convolution (``filters`` filters, ``first_kernel_size``) and max pooling, then ``conv_blocks``
+    blocks of two 3x3 convolutions + max pooling, each doubling the filters; a ``readout``
+    (flatten, or global average pooling); then ``dense_layers`` (0-2) dense layers, each followed
+    by dropout (with none, dropout before the output layer). Tuned as well: activation, kernel
+    initializer, optimizer (AdamW with weight decay among them), learning rate and schedule, L2
+    penalty (none or a factor), batch normalization, batch size.
     """
 
     name = "cnn"
@@ -43,7 +46,10 @@ class CNNHyperModel(SearchSpace):
         first_kernel_size = hp.Choice("first_kernel_size", [3, 5, 7], default=7)
         # The textbook uses 2 blocks; more than fit the image are pooled down to 1x1 no further.
         conv_blocks = hp.Int("conv_blocks", 1, MAX_BLOCKS, default=2)
-        dense_layers = hp.Int("dense_layers", 1, 2, default=2)
+        augment = hp.Boolean("augment", default=False)
+        # Global average pooling: far fewer weights than flatten + dense, and shift invariance.
+        readout = hp.Choice("readout", ["flatten", "global_average"], default="flatten")
+        dense_layers = hp.Int("dense_layers", 0, 2, default=2)
         dropout = hp.Float("dropout", 0.0, 0.6, step=0.1, default=0.5)
         activation = choose_activation(hp, default="relu")
         initializer = choose_initializer(hp, default="glorot_uniform")
@@ -72,11 +78,17 @@ class CNNHyperModel(SearchSpace):
             return keras.layers.MaxPooling2D(2)(x) if min(x.shape[1:3]) >= 2 else x
 
         inputs = keras.Input(shape=self.input_shape)
-        x = pool(conv(inputs, filters, first_kernel_size))
+        x = inputs
+        if augment:
+            x = augmentation(x)
+        x = pool(conv(x, filters, first_kernel_size))
         for block in range(conv_blocks):
             channels = filters * 2 ** (block + 1)
             x = pool(conv(conv(x, channels, 3), channels, 3))
-        x = keras.layers.Flatten()(x)
+        if readout == "global_average":
+            x = keras.layers.GlobalAveragePooling2D()(x)
+        else:
+            x = keras.layers.Flatten()(x)
         dense_units = []
         for index in range(len(TEXTBOOK_DENSE_UNITS)):
             with hp.conditional_scope("dense_layers", list(range(index + 1, 3))):
@@ -96,7 +108,10 @@ class CNNHyperModel(SearchSpace):
             x = activation_layer(activation)(x)
             if dropout:
                 x = keras.layers.Dropout(dropout)(x)
-        outputs = keras.layers.Dense(self.num_classes, activation="softmax")(x)
+        if dropout and not dense_layers:
+            x = keras.layers.Dropout(dropout)(x)
+        # float32 under a mixed-precision policy too: the loss needs full-precision probabilities.
+        outputs = keras.layers.Dense(self.num_classes, activation="softmax", dtype="float32")(x)
         model = keras.Model(inputs, outputs, name="cnn")
         optimizer = choose_optimizer(hp, default="nadam", default_learning_rate=1e-3)
         return compile_classifier(model, optimizer, self.steps_per_execution)

@@ -8,6 +8,7 @@ import keras_tuner as kt
 from search_spaces._layers import (
     BATCH_NORM_MOMENTUM,
     activation_layer,
+    augmentation,
     choose_activation,
     choose_initializer,
     choose_optimizer,
@@ -24,8 +25,10 @@ class MLPHyperModel(SearchSpace):
     """Multilayer perceptron; its default point is the textbook MLP trained with plain SGD.
 
     Tuned: number of hidden layers (1-4), units per layer (16-1024, log scale), activation, kernel
-    initializer, optimizer with learning rate and its main parameters, regularization (none, L1,
-    L2, dropout) with its strength, batch normalization and batch size.
+    initializer, optimizer (SGD, Adam, Nadam, RMSprop, AdamW with decoupled weight decay) with
+    learning rate and its main parameters, learning-rate schedule (constant, cosine),
+    regularization (none, L1, L2, dropout) with its strength, batch normalization, augmentation
+    (random flips and shifts) and batch size.
     """
 
     name = "mlp"
@@ -39,10 +42,12 @@ class MLPHyperModel(SearchSpace):
         initializer = choose_initializer(hp, default="glorot_uniform")
         regularizer, dropout_rate = choose_regularization(hp, default="none")
         batch_norm = hp.Boolean("batch_norm", default=False)
+        augment = hp.Boolean("augment", default=False)
         self._declare_batch_size(hp, default=32)
 
         inputs = keras.Input(shape=self.input_shape)
-        x = keras.layers.Flatten()(inputs)
+        x = augmentation(inputs) if augment else inputs
+        x = keras.layers.Flatten()(x)
         units_per_layer = []
         for index in range(MAX_LAYERS):
             with hp.conditional_scope("num_layers", list(range(index + 1, MAX_LAYERS + 1))):
@@ -63,7 +68,8 @@ class MLPHyperModel(SearchSpace):
             x = activation_layer(activation)(x)
             if dropout_rate:
                 x = keras.layers.Dropout(dropout_rate)(x)
-        outputs = keras.layers.Dense(self.num_classes, activation="softmax")(x)
+        # float32 under a mixed-precision policy too: the loss needs full-precision probabilities.
+        outputs = keras.layers.Dense(self.num_classes, activation="softmax", dtype="float32")(x)
         model = keras.Model(inputs, outputs, name="mlp")
         optimizer = choose_optimizer(hp, default="sgd", default_learning_rate=0.01)
         return compile_classifier(model, optimizer, self.steps_per_execution)
