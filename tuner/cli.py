@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -12,6 +13,7 @@ import click
 import tuner  # noqa: F401 - sets TensorFlow's log level before anything imports it
 from datasets import DatasetError, available_datasets
 from search_spaces import available_spaces
+from search_spaces.precision import PRECISIONS
 from top_configs import TopConfigError
 from tuner.config import TUNERS, RunConfig, RunConfigError
 from tuner.errors import RunLockedError, SearchError
@@ -77,6 +79,18 @@ def data_dir_option(function):
         type=click.Path(file_okay=False, path_type=Path),
         multiple=True,
         help="Directory searched first for datasets (repeatable). Also: $HPSEARCH_DATA_DIR.",
+    )(function)
+
+
+def precision_option(function):
+    """``--precision``: the Keras dtype policy trials train under."""
+    return click.option(
+        "--precision",
+        type=click.Choice(PRECISIONS),
+        default="float32",
+        show_default=True,
+        help="Keras dtype policy: float32, mixed_bfloat16, mixed_float16, or auto "
+        "(bfloat16 where the CPU has AMX/AVX512-BF16 or the GPU supports it, else float32).",
     )(function)
 
 
@@ -182,6 +196,7 @@ def main():
 @click.option("--head", default=None, help="Clock space only: label representation.")
 @click.option("--overwrite", is_flag=True, help="Discard an existing run in --run-dir first.")
 @click.option("--quiet", is_flag=True, help="Print only the final summary.")
+@precision_option
 @seed_option
 @data_dir_option
 @user_errors
@@ -201,6 +216,7 @@ def tune(
     head,
     overwrite,
     quiet,
+    precision,
     seed,
     data_dir,
 ):
@@ -214,8 +230,10 @@ def tune(
       hpsearch tune mlp --dataset fashion_mnist --run-dir runs/mlp --max-epochs 6 --subset 10000
       hpsearch tune cnn --tuner bayesian --max-trials 8 --max-epochs 3 --subset 3000 --run-dir runs/cnn
     """
+    started = time.monotonic()
     from tuner.search import run_search
 
+    imports_seconds = time.monotonic() - started
     config = RunConfig(
         space=space,
         dataset=dataset,
@@ -230,6 +248,7 @@ def tune(
         seed=seed,
         subset=subset,
         head=head,
+        precision=precision,
     )
     result = run_search(
         config,
@@ -238,7 +257,7 @@ def tune(
         overwrite=overwrite,
         progress=None if quiet else click.echo,
     )
-    click.echo(format_summary(result))
+    click.echo(format_summary(result, imports_seconds))
 
 
 @main.command(short_help="Retrain the top configurations on another dataset; test accuracy.")
@@ -285,10 +304,21 @@ def tune(
 )
 @click.option("--no-textbook", is_flag=True, help="Leave out the textbook baseline row.")
 @click.option("--overwrite", is_flag=True, help="Discard earlier results in --run-dir.")
+@precision_option
 @data_dir_option
 @user_errors
 def transfer(
-    sources, dataset, run_dir, seeds, epochs, patience, subset, no_textbook, overwrite, data_dir
+    sources,
+    dataset,
+    run_dir,
+    seeds,
+    epochs,
+    patience,
+    subset,
+    no_textbook,
+    overwrite,
+    precision,
+    data_dir,
 ):
     """Retrain SOURCES (tune run directories or top-config YAML files) on --dataset.
 
@@ -310,6 +340,7 @@ def transfer(
         patience=patience,
         subset=subset,
         include_textbook=not no_textbook,
+        precision=precision,
     )
     result = run_transfer(
         sources,
@@ -350,8 +381,9 @@ def data(names, data_dir):
         raise click.exceptions.Exit(1)
 
 
-def format_summary(result) -> str:
-    """The closing table of ``tune``: the top 3 next to the textbook model."""
+def format_summary(result, imports_seconds: float = 0.0) -> str:
+    """The closing table of ``tune``: the top 3 next to the textbook model, and the overhead
+    (wall time of this call, ``imports_seconds`` of start-up included, over its training time)."""
     config = result.config
     trials = result.trials
     done = int((trials["status"] == "COMPLETED").sum()) if len(trials) else 0
@@ -363,6 +395,15 @@ def format_summary(result) -> str:
         "",
         f"{len(trials)} trials ({done} completed, {failed} failed), {result.new_trials} run now, "
         f"{seconds / 60:.1f} min of training in total. Run directory: {result.run_dir}",
+    ]
+    if result.new_trials and math.isfinite(result.overhead):
+        wall = result.wall_seconds + imports_seconds
+        lines.append(
+            f"This call: {wall:.1f} s wall for {result.training_seconds:.1f} s inside fit "
+            f"(overhead x{wall / result.training_seconds:.2f}), "
+            f"precision {result.precision}."
+        )
+    lines += [
         f"{'':<10} {'trial':>6} {config.objective:>14} {'vs ' + baseline:>12} {'epochs':>7}",
     ]
     textbook = result.textbook_score

@@ -30,16 +30,13 @@ from datasets.clock import load_clock
 from datasets.splits import scale_pixels
 from search_spaces.clock import (HEADS, HYPERPARAMETER_NAMES, ClockHyperModel,
                                  common_sense_error_minutes, error_summary, labels_to_minutes)
+from search_spaces.precision import PRECISIONS, precision_policy
 
 TABLE_COLUMNS = ["head", "outputs", "loss", "cse_mean", "cse_median", "within_1min",
                  "within_5min", "seconds_per_epoch", "parameters", "epochs", "train_images",
                  "test_images"]
 
 
-# Keras dtype policies. mixed_bfloat16 computes in bfloat16 and keeps float32 weights: on CPUs with
-# AMX or AVX512-BF16 (and on GPUs) it trains the clock CNN faster (BENCHMARKS.md); the output
-# layers stay float32.
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +55,7 @@ class ComparisonConfig:
     data_dir: str | None = None         # the assignment's files, else the rendered stand-in
     hyperparameters: dict = dataclasses.field(default_factory=dict)  # backbone values fixed for all
     steps_per_execution: int = 32       # as SearchSpace: per-step overhead dominates on CPU
-    precision: str = "float32"          # or mixed_bfloat16 / mixed_float16 (see PRECISIONS)
+    precision: str = "float32"          # Keras dtype policy, or auto (search_spaces.precision)
     test_rotations: int = 1             # test-time augmentation: rotated reads averaged; 1 = off
 
     def __post_init__(self):
@@ -145,9 +142,7 @@ def compare_heads(config: ComparisonConfig, out_dir: str | os.PathLike, verbose:
         data = load_clock(data_dir=config.data_dir, size=config.size, split=config.split,
                           seed=config.seed, subset=config.subset, count=config.count)
     rows = []
-    previous_policy = keras.mixed_precision.global_policy()
-    try:
-        keras.mixed_precision.set_global_policy(config.precision)
+    with precision_policy(config.precision):
         for label, head, classes in config.runs():
             path = out / "heads" / f"{label}.json"
             if path.is_file():
@@ -156,8 +151,6 @@ def compare_heads(config: ComparisonConfig, out_dir: str | os.PathLike, verbose:
             result = _run_head(config, data, label, head, classes, out, verbose)
             _write_json(path, result)
             rows.append(result["row"])
-    finally:
-        keras.mixed_precision.set_global_policy(previous_policy)
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     table.to_csv(out / "comparison.csv", index=False)
     best = table.loc[table["cse_mean"].idxmin()]

@@ -11,6 +11,7 @@ import click
 import numpy as np
 
 from datasets.errors import DatasetError
+from search_spaces.precision import PRECISIONS
 
 # search_spaces.clock.HEADS, repeated so that building the CLI does not import Keras (a test
 # checks that the two agree).
@@ -79,9 +80,9 @@ def render_command(count, size, seed, processes, out_dir):
               help="Fix a backbone hyperparameter for every head, e.g. --set filters=16; "
                    "--set geometry_weight=0 turns the auxiliary geometry output off.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Split and training seed.")
-@click.option("--precision", type=click.Choice(["float32", "mixed_bfloat16", "mixed_float16"]),
-              default="float32", show_default=True,
-              help="Keras dtype policy; mixed_bfloat16 trains faster on CPUs with AMX/AVX512-BF16.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="float32", show_default=True,
+              help="Keras dtype policy; mixed_bfloat16 trains faster on CPUs with AMX/AVX512-BF16; "
+                   "auto picks it where the hardware has bfloat16.")
 @click.option("--test-rotations", type=click.IntRange(min=1), default=1, show_default=True,
               help="Test-time augmentation: read every held-out image at this many evenly "
                    "spaced rotations and average the outputs (1: off).")

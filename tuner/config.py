@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from search_spaces.precision import PRECISIONS
+
 TUNERS = ("hyperband", "bayesian", "random")
 RUN_FILE = "run.yaml"
 
@@ -58,6 +60,10 @@ class RunConfig:
     validation_fraction: float = 0.1  # held-out share of the training set, as the assignment asks
     steps_per_execution: int = 32  # batches per TF call; halves small-model epoch time on CPU
     head: str | None = None  # clock search space only: which label representation
+    # Keras dtype policy; "auto": mixed_bfloat16 where the hardware has bfloat16 (AMX,
+    # AVX512-BF16, GPUs of compute capability 8+), float32 elsewhere. Not part of a run's identity:
+    # the resolved policy is recorded in run.yaml.
+    precision: str = "float32"
 
     def __post_init__(self):
         if self.tuner not in TUNERS:
@@ -78,6 +84,10 @@ class RunConfig:
             raise RunConfigError(f"factor must be at least 2, got {self.factor}.")
         if self.max_trials is not None and self.max_trials < 1:
             raise RunConfigError(f"max_trials must be at least 1, got {self.max_trials}.")
+        if self.precision not in PRECISIONS:
+            raise RunConfigError(
+                f"Unknown precision '{self.precision}'. Expected one of: {', '.join(PRECISIONS)}."
+            )
         if not 0.0 < self.validation_fraction < 1.0:
             raise RunConfigError(
                 f"validation_fraction must be between 0 and 1, got {self.validation_fraction}."

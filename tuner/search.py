@@ -26,6 +26,7 @@ import pandas as pd
 
 import datasets
 import search_spaces
+from search_spaces.precision import precision_policy
 from top_configs import TopConfig, plain_value, strip_internal_keys, write_top_config
 from tuner.config import (
     RunConfig,
@@ -65,6 +66,9 @@ class SearchResult:
         top_configs: the exported best configurations, best first.
         textbook_score: the best score of the textbook model's trials (NaN if it did not finish).
         new_trials: trials run by this call (0 when the budget was already spent).
+        wall_seconds: wall time of this call, from entry to return (data loading included).
+        training_seconds: seconds this call spent inside ``fit`` (the trials' training).
+        precision: the Keras dtype policy the trials trained under (``auto`` resolved).
     """
 
     run_dir: Path
@@ -73,6 +77,16 @@ class SearchResult:
     top_configs: list[TopConfig]
     textbook_score: float
     new_trials: int
+    wall_seconds: float = math.nan
+    training_seconds: float = math.nan
+    precision: str = "float32"
+
+    @property
+    def overhead(self) -> float:
+        """Wall time over training time of this call: 1.0 means no time outside ``fit``."""
+        if not self.training_seconds or not math.isfinite(self.training_seconds):
+            return math.nan
+        return self.wall_seconds / self.training_seconds
 
 
 def _atomic_save_json(path: str, state: Any) -> None:
@@ -183,6 +197,9 @@ class _TrackedTuner:
         self._epochs_this_call = 0
         self._trial_started = 0.0
         self._trial_epochs = 0
+        self._trial_build_seconds = 0.0
+        self._trial_fit_seconds = 0.0
+        self.training_seconds = 0.0
         self._epochs_before = sum(
             int(entry.get("epochs") or 0) for entry in read_trial_log(run_dir).values()
         )
@@ -194,6 +211,8 @@ class _TrackedTuner:
         super().on_trial_begin(trial)
         self._trial_started = time.monotonic()
         self._trial_epochs = 0
+        self._trial_build_seconds = 0.0
+        self._trial_fit_seconds = 0.0
         values = trial.hyperparameters.values
         position = len(self.oracle.trials)
         where = ""
@@ -222,6 +241,25 @@ class _TrackedTuner:
         )
         self._progress(f"    epoch {epoch + 1}: {shown}")
 
+    # Where a trial's time goes: building the model, inside fit, and the rest (checkpoints, oracle
+    # and result files), logged per trial and summed into the search overhead.
+    def _try_build(self, hp):
+        started = time.monotonic()
+        try:
+            return super()._try_build(hp)
+        finally:
+            self._trial_build_seconds += time.monotonic() - started
+
+    def _build_and_fit_model(self, trial, *args, **kwargs):
+        started = time.monotonic()
+        build_before = self._trial_build_seconds
+        try:
+            return super()._build_and_fit_model(trial, *args, **kwargs)
+        finally:
+            fit = time.monotonic() - started - (self._trial_build_seconds - build_before)
+            self._trial_fit_seconds += fit
+            self.training_seconds += fit
+
     def run_trial(self, trial, *args, **kwargs):
         histories = super().run_trial(trial, *args, **kwargs)
         for history in histories if isinstance(histories, list) else [histories]:
@@ -244,6 +282,8 @@ class _TrackedTuner:
                 "trial_id": trial.trial_id,
                 "status": trial.status,
                 "seconds": round(seconds, 3),
+                "build_seconds": round(self._trial_build_seconds, 3),
+                "fit_seconds": round(self._trial_fit_seconds, 3),
                 "epochs": self._trial_epochs,
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
             },
@@ -471,11 +511,12 @@ def run_search(
         SearchError: the search stopped, e.g. after too many consecutive failed trials.
         datasets.DatasetError: the dataset cannot be found or read.
     """
+    started = time.monotonic()
     progress = progress or (lambda line: None)
     run_dir = Path(run_dir)
     config = resolve_objective(config)
     search_spaces.space_class(config.space)  # unknown space: fail before loading anything
-    with run_lock(run_dir):
+    with run_lock(run_dir), precision_policy(config.precision) as precision:
         resuming = _check_resume(run_dir, config, overwrite)
         if data is None:
             data = load_dataset(config, data_dir)
@@ -486,6 +527,7 @@ def run_search(
             run_dir,
             config,
             {
+                "precision": precision,
                 "textbook_values": textbook,
                 "data": {
                     "source": data.source,
@@ -579,6 +621,9 @@ def run_search(
             top_configs=top,
             textbook_score=textbook_score,
             new_trials=len(tuner.oracle.trials) - done_before,
+            wall_seconds=time.monotonic() - started,
+            training_seconds=tuner.training_seconds,
+            precision=precision,
         )
 
 

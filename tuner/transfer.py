@@ -22,6 +22,7 @@ import yaml
 
 import datasets
 import search_spaces
+from search_spaces.precision import precision_policy
 from top_configs import (
     TopConfig,
     TopConfigError,
@@ -64,6 +65,7 @@ class TransferSettings:
     subset: int | float | None = None  # training images of the target (None: all)
     include_textbook: bool = True  # add the textbook model of each family as a baseline row
     validation_fraction: float = 0.1
+    precision: str = "float32"  # Keras dtype policy (see search_spaces.precision); not checked on resume
 
 
 @dataclasses.dataclass
@@ -348,9 +350,10 @@ def run_transfer(
                 f"[{index}/{len(todo)}] {name} (seed {seed}) | elapsed "
                 f"{format_duration(time.monotonic() - started)}"
             )
-            measured = train_and_evaluate(
-                config, data, seed, epochs, settings.patience, source=name
-            )
+            with precision_policy(settings.precision):
+                measured = train_and_evaluate(
+                    config, data, seed, epochs, settings.patience, source=name
+                )
             row = {
                 "config": name,
                 "rank": config.rank or None,
