@@ -14,7 +14,7 @@ model, which is their design. The textbook MLP trained for 9 epochs on the same 
 Optuna is a benchmark-only dependency (``pip install optuna``). Usage:
 
     HPSEARCH_DATA_DIR=../shared/data python benchmarks/bench_search_efficiency.py \\
-        [--images 10000] [--budget 150] [--seeds 0 1 2] [--out docs/results]
+        [--images 10000] [--budget 75] [--seeds 0 1 2] [--out docs/results]
 
 Writes ``search-efficiency.csv`` (every curve point), ``search-efficiency-summary.csv`` and
 ``search-efficiency.png`` to ``--out``.
@@ -221,34 +221,44 @@ def plot(points: pd.DataFrame, bars: dict[int, float], budget: int, path: Path) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=10000, help="training + validation images")
-    parser.add_argument("--budget", type=int, default=150, help="training epochs per search")
+    parser.add_argument("--budget", type=int, default=75, help="training epochs per search")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--out", type=Path, default=Path("docs/results"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    rows, bars = [], {}
+    points_file = args.out / "search-efficiency.csv"
+    # Every finished (method, seed) is saved at once, and a rerun skips it: the whole comparison
+    # takes about an hour here.
+    rows = pd.read_csv(points_file).to_dict("records") if points_file.is_file() else []
+    rows = [r for r in rows if (r["budget"], r["images"]) == (args.budget, args.images)]
+    done = {(row["method"], int(row["seed"])) for row in rows}
+    bars = {}
     for seed in args.seeds:
         data = datasets.load("fashion_mnist", subset=args.images, seed=seed)
         bars[seed] = textbook_score(data, seed)
         print(f"seed {seed}: {data.summary()}; textbook val_accuracy {bars[seed]:.4f}", flush=True)
         for method in args.methods:
+            if (method, seed) in done:
+                continue
             started = time.monotonic()
             if method == "optuna_tpe_hyperband":
                 curve = optuna_curve(data, seed, args.budget)
             else:
                 curve = hpsearch_curve(method, data, seed, args.budget)
             rows += [
-                dict(method=method, seed=seed, epochs=spent, best_so_far=best)
+                dict(method=method, seed=seed, epochs=spent, best_so_far=best,
+                     budget=args.budget, images=args.images)
                 for spent, best in curve
             ]
+            pd.DataFrame(rows).to_csv(points_file, index=False)
             print(
                 f"  {method:22s} best {best_at(curve, args.budget):.4f} within {args.budget} epochs"
                 f" ({time.monotonic() - started:.0f} s)",
                 flush=True,
             )
     points = pd.DataFrame(rows)
-    points.to_csv(args.out / "search-efficiency.csv", index=False)
+    points = points[points["seed"].isin(args.seeds) & points["method"].isin(args.methods)]
     summary = []
     for method, group in points.groupby("method", sort=False):
         finals, beats = [], []
