@@ -35,7 +35,7 @@ def tune(runner, run_dir, data_dir, *extra, expect=0):
     return result
 
 
-@pytest.mark.parametrize("tuner_name", ["hyperband", "bayesian", "random"])
+@pytest.mark.parametrize("tuner_name", ["hyperband", "bohb", "bayesian", "random"])
 def test_tune_runs_each_tuner_and_exports(tuner_name, tiny_data_dir, tmp_path):
     run_dir = tmp_path / "run"
     output = tune(

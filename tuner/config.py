@@ -12,7 +12,9 @@ import yaml
 
 from search_spaces.precision import PRECISIONS
 
-TUNERS = ("hyperband", "bayesian", "random")
+TUNERS = ("hyperband", "bohb", "bayesian", "random")
+# Tuners that run Hyperband's brackets (bohb: with model-guided proposals, tuner/guided.py).
+HYPERBAND_TUNERS = ("hyperband", "bohb")
 RUN_FILE = "run.yaml"
 
 # Settings that define what a run directory's trials mean. Resuming with any of them changed would
@@ -44,7 +46,7 @@ class RunConfig:
 
     space: str = "mlp"  # search space (model family): mlp, cnn, clock
     dataset: str = "fashion_mnist"  # dataset registry name
-    tuner: str = "hyperband"  # hyperband | bayesian | random
+    tuner: str = "hyperband"  # hyperband | bohb | bayesian | random
     objective: str | None = None  # None: the space's own (val_accuracy; val_cse for clock)
     direction: str | None = None  # "max" | "min"; None: the space's own
     max_trials: int | None = (
@@ -94,9 +96,14 @@ class RunConfig:
             )
 
     @property
+    def uses_hyperband(self) -> bool:
+        """Whether trials run in Hyperband's brackets (their budget is its schedule)."""
+        return self.tuner in HYPERBAND_TUNERS
+
+    @property
     def trial_budget(self) -> int:
         """Number of trials the search will run (Hyperband: its schedule, capped by max_trials)."""
-        if self.tuner == "hyperband":
+        if self.uses_hyperband:
             scheduled = hyperband_schedule(self.max_epochs, self.factor, self.hyperband_iterations)[
                 0
             ]

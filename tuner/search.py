@@ -38,6 +38,7 @@ from tuner.config import (
     write_run_config,
 )
 from tuner.errors import RunLockedError, SearchError
+from tuner.guided import ModelGuidedProposals
 from tuner.results import (
     PROJECT_NAME,
     SPACE_FILE,
@@ -130,6 +131,10 @@ class _HpsearchOracle:
                 defaults.values[hp.name] = hp.default
         if self.hyperparameters.space and self._wants_textbook(defaults.values):
             return dict(defaults.values)
+        return self._propose_values()
+
+    def _propose_values(self):
+        """A new configuration after the textbook one: KerasTuner's own (random) draw."""
         return super()._random_values()
 
     def _wants_textbook(self, textbook_values) -> bool:
@@ -168,6 +173,10 @@ class _HyperbandOracle(_HpsearchOracle, kt.oracles.HyperbandOracle):
             and trial.hyperparameters.values.get("tuner/epochs") == self.max_epochs
             for trial in self.trials.values()
         )
+
+
+class _GuidedHyperbandOracle(ModelGuidedProposals, _HyperbandOracle):
+    """Hyperband whose new configurations come from a Gaussian process (BOHB's idea)."""
 
 
 class _BayesianOracle(_HpsearchOracle, kt.oracles.BayesianOptimizationOracle):
@@ -308,7 +317,7 @@ class _TrackedTuner:
         if not self._trials_this_call:
             return "?"
         config = self._config
-        if config.tuner == "hyperband" and not config.max_trials and self._epochs_this_call:
+        if config.uses_hyperband and not config.max_trials and self._epochs_this_call:
             total_epochs = hyperband_schedule(
                 config.max_epochs, config.factor, config.hyperband_iterations
             )[1]
@@ -321,8 +330,10 @@ class _TrackedTuner:
 
 
 class _HyperbandTuner(_TrackedTuner, kt.tuners.Hyperband):
+    oracle_class: type = _HyperbandOracle
+
     def __init__(self, hypermodel, config: RunConfig, objective, **kwargs):
-        oracle = _HyperbandOracle(
+        oracle = self.oracle_class(
             objective=objective,
             max_epochs=config.max_epochs,
             factor=config.factor,
@@ -356,7 +367,16 @@ class _RandomTuner(_TrialBudgetTuner):
     oracle_class = _RandomOracle
 
 
-_TUNER_CLASSES = {"hyperband": _HyperbandTuner, "bayesian": _BayesianTuner, "random": _RandomTuner}
+class _GuidedHyperbandTuner(_HyperbandTuner):
+    oracle_class = _GuidedHyperbandOracle
+
+
+_TUNER_CLASSES = {
+    "hyperband": _HyperbandTuner,
+    "bohb": _GuidedHyperbandTuner,
+    "bayesian": _BayesianTuner,
+    "random": _RandomTuner,
+}
 
 
 def format_duration(seconds: float) -> str:
@@ -563,7 +583,7 @@ def run_search(
                 f"Cannot reload the KerasTuner project in {project_dir(run_dir)} "
                 f"({type(error).__name__}: {error}). Use --overwrite to start again."
             ) from None
-        if config.tuner == "hyperband":
+        if config.uses_hyperband:
             # KerasTuner keeps the saved value on reload; a larger budget must reach the oracle.
             tuner.oracle.hyperband_iterations = config.hyperband_iterations
             tuner.oracle.max_trials = config.max_trials
@@ -583,7 +603,7 @@ def run_search(
         tuner._setup_tracking(run_dir, config, progress, export)
         (run_dir / SPACE_FILE).write_text(json.dumps(tuner.oracle.get_space().get_config()))
         callbacks = []
-        if config.tuner != "hyperband":
+        if not config.uses_hyperband:
             callbacks.append(
                 keras.callbacks.EarlyStopping(
                     monitor=config.objective,
