@@ -2,7 +2,8 @@
 
 Methods, each with the same budget of training epochs and the same data, for several seeds:
 
-- hpsearch ``hyperband`` (``max_epochs`` 9, factor 3: 23 trials / 75 epochs per sweep),
+- hpsearch ``hyperband`` (``max_epochs`` 9, factor 3: 23 trials / 75 epochs per sweep) and
+  ``bohb`` (the same brackets, new configurations proposed by a Gaussian process),
 - hpsearch ``bayesian`` and ``random`` (trials of up to 9 epochs, early stopping patience 3),
 - Optuna's TPE sampler with its Hyperband pruner (min 1, max 9 epochs, factor 3) over the same
   KerasTuner search space, translated hyperparameter by hyperparameter (conditions included).
@@ -38,18 +39,18 @@ import pandas as pd  # noqa: E402
 
 import datasets  # noqa: E402
 import search_spaces  # noqa: E402
-from tuner.config import RunConfig, hyperband_schedule  # noqa: E402
+from tuner.config import HYPERBAND_TUNERS, RunConfig, hyperband_schedule  # noqa: E402
 from tuner.results import read_trial_log, read_trials  # noqa: E402
 from tuner.search import run_search  # noqa: E402
 
 MAX_EPOCHS = 9
 FACTOR = 3
-METHODS = ("hyperband", "bayesian", "random", "optuna_tpe_hyperband")
+METHODS = ("hyperband", "bohb", "bayesian", "random", "optuna_tpe_hyperband")
 
 
 def hpsearch_curve(method: str, data, seed: int, budget: int) -> list[tuple[int, float]]:
     """(epochs spent, best score so far) after each trial of an hpsearch search."""
-    if method == "hyperband":
+    if method in HYPERBAND_TUNERS:
         epochs_per_sweep = hyperband_schedule(MAX_EPOCHS, FACTOR)[1]
         extra = dict(hyperband_iterations=math.ceil(budget / epochs_per_sweep))
     else:
