@@ -82,7 +82,8 @@ def test_changed_settings_are_refused(tune_run, tiny_data_dir, tmp_path):
              tiny_data_dir, "--epochs", "1", "--no-textbook")
     result = transfer(tune_run / "top_configs" / "rank_1.yaml", "--run-dir", out, "--data-dir",
                       tiny_data_dir, "--epochs", "2", "--no-textbook", expect=1)
-    assert "epochs: saved 1, now 2" in result.output
+    # The message of every kind of run: each differing setting, saved and requested.
+    assert "epochs: run directory has 1, this command asks for 2" in result.output
 
 
 def _broken(tune_run, tmp_path, change):
