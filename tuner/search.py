@@ -385,9 +385,9 @@ def validate_search(config: RunConfig, force_direction: bool = False) -> RunConf
             f"{', '.join(datasets.available_datasets())}."
         )
     _check_space_and_dataset(config)
-    config = resolve_objective(config, force_direction)
+    objective = config.objective or search_spaces.space_class(config.space).objective[0]
     shape, classes = _PLACEHOLDER_DATA.get(config.dataset, ((28, 28, 1), 10))
-    reported: set[str] = set()
+    reported: set[str] | None = set()
     for geometry in (False, True) if config.space == "clock" else (None,):
         try:
             hypermodel = _hypermodel(config, shape, classes, geometry)
@@ -396,15 +396,16 @@ def validate_search(config: RunConfig, force_direction: bool = False) -> RunConf
                                       f"{error}") from None
         names = _reported_metrics(hypermodel)
         if names is None:
-            return config  # cannot tell without training: KerasTuner will say it
+            reported = None  # cannot tell without training: KerasTuner will say it
+            break
         reported |= names
-    if config.objective not in reported:
+    if reported is not None and objective not in reported:
         raise InvalidSettingError(
-            f"Objective '{config.objective}' is not a metric of the '{config.space}' space's "
+            f"Objective '{objective}' is not a metric of the '{config.space}' space's "
             f"models; they report: {', '.join(sorted(reported))}. Pass one of those to "
             "--objective (validation metrics start with 'val_')."
         )
-    return config
+    return resolve_objective(config, force_direction)
 
 
 def _check_space_and_dataset(config: RunConfig) -> None:
