@@ -8,7 +8,6 @@ progress with a time estimate, per-trial seconds and epochs, ``trials.csv`` and 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
 import json
@@ -22,7 +21,6 @@ from typing import Any, Callable
 import keras
 import keras_tuner as kt
 import numpy as np
-import pandas as pd
 
 import datasets
 import search_spaces
@@ -32,7 +30,6 @@ from tuner import rundir
 from tuner.config import (
     InvalidSettingError,
     RunConfig,
-    RunConfigError,
     check_subset_size,
     hyperband_schedule,
     implied_direction,
@@ -40,12 +37,11 @@ from tuner.config import (
 )
 from tuner.errors import CorruptRunError, RunDirError, SearchError
 from tuner.results import (
-    completed_ranking,
+    append_trial_log,
     project_dir,
     read_trial_log,
     read_trial_values,
     read_trials,
-    append_trial_log,
 )
 from tuner.rundir import PROJECT_NAME, SPACE_FILE, TOP_DIR, TRIAL_LOG, TRIALS_CSV, run_lock
 
