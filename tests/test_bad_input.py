@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -131,3 +132,27 @@ def test_the_real_command_prints_no_tensorflow_start_up_lines(tmp_path):
     assert result.stderr.startswith("Error: Objective 'val_acc' is not a metric")
     for noise in ("absl", "oneDNN", "cuda", "I0000", "tensorflow"):
         assert noise not in result.stderr, result.stderr
+
+
+class _FailingSpace(_DivergingSpace):
+    """Every training fails (as a wrong metric name or a broken input pipeline would)."""
+
+    name = "failing"
+
+    def fit(self, hp, model, *args, **kwargs):
+        raise ValueError("the pipeline broke")
+
+
+def test_too_many_failures_stop_with_the_cause_and_no_trial_left_running(tiny_data_dir, tmp_path):
+    from tuner.errors import SearchError
+
+    search_spaces.register("failing", _FailingSpace)
+    with pytest.raises(SearchError) as caught:
+        run_search(RunConfig(space="failing", tuner="random", max_trials=8, max_epochs=1,
+                             subset=None), tmp_path / "run", data_dir=tiny_data_dir,
+                   progress=None)
+    message = str(caught.value)
+    assert message.startswith("The search stopped: 5 trials in a row failed.")
+    assert "ValueError: the pipeline broke" in message and "Traceback" not in message
+    trials = pd.read_csv(tmp_path / "run" / "trials.csv")
+    assert trials["status"].tolist() == ["FAILED"] * 5

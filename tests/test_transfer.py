@@ -199,3 +199,22 @@ def test_one_seed_has_no_standard_deviation_anywhere(tmp_path):
                          "seconds_per_epoch": [1.0]})
     assert pd.isna(summarize(rows)["val_accuracy_std"][0])
     assert pd.isna(transfer_summary(rows)["val_accuracy_std"][0])
+
+
+def test_textbook_score_follows_the_source_runs_direction(tmp_path):
+    import json
+
+    from tuner.config import write_run_config
+    from tuner.transfer import _textbook_score
+
+    run_dir = tmp_path / "run"
+    for trial_id, score in (("0", 0.5), ("1", 0.3)):  # the textbook model in two brackets
+        folder = run_dir / "kt" / f"trial_{trial_id}"
+        folder.mkdir(parents=True)
+        (folder / "trial.json").write_text(json.dumps({
+            "trial_id": trial_id, "hyperparameters": {"space": [], "values": {"units": 8}},
+            "metrics": {"metrics": {}}, "score": score, "best_step": 0, "status": "COMPLETED",
+            "message": None}))
+    write_run_config(run_dir, RunConfig(objective="val_loss", direction="min"),
+                     {"textbook_values": {"units": 8}})
+    assert _textbook_score([run_dir], "mlp") == 0.3
