@@ -106,7 +106,8 @@ class ComparisonConfig:
 
 
 class ComparisonRunError(RunDirError, ValueError):
-    """A comparison folder lacks what was asked of it (a finished comparison, a head, a model)."""
+    """A comparison folder or its data lacks what was asked of it (a finished comparison, a head,
+    a model, the geometry an auxiliary output needs)."""
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -249,7 +250,7 @@ def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: in
     keras.utils.set_random_seed(config.seed)
     geometry = data.geometry_train
     if geometry is None and config.hyperparameters.get("geometry_weight"):
-        raise UsageError(
+        raise ComparisonRunError(
             "geometry_weight was set, but this clock data has no geometry.npy (only rendered sets "
             "have it: the auxiliary output needs to know where the hands point). Leave "
             "geometry_weight out, or use the rendered set.")
