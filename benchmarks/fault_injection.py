@@ -45,8 +45,8 @@ from datasets.idx import write_idx  # noqa: E402
 TUNE = [sys.executable, "-m", "tuner.cli", "tune", "mlp", "--quiet", "--subset", "all"]
 BUDGETS = {  # small enough that a run finishes in about a minute on 2 cores
     "hyperband": ["--tuner", "hyperband", "--max-epochs", "4", "--factor", "2"],
-    "bayesian": ["--tuner", "bayesian", "--max-trials", "8", "--max-epochs", "3"],
-    "random": ["--tuner", "random", "--max-trials", "8", "--max-epochs", "3"],
+    "bayesian": ["--tuner", "bayesian", "--max-trials", "12", "--max-epochs", "3"],
+    "random": ["--tuner", "random", "--max-trials", "12", "--max-epochs", "3"],
 }
 
 
@@ -89,6 +89,18 @@ def _states(run_dir: Path) -> dict[str, dict]:
     return states
 
 
+MOMENTS = ("start-up", "export", "in a trial")
+
+
+def _wait_for_lines(process, log: Path, lines: int, timeout: float = 300.0) -> None:
+    """Poll (every 5 ms) until the trial log has ``lines`` lines or the process ends."""
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        if log.exists() and log.read_text().count("\n") >= lines:
+            return
+        time.sleep(0.005)
+
+
 def kills(data_dir: Path, work: Path, kills_per_tuner: int, rng: random.Random,
           deadline: float) -> list[dict]:
     results = []
@@ -97,13 +109,25 @@ def kills(data_dir: Path, work: Path, kills_per_tuner: int, rng: random.Random,
         command = TUNE + ["--run-dir", str(run_dir), "--data-dir", str(data_dir)] + budget
         completed: dict[str, dict] = {}
         unreadable = exit_errors = landed = 0
+        moments: dict[str, int] = {}
         done = 0
         while done < kills_per_tuner and time.monotonic() < deadline:
+            log = run_dir / "trial_log.jsonl"
+            lines_before = log.read_text().count("\n") if log.exists() else 0
             process = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
                                        stderr=subprocess.PIPE)
-            # Start-up (TensorFlow import, data) takes a few seconds: kill anywhere from during
-            # start-up to deep in the search.
-            time.sleep(rng.uniform(2.0, 14.0))
+            # Three kinds of moment, in turn: during start-up (TensorFlow import, data, tuner
+            # reload); right after a trial is logged, while trials.csv and the top-3 YAML files
+            # are being replaced; at a random moment inside the following trials.
+            moment = MOMENTS[done % len(MOMENTS)]
+            if moment == "start-up":
+                time.sleep(rng.uniform(0.5, 6.0))
+            else:
+                _wait_for_lines(process, log, lines_before + (1 if moment == "export" else
+                                                              rng.randint(0, 2)))
+                if moment == "in a trial":
+                    time.sleep(rng.uniform(0.0, 2.5))
+            moments[moment] = moments.get(moment, 0) + 1
             if process.poll() is not None:
                 if process.returncode != 0:
                     exit_errors += 1
@@ -134,7 +158,7 @@ def kills(data_dir: Path, work: Path, kills_per_tuner: int, rng: random.Random,
 
         trials = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
         results.append({
-            "tuner": tuner, "kills": done, "kills_inside_a_trial": landed,
+            "tuner": tuner, "kills": done, "moments": moments, "running_trial_on_disk": landed,
             "unreadable_after_kill": unreadable, "completed_before_final_run": len(completed),
             "lost": lost, "retrained": retrained, "final_exit": final.returncode,
             "final_trials": len(trials), "final_completed": int((trials.status == "COMPLETED").sum()),
@@ -233,7 +257,7 @@ def bad_input(data_dir: Path, work: Path) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kills", type=int, default=7, help="kills per tuner (3 tuners)")
+    parser.add_argument("--kills", type=int, default=8, help="kills per tuner (3 tuners)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--minutes", type=float, default=25.0, help="bound on the kills part")
     parser.add_argument("--train", type=int, default=600, help="tiny training images")

@@ -8,7 +8,9 @@ progress with a time estimate, per-trial seconds and epochs, ``trials.csv`` and 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import itertools
 import json
 import math
@@ -616,15 +618,18 @@ def run_search(
         objective = kt.Objective(config.objective, direction=config.direction)
         tuner_class = _TUNER_CLASSES[config.tuner]
         try:
-            tuner = tuner_class(
-                hypermodel,
-                config,
-                objective,
-                directory=str(run_dir),
-                project_name=PROJECT_NAME,
-                overwrite=False,
-                executions_per_trial=config.executions_per_trial,
-            )
+            # KerasTuner prints "Reloading Tuner from ..." whatever the verbosity; the progress
+            # line below says it.
+            with contextlib.redirect_stdout(io.StringIO()):
+                tuner = tuner_class(
+                    hypermodel,
+                    config,
+                    objective,
+                    directory=str(run_dir),
+                    project_name=PROJECT_NAME,
+                    overwrite=False,
+                    executions_per_trial=config.executions_per_trial,
+                )
         except (json.JSONDecodeError, KeyError, RuntimeError) as error:
             raise CorruptRunError(
                 f"Cannot reload the KerasTuner project in {project_dir(run_dir)} "
