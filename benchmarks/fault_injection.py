@@ -244,6 +244,8 @@ def bad_input(data_dir: Path, work: Path) -> list[dict]:
         process = subprocess.run([sys.executable, "-m", "tuner.cli", *arguments], cwd=REPO,
                                  env=_env(), capture_output=True, text=True, timeout=600)
         stderr_lines = [line for line in process.stderr.splitlines() if line.strip()]
+        # click's usage errors start with the usage line: show their Error: line.
+        stderr_lines = [line for line in stderr_lines if line.startswith("Error:")] or stderr_lines
         results.append({
             "case": name, "exit": process.returncode,
             "first_line": (stderr_lines or process.stdout.splitlines() or [""])[0][:150],
