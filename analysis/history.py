@@ -177,9 +177,11 @@ def transfer_summary(transfer: pd.DataFrame) -> pd.DataFrame:
             ``seconds_per_epoch``.
 
     Returns:
-        One row per ``config`` in rank order (the textbook model last): ``config``, ``rank``,
-        ``seeds``, ``<score>_mean`` and ``<score>_std`` (0 with one seed) for each score, and the
-        means of ``epochs``, ``params``, ``seconds_per_epoch`` when present.
+        One row per configuration in rank order (the textbook model last): ``config``, ``rank``,
+        ``seeds``, ``<score>_mean`` and ``<score>_std`` (NaN with one seed: undefined, as in
+        ``summary.csv``) for each score, and the means of ``epochs``, ``params``,
+        ``seconds_per_epoch`` when present. Rows are grouped by ``config_id`` (trial id and hash
+        of the values) when the table has it, so one name never averages two models.
 
     Raises:
         ValueError: the ``config`` column is missing.
@@ -192,13 +194,15 @@ def transfer_summary(transfer: pd.DataFrame) -> pd.DataFrame:
     extras = [column for column in ("epochs", "params", "seconds_per_epoch")
               if column in transfer.columns]
     rows = []
-    for config, group in transfer.groupby("config", sort=False):
+    key = "config_id" if "config_id" in transfer.columns and transfer["config_id"].notna().all() \
+        else "config"
+    for _, group in transfer.groupby(key, sort=False):
         rank = pd.to_numeric(group.get("rank", pd.Series(dtype=float)), errors="coerce").min()
-        row = {"config": config, "rank": rank, "seeds": len(group)}
+        row = {"config": group["config"].iloc[-1], "rank": rank, "seeds": len(group)}
         for column in scores:
             values = pd.to_numeric(group[column], errors="coerce")
             row[f"{column}_mean"] = values.mean()
-            row[f"{column}_std"] = values.std(ddof=1) if values.count() > 1 else 0.0
+            row[f"{column}_std"] = values.std(ddof=1) if values.count() > 1 else math.nan
         for column in extras:
             row[column] = pd.to_numeric(group[column], errors="coerce").mean()
         rows.append(row)

@@ -4,9 +4,11 @@ table as CSV and every figure as PNG.
 A report is first assembled as a list of sections made of blocks (a table or a figure with a
 caption); the HTML and the PDF are two renderings of those same blocks, so they cannot disagree.
 
-Accepted directories: a search run (``run.yaml``, written by ``run_search``), a transfer run
-(``transfer.csv``, optionally ``transfer.yaml``), a clock comparison (``comparison.csv`` without
-``run.yaml``). With several search runs the report starts with a comparison of them.
+Accepted directories (``tuner.rundir`` tells them apart): a search run (``run.yaml``, written by
+``run_search``), a KerasTuner project written by a user's own code (``oracle.json``,
+``trial_*/trial.json``), a transfer run (``transfer.csv``, optionally ``transfer.yaml``), a clock
+comparison (``comparison.csv`` without ``run.yaml``). With several search runs the report starts
+with a comparison of them.
 """
 from __future__ import annotations
 
@@ -37,12 +39,12 @@ from analysis import history as run_history  # noqa: E402
 from analysis import plots  # noqa: E402
 from analysis.ranges import (DEFAULT_TOP_K, range_table, ranked_configurations,  # noqa: E402
                              top_count)
-from tuner.config import RunConfigError, read_run_config  # noqa: E402
-from tuner.results import read_search_space, read_trials  # noqa: E402
+from tuner import rundir  # noqa: E402
+from tuner.errors import HpsearchError, RunDirError  # noqa: E402
+from tuner.results import read_search  # noqa: E402
+from tuner.rundir import COMPARISON_CSV, TRANSFER_CSV  # noqa: E402
+from tuner.rundir import TRANSFER_FILE as TRANSFER_YAML  # noqa: E402
 
-TRANSFER_CSV = "transfer.csv"
-TRANSFER_YAML = "transfer.yaml"
-COMPARISON_CSV = "comparison.csv"
 HTML_NAME = "report.html"
 PDF_NAME = "report.pdf"
 PNG_DPI = 110           # sharp on screen, ~100-200 kB per figure: keeps a committed report light
@@ -53,7 +55,7 @@ PDF_COLUMN_CHARS = 46   # a column wider than this wraps
 PANEL_ROWS_PER_FIGURE = 2  # score-against-hyperparameter panels: two rows fill a landscape page
 
 
-class ReportError(ValueError):
+class ReportError(RunDirError, ValueError):
     """A directory cannot be reported on (not a run, unreadable files)."""
 
 
@@ -157,17 +159,14 @@ def _run_names(run_dirs: list[Path]) -> list[str]:
 
 
 def _run_sections(run_dir: Path, name: str, top_k: int, top_fraction: float | None):
-    if not run_dir.is_dir():
-        raise ReportError(f"{run_dir} is not a directory. Pass a run directory.")
-    is_search = (run_dir / "run.yaml").is_file()
-    is_transfer = (run_dir / TRANSFER_CSV).is_file()
-    is_comparison = (run_dir / COMPARISON_CSV).is_file() and not is_search
-    if not (is_search or is_transfer or is_comparison):
-        raise ReportError(
-            f"{run_dir} is not a run directory: expected run.yaml (a search), {TRANSFER_CSV} (a "
-            f"transfer run) or {COMPARISON_CSV} (a clock comparison). Pass a directory written by "
-            "`hpsearch tune`, a transfer or a clock comparison."
-        )
+    try:
+        kinds = rundir.require_run(run_dir, (rundir.SEARCH, rundir.TRANSFER, rundir.COMPARISON,
+                                             rundir.KERAS_TUNER), "report")
+    except HpsearchError as error:
+        raise ReportError(str(error)) from None
+    is_search = rundir.SEARCH in kinds or rundir.KERAS_TUNER in kinds
+    is_transfer = rundir.TRANSFER in kinds
+    is_comparison = rundir.COMPARISON in kinds
     sections, summary = [], None
     if is_search:
         section, summary = _search_section(run_dir, name, top_k, top_fraction)
@@ -181,22 +180,24 @@ def _run_sections(run_dir: Path, name: str, top_k: int, top_fraction: float | No
 
 def _search_section(run_dir: Path, name: str, top_k: int, top_fraction: float | None):
     try:
-        config, document = read_run_config(run_dir)
-    except RunConfigError as error:
+        search = read_search(run_dir)
+    except HpsearchError as error:
         raise ReportError(str(error)) from None
-    trials = read_trials(run_dir)
-    space = read_search_space(run_dir)
-    direction = config.direction or "max"
-    objective = config.objective or "score"
-    summary = run_history.run_summary(name, config.to_dict() | {"direction": direction,
-                                                                "objective": objective}, trials)
-    section = _Section(title=f"Search run: {name}", anchor=_slug(name),
-                       summary=_search_headline(summary, objective))
+    document, trials, space = search.document, search.trials, search.space
+    direction, objective = search.direction, search.objective
+    summary = run_history.run_summary(name, search.settings | {"direction": direction,
+                                                               "objective": objective}, trials)
+    kind = "KerasTuner project" if search.kind == rundir.KERAS_TUNER else "Search run"
+    section = _Section(title=f"{kind}: {name}", anchor=_slug(name),
+                       summary=_search_headline(summary, objective) + (
+                           f" {search.objective_note}" if search.objective_note else ""))
     add = section.blocks.append
 
-    settings = _settings_table(run_dir, config.to_dict(), document)
+    settings = _settings_table(run_dir, search.settings, document)
+    source = (run_dir / rundir.RUN_FILE if search.kind == rundir.SEARCH
+              else run_dir / rundir.ORACLE_FILE)
     add(_Block("table", f"{name}-config", "Run configuration", table=settings,
-               caption=f"From {run_dir / 'run.yaml'}."))
+               caption=f"From {source}."))
 
     versus = run_history.best_vs_textbook(trials, direction, document.get("textbook_values"))
     add(_Block("table", f"{name}-best_vs_textbook", "Best configuration against the textbook model",
@@ -275,15 +276,16 @@ def _settings_table(run_dir: Path, config: dict[str, Any], document: dict[str, A
 
 def _transfer_section(run_dir: Path, name: str) -> _Section:
     try:
-        transfer = pd.read_csv(run_dir / TRANSFER_CSV)
-        meta = yaml.safe_load((run_dir / TRANSFER_YAML).read_text()) \
+        transfer = rundir.read_csv(run_dir / TRANSFER_CSV, "the rows of a transfer")
+        meta = rundir.read_yaml(run_dir / TRANSFER_YAML, "the settings of a transfer") \
             if (run_dir / TRANSFER_YAML).is_file() else {}
         summary = run_history.transfer_summary(transfer)
-    except (OSError, ValueError, pd.errors.ParserError, yaml.YAMLError) as error:
+    except (HpsearchError, ValueError) as error:
         raise ReportError(f"Cannot read the transfer run in {run_dir}: {error}") from None
-    meta = meta if isinstance(meta, dict) else {}
-    source = str(meta.get("source") or _first(transfer, "source_dataset") or "source")
-    target = str(meta.get("dataset") or _first(transfer, "dataset") or "target")
+    # transfer.yaml keeps the target in its settings; the source datasets are in the rows.
+    settings = meta.get("settings") if isinstance(meta.get("settings"), dict) else {}
+    source = str(_first(transfer, "source_dataset") or "source")
+    target = str(settings.get("dataset") or _first(transfer, "dataset") or "target")
     seeds = int(summary["seeds"].max()) if len(summary) else 0
     section = _Section(title=f"Transfer run: {name}", anchor=_slug(name) + "-transfer",
                        summary=f"Configurations found on {source}, retrained on {target}; mean and "
@@ -302,9 +304,9 @@ def _transfer_section(run_dir: Path, name: str) -> _Section:
 
 def _clock_comparison_section(run_dir: Path, name: str) -> _Section:
     try:
-        table = pd.read_csv(run_dir / COMPARISON_CSV)
-    except (OSError, ValueError, pd.errors.ParserError) as error:
-        raise ReportError(f"Cannot read {run_dir / COMPARISON_CSV}: {error}") from None
+        table = rundir.read_csv(run_dir / COMPARISON_CSV, "a clock comparison's table")
+    except HpsearchError as error:
+        raise ReportError(str(error)) from None
     section = _Section(title=f"Clock label representations: {name}", anchor=_slug(name) + "-clock",
                        summary="The clock comparison's table as written, and the mean common-sense "
                        "error per head (lower is better).")

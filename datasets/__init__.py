@@ -11,7 +11,7 @@ from datasets.cifar10 import load_cifar10_raw
 from datasets.clock import load_clock
 from datasets.errors import DatasetError, DatasetFormatError, DatasetNotFoundError
 from datasets.fashion_mnist import load_fashion_mnist_raw
-from datasets.registry import available_datasets, load, register
+from datasets.registry import available_datasets, load, locate, register
 from datasets.splits import Dataset, split_classification
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "DatasetNotFoundError",
     "available_datasets",
     "load",
+    "locate",
     "register",
 ]
 
@@ -43,6 +44,30 @@ def _classification_loader(name, read_raw):
     return load_split
 
 
-register("fashion_mnist", _classification_loader("fashion_mnist", load_fashion_mnist_raw))
-register("cifar10", _classification_loader("cifar10", load_cifar10_raw))
-register("clock", load_clock)
+def _locate_fashion_mnist(data_dir=None, download=None) -> str:
+    from datasets import fashion_mnist
+
+    files, _ = fashion_mnist.locate(data_dir, download)
+    counts = {key: fashion_mnist.count_images(path) for key, path in files.items()
+              if key.startswith("y")}
+    return (f"fashion_mnist: {counts['y_train']} train / {counts['y_test']} test images in "
+            f"{files['x_train'].parent}")
+
+
+def _locate_cifar10(data_dir=None, download=None) -> str:
+    from datasets import cifar10
+
+    location, _ = cifar10.locate(data_dir, download)
+    return f"cifar10: found at {location}"
+
+
+def _locate_clock(data_dir=None, download=None) -> str:
+    from datasets import clock
+
+    return clock.locate_clock(data_dir)
+
+
+register("fashion_mnist", _classification_loader("fashion_mnist", load_fashion_mnist_raw),
+         _locate_fashion_mnist)
+register("cifar10", _classification_loader("cifar10", load_cifar10_raw), _locate_cifar10)
+register("clock", load_clock, _locate_clock)

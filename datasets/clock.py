@@ -247,6 +247,19 @@ def rendered_dir(count: int, size: int, render_seed: int,
     return default_cache_root(cache_dir) / f"clock-{count}-{size}-seed{render_seed}"
 
 
+def locate_clock(data_dir=None, size: int = 75, count: int = 18000, render_seed: int = 0) -> str:
+    """Where the clock set would be read from, without reading or rendering it."""
+    for directory in explicit_data_dirs(data_dir):
+        for candidate in [directory / f"clock-{size}", directory / "clock", directory,
+                          *[directory / f"clock-{other}" for other in SIZES if other > size]]:
+            if (candidate / IMAGES_FILE).is_file():
+                return f"clock: found in {candidate}"
+    cache = rendered_dir(count, size, render_seed)
+    if (cache / IMAGES_FILE).is_file():
+        return f"clock: rendered set in {cache}"
+    return f"clock: not found; rendered into {cache} on first use"
+
+
 def _find_or_render(data_dir, size, count, cache_dir, render_seed):
     tried = []
     for directory in explicit_data_dirs(data_dir):

@@ -85,6 +85,22 @@ def locate(data_dir=None, download: bool | None = None) -> tuple[dict[str, Path]
     )
 
 
+def count_images(path: Path) -> int:
+    """The item count in an IDX file's header (its first 8 bytes), without reading the data."""
+    import gzip
+    import struct
+
+    try:
+        opener = gzip.open if str(path).endswith(".gz") else open
+        with opener(path, "rb") as handle:
+            header = handle.read(8)
+    except (OSError, EOFError) as error:
+        raise DatasetFormatError(f"Cannot read {path}: {error}.") from None
+    if len(header) < 8:
+        raise DatasetFormatError(f"{path} is too short to be an IDX file.")
+    return struct.unpack(">I", header[4:8])[0]
+
+
 def _download() -> dict[str, Path]:
     import keras  # imported here: TensorFlow start-up is slow and rarely needed for loading
 

@@ -7,11 +7,16 @@ from typing import Callable
 from datasets.splits import Dataset
 
 _LOADERS: dict[str, Callable[..., Dataset]] = {}
+_LOCATORS: dict[str, Callable[..., str]] = {}
 
 
-def register(name: str, loader: Callable[..., Dataset]) -> None:
-    """Make ``loader`` available as ``datasets.load(name, ...)``."""
+def register(name: str, loader: Callable[..., Dataset],
+             locator: Callable[..., str] | None = None) -> None:
+    """Make ``loader`` available as ``datasets.load(name, ...)``; ``locator(data_dir=...)`` says
+    where the data is without reading it (``datasets.locate``)."""
     _LOADERS[name] = loader
+    if locator is not None:
+        _LOCATORS[name] = locator
 
 
 def available_datasets() -> list[str]:
@@ -39,3 +44,25 @@ def load(name: str, **options) -> Dataset:
             f"Unknown dataset '{name}'. Expected one of: {', '.join(available_datasets())}."
         )
     return _LOADERS[name](**options)
+
+
+def locate(name: str, data_dir=None, download: bool | None = False) -> str:
+    """One line saying where a dataset is found, reading file headers at most (not the images).
+
+    Args:
+        name: one of ``available_datasets()``.
+        data_dir: directory (or list) searched first.
+        download: try a download when it is nowhere on disk (default False; None: unless
+            ``HPSEARCH_NO_DOWNLOAD=1``).
+
+    Raises:
+        ValueError: unknown name.
+        DatasetNotFoundError: the data is nowhere to be found (the message lists where it looked).
+    """
+    if name not in _LOADERS:
+        raise ValueError(
+            f"Unknown dataset '{name}'. Expected one of: {', '.join(available_datasets())}."
+        )
+    if name in _LOCATORS:
+        return _LOCATORS[name](data_dir=data_dir, download=download)
+    return _LOADERS[name](data_dir=data_dir, download=download).summary()

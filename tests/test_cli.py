@@ -48,6 +48,29 @@ def test_unknown_command_is_a_usage_error():
 def test_data_command_reports_found_and_missing(tiny_data_dir, tmp_path):
     result = CliRunner().invoke(main, ["data", "fashion_mnist", "--data-dir", str(tiny_data_dir)])
     assert result.exit_code == 0
-    assert result.output.startswith("fashion_mnist: 54 train / 6 validation / 20 test images")
+    # Issue 13: the counts come from the IDX headers; nothing is loaded or split.
+    assert result.output == (
+        f"fashion_mnist: 60 train / 20 test images in {tiny_data_dir / 'fashion-mnist'}\n")
     result = CliRunner().invoke(main, ["data", "cifar10", "--data-dir", str(tmp_path)])
     assert result.exit_code == 1 and "cifar10: MISSING" in result.output
+
+
+def test_every_command_turns_user_errors_into_error_lines():
+    for path, command in _commands(main):
+        if isinstance(command, click.Group):
+            continue
+        assert getattr(command.callback, "shows_user_errors", False), (
+            f"'hpsearch {' '.join(path)}' is not decorated with tuner.cli_errors.cli_errors"
+        )
+
+
+def test_a_library_bug_is_not_shown_as_a_user_error(monkeypatch, tmp_path):
+    import tuner.export
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(tuner.export, "export_top_configs", broken)
+    result = CliRunner().invoke(main, ["export", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1 and isinstance(result.exception, ValueError)
+    assert "Error: a bug" not in result.output

@@ -146,24 +146,32 @@ def test_compare_refuses_a_folder_of_another_configuration(tmp_path, clock_files
     result = CliRunner().invoke(clock_group, ["compare", "--data-dir", str(clock_files),
                                               "--epochs", "1", "--out", str(out)])
     assert result.exit_code == 1
+    # One message for every kind of run: each differing setting, saved and requested.
+    assert result.output.startswith(
+        f"Error: Run directory {out} was created with other settings, so its heads would not be "
+        "comparable:\n")
+    assert "  - epochs: run directory has 99, this command asks for 1\n" in result.output
+    assert "  - data_dir: run directory has None, this command asks for " in result.output
     assert result.output.splitlines()[-1] == (
-        f"Error: {out} holds a comparison with other settings (data_dir, epochs differ). "
-        f"Use another output folder, or delete {out} to start again.")
+        "Use the same settings, another output folder, or delete it to start again.")
 
 
-@pytest.mark.parametrize("arguments,message", [
+# Issue 13: settings that cannot work, found before any data is read, are usage errors (exit 2);
+# what only the data can tell stays exit 1.
+@pytest.mark.parametrize("arguments,message,exit_code", [
     (["--set", "geometry_weight=1"], "Error: geometry_weight was set, but this clock data has no "
-                                     "geometry.npy"),
+                                     "geometry.npy", 1),
     (["--num-classes", "7"],
-     "Error: num_classes must divide 720 (e.g. 24, 72, 144, 360, 720), got 7."),
-    (["--set", "filtres=16"], "Error: Unknown hyperparameter(s) filtres."),
-    (["--set", "filters"], "Error: Expected NAME=VALUE (e.g. filters=32), got 'filters'."),
+     "Error: num_classes must divide 720 (e.g. 24, 72, 144, 360, 720), got 7.", 2),
+    (["--set", "filtres=16"], "Error: Unknown hyperparameter(s) filtres.", 2),
+    (["--set", "filters"], "Error: Expected NAME=VALUE (e.g. filters=32), got 'filters'.", 2),
 ])
-def test_compare_library_errors_exit_1(tmp_path, clock_files, arguments, message):
+def test_compare_library_errors_exit_1(tmp_path, clock_files, arguments, message, exit_code):
     result = CliRunner().invoke(clock_group, ["compare", "--data-dir", str(clock_files),
                                               *arguments, "--out", str(tmp_path / "o")])
-    assert result.exit_code == 1
+    assert result.exit_code == exit_code
     assert result.output.splitlines()[-1].startswith(message)
+    assert not (tmp_path / "o").exists() or exit_code == 1
 
 
 def test_compare_with_missing_clock_files_exits_1(tmp_path):
@@ -249,7 +257,8 @@ def test_folders_written_before_a_setting_existed_still_resume(tmp_path, clock_f
     result = CliRunner().invoke(clock_group, arguments, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     refused = CliRunner().invoke(clock_group, [*arguments, "--test-rotations", "2"])
-    assert refused.exit_code == 1 and "test_rotations differ" in refused.output
+    assert refused.exit_code == 1
+    assert "test_rotations: run directory has 1, this command asks for 2" in refused.output
 
 
 def test_predict_reads_the_time_with_a_trained_head(tmp_path, clock_files):

@@ -126,10 +126,11 @@ def test_report_command_errors(tmp_path):
     assert bad_option.exit_code == 2
     not_a_run = runner.invoke(report, [str(tmp_path), "--out", str(tmp_path / "out")])
     assert not_a_run.exit_code == 1
+    # Issue 13: a plain KerasTuner project is a run too, so the message lists it.
     assert not_a_run.output.splitlines()[0] == (
-        f"Error: {tmp_path} is not a run directory: expected run.yaml (a search), transfer.csv "
-        "(a transfer run) or comparison.csv (a clock comparison). Pass a directory written by "
-        "`hpsearch tune`, a transfer or a clock comparison.")
+        f"Error: {tmp_path} is not a run directory for `hpsearch report`: expected run.yaml (a "
+        "search), transfer.csv (a transfer run), comparison.csv (a clock comparison) or "
+        "oracle.json (a KerasTuner project).")
     assert "Traceback" not in not_a_run.output
 
 

@@ -82,7 +82,8 @@ def test_changed_settings_are_refused(tune_run, tiny_data_dir, tmp_path):
              tiny_data_dir, "--epochs", "1", "--no-textbook")
     result = transfer(tune_run / "top_configs" / "rank_1.yaml", "--run-dir", out, "--data-dir",
                       tiny_data_dir, "--epochs", "2", "--no-textbook", expect=1)
-    assert "epochs: saved 1, now 2" in result.output
+    # The message of every kind of run: each differing setting, saved and requested.
+    assert "epochs: run directory has 1, this command asks for 2" in result.output
 
 
 def _broken(tune_run, tmp_path, change):
@@ -160,3 +161,60 @@ def test_top_configuration_equal_to_the_textbook_model_is_not_trained_twice(
                       "--epochs", "1")
     assert "broken is the textbook model itself: no separate textbook row." in result.output
     assert pd.read_csv(tmp_path / "out" / "transfer.csv")["config"].tolist() == ["broken"]
+
+
+def test_a_changed_source_is_refused_instead_of_averaged(tune_run, tiny_data_dir, tmp_path):
+    # Issue 13: a resumed search can rank another trial as rank_1; the transfer must not average
+    # the old and the new model under the name "rank_1".
+    import shutil
+
+    source = tmp_path / "source"
+    shutil.copytree(tune_run, source)
+    out = tmp_path / "transfer"
+    arguments = [source / "top_configs" / "rank_1.yaml", "--run-dir", out, "--data-dir",
+                 tiny_data_dir, "--epochs", "1", "--no-textbook", "--dataset", "fashion_mnist"]
+    transfer(*arguments)
+    rows = pd.read_csv(out / "transfer.csv", dtype={"trial_id": str})
+    first = read_top_config(source / "top_configs" / "rank_1.yaml")
+    assert rows["config_id"].tolist() == [f"{first.trial_id}-" + rows["config_id"][0][-10:]]
+
+    document = yaml.safe_load((source / "top_configs" / "rank_1.yaml").read_text())
+    other = read_top_config(source / "top_configs" / "rank_2.yaml")
+    document.update(trial_id=other.trial_id, hyperparameters=other.hyperparameters)
+    (source / "top_configs" / "rank_1.yaml").write_text(yaml.safe_dump(document))
+    result = transfer(*arguments, "--seeds", "2", expect=1)
+    assert "made from other configurations under the same names" in result.output
+    assert f"rank_1: run directory has configuration '{first.trial_id}-" in result.output
+    assert len(pd.read_csv(out / "transfer.csv")) == 1
+
+
+def test_one_seed_has_no_standard_deviation_anywhere(tmp_path):
+    from analysis.history import transfer_summary
+    from tuner.transfer import summarize
+
+    rows = pd.DataFrame({"config": ["rank_1"], "config_id": ["3-abc"], "rank": [1],
+                         "trial_id": ["3"], "search_space": ["mlp"], "source_score": [0.8],
+                         "dataset": ["cifar10"], "seed": [0], "val_accuracy": [0.4],
+                         "test_accuracy": [0.39], "epochs": [2], "params": [10],
+                         "seconds_per_epoch": [1.0]})
+    assert pd.isna(summarize(rows)["val_accuracy_std"][0])
+    assert pd.isna(transfer_summary(rows)["val_accuracy_std"][0])
+
+
+def test_textbook_score_follows_the_source_runs_direction(tmp_path):
+    import json
+
+    from tuner.config import write_run_config
+    from tuner.transfer import _textbook_score
+
+    run_dir = tmp_path / "run"
+    for trial_id, score in (("0", 0.5), ("1", 0.3)):  # the textbook model in two brackets
+        folder = run_dir / "kt" / f"trial_{trial_id}"
+        folder.mkdir(parents=True)
+        (folder / "trial.json").write_text(json.dumps({
+            "trial_id": trial_id, "hyperparameters": {"space": [], "values": {"units": 8}},
+            "metrics": {"metrics": {}}, "score": score, "best_step": 0, "status": "COMPLETED",
+            "message": None}))
+    write_run_config(run_dir, RunConfig(objective="val_loss", direction="min"),
+                     {"textbook_values": {"units": 8}})
+    assert _textbook_score([run_dir], "mlp") == 0.3

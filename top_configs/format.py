@@ -31,6 +31,8 @@ from typing import Any
 
 import yaml
 
+from tuner.errors import HpsearchError
+
 FORMAT = "hpsearch-top-config/1"
 _REQUIRED = {
     "rank": int,
@@ -45,7 +47,7 @@ _REQUIRED = {
 }
 
 
-class TopConfigError(ValueError):
+class TopConfigError(HpsearchError, ValueError):
     """A configuration file is unreadable, incomplete, or does not fit its search space."""
 
 
@@ -113,7 +115,12 @@ def read_top_config(path: str | os.PathLike) -> TopConfig:
     """
     path = Path(path)
     try:
-        document = yaml.safe_load(path.read_text())
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise TopConfigError(
+            f"{path} is not a text file: expected a top-configuration YAML file such as "
+            "top_configs/rank_1.yaml."
+        ) from None
     except OSError as error:
         raise TopConfigError(f"Cannot read {path}: {error.strerror or error}.") from None
     except yaml.YAMLError as error:

@@ -18,8 +18,15 @@ logging.getLogger("tensorflow").setLevel(logging.ERROR)
 warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
 
 _EXPORTS = {
+    "HpsearchError": "tuner.errors",
+    "InvalidSettingError": "tuner.config",
     "RunConfig": "tuner.config",
     "RunConfigError": "tuner.config",
+    "RunDirError": "tuner.errors",
+    "export_top_configs": "tuner.export",
+    "read_search": "tuner.results",
+    "repair_run": "tuner.repair",
+    "validate_search": "tuner.search",
     "hyperband_schedule": "tuner.config",
     "read_run_config": "tuner.config",
     "read_search_space": "tuner.results",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -11,66 +11,42 @@ from pathlib import Path
 import click
 
 import tuner  # noqa: F401 - sets TensorFlow's log level before anything imports it
-from datasets import DatasetError, available_datasets
+from datasets import available_datasets
 from search_spaces import available_spaces
 from search_spaces.precision import PRECISIONS
-from top_configs import TopConfigError
-from tuner.config import TUNERS, RunConfig, RunConfigError
-from tuner.errors import RunLockedError, SearchError
+from tuner.cli_errors import cli_errors, import_tensorflow, set_verbose
+from tuner.config import TUNERS, RunConfig, check_subset
+from tuner.errors import UsageError
 from tuner.clock_cli import clock_group
-from tuner.report_cli import report
-
-# Every error a user can fix: shown as "Error: ..." with exit code 1, never a traceback.
-USER_ERRORS = (
-    DatasetError,
-    RunConfigError,
-    RunLockedError,
-    SearchError,
-    TopConfigError,
-    ValueError,
-    FileNotFoundError,
-)
+from tuner.report_cli import export, repair, report
 
 
 class SubsetType(click.ParamType):
-    """A count of images (``6000``), a fraction (``0.1``) or ``all``."""
+    """Training images: a whole count (``6000``; at least 10), a fraction in (0, 1] (``0.1``;
+    ``1.0`` is all of them), or ``all``. Written with a decimal point or exponent, a number is a
+    fraction; without, a count."""
 
     name = "subset"
 
     def convert(self, value, param, ctx):
         if value is None or isinstance(value, (int, float)):
-            return value
-        text = str(value).strip().lower()
-        if text in ("all", "none", "full"):
-            return None
+            number = value
+        else:
+            text = str(value).strip().lower()
+            if text in ("all", "none", "full"):
+                return None
+            try:
+                number = int(text) if re.fullmatch(r"[+-]?\d+", text) else float(text)
+            except ValueError:
+                self.fail(
+                    f"expected a count like 6000, a fraction like 0.1, or 'all'; got {value!r}.",
+                    param,
+                    ctx,
+                )
         try:
-            number = float(text)
-        except ValueError:
-            self.fail(
-                f"expected a count like 6000, a fraction like 0.1, or 'all'; got {value!r}.",
-                param,
-                ctx,
-            )
-        if number <= 0:
-            self.fail(f"must be positive, got {value!r}.", param, ctx)
-        if number < 1:
-            return number
-        if number != int(number):
-            self.fail(f"a count must be a whole number, got {value!r}.", param, ctx)
-        return int(number)
-
-
-def user_errors(function):
-    """Turn the library's user-facing errors into click errors (exit code 1, no traceback)."""
-
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except USER_ERRORS as error:
-            raise click.ClickException(str(error)) from None
-
-    return wrapper
+            return check_subset(number)
+        except UsageError as error:
+            self.fail(str(error), param, ctx)
 
 
 def data_dir_option(function):
@@ -106,7 +82,9 @@ def seed_option(function):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="hpsearch")
-def main():
+@click.option("--verbose", is_flag=True,
+              help="Also show TensorFlow's start-up log (hidden by default). Also: HPSEARCH_VERBOSE=1.")
+def main(verbose):
     """Hyperparameter search for the textbook Fashion-MNIST / CIFAR-10 networks and the
     tell-the-time clock CNN, on KerasTuner.
 
@@ -116,6 +94,8 @@ def main():
       hpsearch transfer runs/mlp --dataset cifar10 --run-dir runs/mlp-cifar10
       hpsearch report runs/mlp runs/mlp-cifar10 --out report/
     """
+    if verbose:
+        set_verbose(True)
 
 
 @main.command(short_help="Search a space (mlp, cnn, clock) on a dataset; resumable.")
@@ -187,11 +167,16 @@ def main():
     help="Whether the objective is maximized or minimized (inferred when possible).",
 )
 @click.option(
+    "--force-direction",
+    is_flag=True,
+    help="Accept a --direction that contradicts the objective (e.g. minimizing an accuracy).",
+)
+@click.option(
     "--subset",
     type=SubsetType(),
     default="10000",
     show_default=True,
-    help="Training images used: a count, a fraction, or 'all'.",
+    help="Training images used: a count (at least 10), a fraction in (0, 1] such as 0.1, or 'all'.",
 )
 @click.option("--head", default=None, help="Clock space only: label representation.")
 @click.option("--overwrite", is_flag=True, help="Discard an existing run in --run-dir first.")
@@ -199,7 +184,7 @@ def main():
 @precision_option
 @seed_option
 @data_dir_option
-@user_errors
+@cli_errors
 def tune(
     space,
     dataset,
@@ -212,6 +197,7 @@ def tune(
     executions_per_trial,
     objective,
     direction,
+    force_direction,
     subset,
     head,
     overwrite,
@@ -231,6 +217,7 @@ def tune(
       hpsearch tune cnn --tuner bayesian --max-trials 8 --max-epochs 3 --subset 3000 --run-dir runs/cnn
     """
     started = time.monotonic()
+    import_tensorflow()
     from tuner.search import run_search
 
     imports_seconds = time.monotonic() - started
@@ -256,6 +243,7 @@ def tune(
         data_dir=list(data_dir) or None,
         overwrite=overwrite,
         progress=None if quiet else click.echo,
+        force_direction=force_direction,
     )
     click.echo(format_summary(result, imports_seconds))
 
@@ -306,7 +294,7 @@ def tune(
 @click.option("--overwrite", is_flag=True, help="Discard earlier results in --run-dir.")
 @precision_option
 @data_dir_option
-@user_errors
+@cli_errors
 def transfer(
     sources,
     dataset,
@@ -331,6 +319,7 @@ def transfer(
       hpsearch transfer runs/mlp --dataset cifar10 --run-dir runs/mlp-cifar10 --seeds 3
       hpsearch transfer runs/mlp/top_configs/rank_1.yaml --dataset fashion_mnist --run-dir runs/mlp-test
     """
+    import_tensorflow()
     from tuner.transfer import TransferSettings, format_transfer_table, run_transfer
 
     settings = TransferSettings(
@@ -358,10 +347,12 @@ def transfer(
 @main.command(short_help="Show where each dataset is found, or how to provide it.")
 @click.argument("names", nargs=-1, type=click.Choice(available_datasets()))
 @data_dir_option
+@cli_errors
 def data(names, data_dir):
     """Look for datasets (default: fashion_mnist and cifar10) and print where each was found.
 
-    Exits with code 1 when one is missing, after saying every place tried and how to fix it.
+    Only the files' headers are read, not the images. Exits with code 1 when one is missing,
+    after saying every place tried and how to fix it.
 
     \b
     Example:
@@ -369,12 +360,20 @@ def data(names, data_dir):
       hpsearch data cifar10 --data-dir ~/datasets
     """
     import datasets
+    from datasets.sources import downloads_allowed
 
     missing = 0
     for name in names or ("fashion_mnist", "cifar10"):
         try:
-            click.echo(datasets.load(name, data_dir=list(data_dir) or None).summary())
-        except DatasetError as error:
+            try:
+                found = datasets.locate(name, data_dir=list(data_dir) or None, download=False)
+            except datasets.DatasetNotFoundError:
+                if not downloads_allowed(None):
+                    raise
+                import_tensorflow()  # Keras downloads it
+                found = datasets.locate(name, data_dir=list(data_dir) or None, download=None)
+            click.echo(found)
+        except datasets.DatasetError as error:
             missing += 1
             click.echo(f"{name}: MISSING\n{error}", err=True)
     if missing:
@@ -423,6 +422,8 @@ def format_summary(result, imports_seconds: float = 0.0) -> str:
 
 
 main.add_command(report)
+main.add_command(export)
+main.add_command(repair)
 main.add_command(clock_group)
 
 

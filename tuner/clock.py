@@ -13,7 +13,6 @@ error in minutes), ``comparison.csv``, ``comparison.json`` and ``comparison.md``
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import statistics
 import time
@@ -27,6 +26,10 @@ import pandas as pd
 import yaml
 
 from datasets.clock import load_clock
+from tuner import rundir
+from tuner.errors import RunDirError, UsageError
+from tuner.rundir import (COMPARISON_CSV, COMPARISON_FILE, COMPARISON_JSON, COMPARISON_MD,
+                          HEADS_DIR, run_lock)
 from datasets.splits import scale_pixels
 from search_spaces.clock import (HEADS, HYPERPARAMETER_NAMES, ClockHyperModel,
                                  common_sense_error_minutes, error_summary, labels_to_minutes)
@@ -61,24 +64,24 @@ class ComparisonConfig:
     def __post_init__(self):
         unknown = [head for head in self.heads if head not in HEADS]
         if unknown or not self.heads:
-            raise ValueError(f"Unknown head(s) {unknown or '(none given)'}. Expected some of: "
+            raise UsageError(f"Unknown head(s) {unknown or '(none given)'}. Expected some of: "
                              f"{', '.join(HEADS)}.")
         for classes in self.num_classes:
             if classes < 2 or 720 % classes:
-                raise ValueError(f"num_classes must divide 720 (e.g. 24, 72, 144, 360, 720), got "
+                raise UsageError(f"num_classes must divide 720 (e.g. 24, 72, 144, 360, 720), got "
                                  f"{classes}.")
         unknown = sorted(set(self.hyperparameters) - set(HYPERPARAMETER_NAMES))
         if unknown:
-            raise ValueError(f"Unknown hyperparameter(s) {', '.join(unknown)}. Expected some of: "
+            raise UsageError(f"Unknown hyperparameter(s) {', '.join(unknown)}. Expected some of: "
                              f"{', '.join(HYPERPARAMETER_NAMES)}.")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"Unknown precision {self.precision!r}. Expected one of: "
+            raise UsageError(f"Unknown precision {self.precision!r}. Expected one of: "
                              f"{', '.join(PRECISIONS)}.")
         if not isinstance(self.test_rotations, int) or self.test_rotations < 1:
-            raise ValueError(f"test_rotations must be a whole number >= 1 (1: no test-time "
+            raise UsageError(f"test_rotations must be a whole number >= 1 (1: no test-time "
                              f"augmentation), got {self.test_rotations!r}.")
         if self.epochs < 1 or self.trials < 0:
-            raise ValueError(f"epochs must be >= 1 and trials >= 0, got {self.epochs} and "
+            raise UsageError(f"epochs must be >= 1 and trials >= 0, got {self.epochs} and "
                              f"{self.trials}.")
 
     def runs(self) -> list[tuple[str, str, int]]:
@@ -97,6 +100,11 @@ class ComparisonConfig:
         values["heads"] = list(self.heads)
         values["num_classes"] = list(self.num_classes)
         return values
+
+
+class ComparisonRunError(RunDirError, ValueError):
+    """A comparison folder or its data lacks what was asked of it (a finished comparison, a head,
+    a model, the geometry an auxiliary output needs)."""
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -133,33 +141,35 @@ def compare_heads(config: ComparisonConfig, out_dir: str | os.PathLike, verbose:
         The comparison table, one row per head, columns ``TABLE_COLUMNS``.
 
     Raises:
-        ValueError: ``out_dir`` holds results of a different configuration.
+        SettingsMismatchError: ``out_dir`` holds results of a different configuration.
+        RunLockedError: another process works in ``out_dir``.
         DatasetError: the data cannot be loaded.
     """
     out = Path(out_dir)
-    _check_or_write_config(out, config)
-    if data is None:
-        data = load_clock(data_dir=config.data_dir, size=config.size, split=config.split,
-                          seed=config.seed, subset=config.subset, count=config.count)
-    rows = []
-    with precision_policy(config.precision):
-        for label, head, classes in config.runs():
-            path = out / "heads" / f"{label}.json"
-            if path.is_file():
-                rows.append(json.loads(path.read_text())["row"])
-                continue
-            result = _run_head(config, data, label, head, classes, out, verbose)
-            _write_json(path, result)
-            rows.append(result["row"])
-    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
-    table.to_csv(out / "comparison.csv", index=False)
-    best = table.loc[table["cse_mean"].idxmin()]
-    _write_json(out / "comparison.json", {
-        "config": config.to_dict(), "data": data.summary(), "split": data.description,
-        "rows": table.to_dict(orient="records"),
-        "best": {"head": str(best["head"]), "cse_mean": float(best["cse_mean"])}})
-    (out / "comparison.md").write_text(format_table(table) + "\n")
-    return table
+    with run_lock(out, "output folder"):
+        _check_or_write_config(out, config)
+        if data is None:
+            data = load_clock(data_dir=config.data_dir, size=config.size, split=config.split,
+                              seed=config.seed, subset=config.subset, count=config.count)
+        rows = []
+        with precision_policy(config.precision):
+            for label, head, classes in config.runs():
+                path = out / HEADS_DIR / f"{label}.json"
+                if path.is_file():
+                    rows.append(rundir.read_json(path, "one head's result")["row"])
+                    continue
+                result = _run_head(config, data, label, head, classes, out, verbose)
+                _write_json(path, result)
+                rows.append(result["row"])
+        table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+        rundir.write_csv(out / COMPARISON_CSV, table)
+        best = table.loc[table["cse_mean"].idxmin()]
+        _write_json(out / COMPARISON_JSON, {
+            "config": config.to_dict(), "data": data.summary(), "split": data.description,
+            "rows": table.to_dict(orient="records"),
+            "best": {"head": str(best["head"]), "cse_mean": float(best["cse_mean"])}})
+        rundir.write_text(out / COMPARISON_MD, format_table(table) + "\n")
+        return table
 
 
 def load_trained_model(out_dir: str | os.PathLike, head: str | None = None
@@ -175,28 +185,29 @@ def load_trained_model(out_dir: str | os.PathLike, head: str | None = None
         (the model, with its ``clock_head`` attached, and the row label).
 
     Raises:
-        ValueError: no such folder or head, or the head was trained before models were saved.
+        ComparisonRunError: no such folder or head, or the head was trained before models were
+            saved.
     """
     out = Path(out_dir)
     if head is None:
         summary = out / "comparison.json"
         if not summary.is_file():
-            raise ValueError(f"{out} holds no finished comparison (no comparison.json). Run "
+            raise ComparisonRunError(f"{out} holds no finished comparison (no comparison.json). Run "
                              f"hpsearch clock compare --out {out} first, or name a head.")
-        head = json.loads(summary.read_text())["best"]["head"]
+        head = rundir.read_json(summary, "a finished comparison")["best"]["head"]
     result_path, model_path = out / "heads" / f"{head}.json", out / "heads" / f"{head}.keras"
     if not result_path.is_file():
         found = sorted(path.stem for path in (out / "heads").glob("*.json"))
-        raise ValueError(f"{out} has no trained head {head!r}; it has: "
+        raise ComparisonRunError(f"{out} has no trained head {head!r}; it has: "
                          f"{', '.join(found) or 'none'}.")
     if not model_path.is_file():
-        raise ValueError(f"{model_path} is missing: this head was trained before hpsearch saved "
+        raise ComparisonRunError(f"{model_path} is missing: this head was trained before hpsearch saved "
                          f"models. Train it again into a new folder.")
     kind, _, classes = head.partition("-")
     model = keras.models.load_model(model_path, compile=False)
     hypermodel = ClockHyperModel(model.input_shape[1:], head=kind,
                                  num_classes=int(classes) if classes else None)
-    values = json.loads(result_path.read_text())["hyperparameters"]
+    values = rundir.read_json(result_path, "one head's result")["hyperparameters"]
     model.clock_head = hypermodel.head_for(_fixed_hyperparameters(values))
     return model, head
 
@@ -210,7 +221,7 @@ def read_times(model: keras.Model, images, rotations: int = 1) -> np.ndarray:
     images = np.asarray(images)
     side = model.input_shape[1]
     if images.ndim != 3 or images.shape[1:] != (side, side):
-        raise ValueError(f"Expected images of shape (N, {side}, {side}) for this model, got "
+        raise UsageError(f"Expected images of shape (N, {side}, {side}) for this model, got "
                          f"{images.shape}.")
     reads = ClockHyperModel.rotated_outputs(model, scale_pixels(images)[..., None], rotations)
     return model.clock_head.decode(model.clock_head.average(reads))
@@ -232,7 +243,7 @@ def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: in
     keras.utils.set_random_seed(config.seed)
     geometry = data.geometry_train
     if geometry is None and config.hyperparameters.get("geometry_weight"):
-        raise ValueError(
+        raise ComparisonRunError(
             "geometry_weight was set, but this clock data has no geometry.npy (only rendered sets "
             "have it: the auxiliary output needs to know where the hands point). Leave "
             "geometry_weight out, or use the rendered set.")
@@ -255,7 +266,8 @@ def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: in
     timer = EpochTimer()
     history = hypermodel.fit(hp, model, data.x_train, data.y_train,
                              validation_data=(data.x_val, data.y_val), epochs=config.epochs,
-                             callbacks=[timer], verbose=verbose, geometry=geometry)
+                             callbacks=[timer, keras.callbacks.TerminateOnNaN()], verbose=verbose,
+                             geometry=geometry)
     clock_head = model.clock_head
     reads = hypermodel.rotated_outputs(model, data.x_test, config.test_rotations)
     predicted = clock_head.decode(clock_head.average(reads))
@@ -299,29 +311,17 @@ def _fixed_hyperparameters(values: dict) -> kt.HyperParameters:
 
 
 def _check_or_write_config(out: Path, config: ComparisonConfig) -> None:
-    path = out / "config.yaml"
-    wanted = config.to_dict()
-    if path.is_file():
-        found = yaml.safe_load(path.read_text())
-        # Settings added since the folder was written count as their defaults.
-        defaults = ComparisonConfig().to_dict()
-        found = {**{key: defaults[key] for key in set(wanted) - set(found)}, **found}
-        if found != wanted:
-            changed = sorted(key for key in set(found) | set(wanted)
-                             if found.get(key) != wanted.get(key))
-            raise ValueError(
-                f"{out} holds a comparison with other settings ({', '.join(changed)} differ). "
-                f"Use another output folder, or delete {out} to start again.")
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(wanted, sort_keys=False))
+    # Settings added since the folder was written count as their defaults.
+    rundir.write_or_check_settings(
+        out / COMPARISON_FILE, config.to_dict(), None,
+        consequence="its heads would not be comparable",
+        fix="Use the same settings, another output folder, or delete it to start again.",
+        defaults=ComparisonConfig().to_dict())
 
 
 def _write_json(path: Path, value: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".partial")
-    temporary.write_text(json.dumps(_plain(value), indent=2))
-    os.replace(temporary, path)
+    rundir.make_dirs(path.parent, "folder")
+    rundir.write_json(path, _plain(value), indent=2)
 
 
 def _plain(value: Any) -> Any:
@@ -344,6 +344,6 @@ def parse_assignments(pairs: Sequence[str]) -> dict[str, Any]:
     for pair in pairs:
         name, sep, text = pair.partition("=")
         if not sep or not name.strip():
-            raise ValueError(f"Expected NAME=VALUE (e.g. filters=32), got {pair!r}.")
+            raise UsageError(f"Expected NAME=VALUE (e.g. filters=32), got {pair!r}.")
         values[name.strip()] = yaml.safe_load(text)
     return values

@@ -10,8 +10,8 @@ import time
 import click
 import numpy as np
 
-from datasets.errors import DatasetError
 from search_spaces.precision import PRECISIONS
+from tuner.cli_errors import cli_errors, import_tensorflow
 
 # search_spaces.clock.HEADS, repeated so that building the CLI does not import Keras (a test
 # checks that the two agree).
@@ -41,6 +41,7 @@ def clock_group():
               help="Worker processes.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
               help="Folder to write images.npy, labels.npy and preview.png into.")
+@cli_errors
 def render_command(count, size, seed, processes, out_dir):
     """Render the clock stand-in set: images.npy (N x S x S uint8), labels.npy (N x 2 hour,
     minute) and a preview sheet.
@@ -50,10 +51,7 @@ def render_command(count, size, seed, processes, out_dir):
     from datasets.clock_render import write_dataset
 
     start = time.perf_counter()
-    try:
-        paths = write_dataset(out_dir, count=count, size=size, seed=seed, processes=processes)
-    except (ValueError, OSError) as error:
-        raise click.ClickException(str(error)) from error
+    paths = write_dataset(out_dir, count=count, size=size, seed=seed, processes=processes)
     seconds = time.perf_counter() - start
     click.echo(f"Rendered {count} clocks of {size}x{size} in {seconds:.1f} s "
                f"({count / seconds:.0f} images/s).")
@@ -93,6 +91,7 @@ def render_command(count, size, seed, processes, out_dir):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
               help="Results folder (finished heads are reused when rerun).")
 @click.option("-v", "--verbose", count=True, help="Show Keras training progress.")
+@cli_errors
 def compare_command(size, split, heads, num_classes, epochs, subset, trials, assignments, seed,
                     precision, test_rotations, count, data_dir, out_dir, verbose):
     """Train every head with the same backbone, budget and data; write comparison.csv/.json/.md.
@@ -102,17 +101,15 @@ def compare_command(size, split, heads, num_classes, epochs, subset, trials, ass
 
     Example: hpsearch clock compare --size 75 --subset 7500 --epochs 10 --out runs/clock-75
     """
+    import_tensorflow()
     from tuner.clock import ComparisonConfig, compare_heads, format_table, parse_assignments
 
-    try:
-        config = ComparisonConfig(
-            size=size, split=split, heads=tuple(heads) or HEADS,
-            num_classes=tuple(num_classes) or (720,), epochs=epochs, subset=subset, trials=trials,
-            seed=seed, count=count, data_dir=data_dir, precision=precision,
-            test_rotations=test_rotations, hyperparameters=parse_assignments(assignments))
-        table = compare_heads(config, out_dir, verbose=2 if verbose else 0)
-    except (ValueError, DatasetError) as error:
-        raise click.ClickException(str(error)) from error
+    config = ComparisonConfig(
+        size=size, split=split, heads=tuple(heads) or HEADS,
+        num_classes=tuple(num_classes) or (720,), epochs=epochs, subset=subset, trials=trials,
+        seed=seed, count=count, data_dir=data_dir, precision=precision,
+        test_rotations=test_rotations, hyperparameters=parse_assignments(assignments))
+    table = compare_heads(config, out_dir, verbose=2 if verbose else 0)
     click.echo(format_table(table))
     best = table.loc[table["cse_mean"].idxmin()]
     click.echo(f"Best: {best['head']}, mean common-sense error {best['cse_mean']:.1f} min. "
@@ -129,6 +126,7 @@ def compare_command(size, split, heads, num_classes, epochs, subset, trials, ass
               help="Read each image at this many evenly spaced rotations and average (1: off).")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None,
               help="Also write the readings to this CSV file (image, hour, minute, time).")
+@cli_errors
 def predict_command(run_dir, images, head, test_rotations, out_file):
     """Read the time from clock images with a head trained by `hpsearch clock compare`.
 
@@ -137,17 +135,15 @@ def predict_command(run_dir, images, head, test_rotations, out_file):
 
     Example: hpsearch clock predict runs/clock-75-best photos/ --test-rotations 8 --out times.csv
     """
+    import_tensorflow()
     import pandas as pd
 
     from datasets.clock import read_clock_images
     from tuner.clock import load_trained_model, read_times
 
-    try:
-        model, label = load_trained_model(run_dir, head)
-        pixels, names = read_clock_images(images, size=model.input_shape[1])
-        minutes = np.round(read_times(model, pixels, rotations=test_rotations)).astype(int) % 720
-    except (ValueError, DatasetError) as error:
-        raise click.ClickException(str(error)) from error
+    model, label = load_trained_model(run_dir, head)
+    pixels, names = read_clock_images(images, size=model.input_shape[1])
+    minutes = np.round(read_times(model, pixels, rotations=test_rotations)).astype(int) % 720
     table = pd.DataFrame({"image": names, "hour": minutes // 60, "minute": minutes % 60})
     table["time"] = [f"{hour}:{minute:02d}" for hour, minute in zip(table["hour"], table["minute"])]
     for name, time_read in zip(table["image"], table["time"]):

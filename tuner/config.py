@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
+import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from search_spaces.precision import PRECISIONS
+from tuner import rundir
+from tuner.errors import HpsearchError, UsageError
+from tuner.rundir import RUN_FILE
 
 TUNERS = ("hyperband", "bohb", "bayesian", "random")
 # Tuners that run Hyperband's brackets (bohb: with model-guided proposals, tuner/guided.py).
 HYPERBAND_TUNERS = ("hyperband", "bohb")
-RUN_FILE = "run.yaml"
+# The smallest --subset count: one image per class of a 10-class set, and never fewer than it takes
+# for the validation fraction to hold at least one image (see ``check_subset``).
+MIN_SUBSET = 10
 
 # Settings that define what a run directory's trials mean. Resuming with any of them changed would
 # make KerasTuner silently mis-rank or ignore them, so a mismatch is refused.
@@ -36,8 +41,96 @@ IDENTITY_FIELDS = (
 )
 
 
-class RunConfigError(ValueError):
+class RunConfigError(HpsearchError, ValueError):
     """A run configuration is invalid or does not match the run directory it is resumed in."""
+
+
+class InvalidSettingError(RunConfigError, UsageError):
+    """A setting, or a combination of settings, that cannot work (exit code 2 on the CLI)."""
+
+    exit_code = 2
+
+
+def minimum_subset(validation_fraction: float) -> int:
+    """The smallest subset count that leaves a non-empty training and validation split."""
+    count = MIN_SUBSET
+    while round(count * validation_fraction) < 1 or count - round(count * validation_fraction) < 1:
+        count += 1
+    return count
+
+
+def check_subset(subset: Any, validation_fraction: float = 0.1) -> int | float | None:
+    """The training images a run uses, checked and normalized.
+
+    Accepted: None (all of them); a fraction in (0, 1] (1.0 means all and becomes None); a whole
+    count of at least ``minimum_subset(validation_fraction)`` (10 for the default 0.1), so that
+    the stratified validation split holds at least one image.
+
+    Raises:
+        InvalidSettingError: NaN, infinite, zero or negative, a fraction above 1 that is not a
+            whole number, a count too small, or not a number at all.
+    """
+    if subset is None:
+        return None
+    if isinstance(subset, bool) or not isinstance(subset, numbers.Real):
+        raise InvalidSettingError(
+            f"subset must be a count like 6000, a fraction like 0.1 or all (None), got {subset!r}."
+        )
+    if not math.isfinite(subset) or subset <= 0:
+        raise InvalidSettingError(
+            f"subset must be a positive count or a fraction in (0, 1], got {subset!r}."
+        )
+    if isinstance(subset, numbers.Integral) or (subset > 1 and float(subset).is_integer()):
+        count = int(subset)
+        least = minimum_subset(validation_fraction)
+        if count < least:
+            raise InvalidSettingError(
+                f"subset {count} is too small: at least {least} images are needed so that the "
+                f"validation split ({validation_fraction:.0%}) holds one. Pass a larger count, a "
+                "fraction like 0.1, or all."
+            )
+        return count
+    if subset > 1:
+        raise InvalidSettingError(
+            f"subset {subset!r} is neither a whole count nor a fraction in (0, 1]."
+        )
+    return None if subset == 1 else float(subset)
+
+
+def check_subset_size(subset: int | float | None, data, dataset: str) -> None:
+    """After loading: a count no larger than the training set, and non-empty splits.
+
+    Raises:
+        InvalidSettingError: the count is larger than the data (it would be silently capped and
+            recorded as asked), or the splits came out empty.
+    """
+    available = len(data.x_train) + len(data.x_val)
+    if isinstance(subset, int) and subset > available:
+        raise InvalidSettingError(
+            f"subset {subset} is more than the {available} training images of {dataset}. Pass "
+            f"--subset all, or a count up to {available}."
+        )
+    if len(data.x_train) == 0 or len(data.x_val) == 0:
+        raise InvalidSettingError(
+            f"subset {subset} of {dataset} leaves {len(data.x_train)} training and "
+            f"{len(data.x_val)} validation images; both must be non-empty. Pass a larger subset."
+        )
+
+
+# Words in a metric's name that say which way is better.
+_BETTER_HIGH = re.compile(r"acc|auc|precision|recall|within|iou|f1|r2")
+_BETTER_LOW = re.compile(r"loss|error|mse|mae|cse|crossentropy|hinge|divergence|seconds")
+
+
+def implied_direction(objective: str | None) -> str | None:
+    """"max" for accuracies and the like, "min" for losses and errors, None when unclear."""
+    if not objective:
+        return None
+    name = objective.lower()
+    high, low = bool(_BETTER_HIGH.search(name)), bool(_BETTER_LOW.search(name))
+    if high == low:
+        return None
+    return "max" if high else "min"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +151,7 @@ class RunConfig:
     executions_per_trial: int = 1  # trainings averaged per trial (noise reduction at a cost)
     early_stopping_patience: int = 3  # epochs without improvement (bayesian/random only)
     seed: int = 0  # seeds the split, subset, tuner and weight initialization
-    subset: int | None = 10000  # training images used (stratified); None: all of them
+    subset: int | float | None = 10000  # training images (count or fraction, stratified); None: all
     validation_fraction: float = 0.1  # held-out share of the training set, as the assignment asks
     steps_per_execution: int = 32  # batches per TF call; halves small-model epoch time on CPU
     head: str | None = None  # clock search space only: which label representation
@@ -69,11 +162,11 @@ class RunConfig:
 
     def __post_init__(self):
         if self.tuner not in TUNERS:
-            raise RunConfigError(
+            raise InvalidSettingError(
                 f"Unknown tuner '{self.tuner}'. Expected one of: {', '.join(TUNERS)}."
             )
         if self.direction not in (None, "max", "min"):
-            raise RunConfigError(f"direction must be 'max' or 'min', got '{self.direction}'.")
+            raise InvalidSettingError(f"direction must be 'max' or 'min', got '{self.direction}'.")
         for name in (
             "max_epochs",
             "executions_per_trial",
@@ -81,19 +174,21 @@ class RunConfig:
             "steps_per_execution",
         ):
             if int(getattr(self, name)) < 1:
-                raise RunConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
+                raise InvalidSettingError(f"{name} must be at least 1, got {getattr(self, name)}.")
         if self.factor < 2:
-            raise RunConfigError(f"factor must be at least 2, got {self.factor}.")
+            raise InvalidSettingError(f"factor must be at least 2, got {self.factor}.")
         if self.max_trials is not None and self.max_trials < 1:
-            raise RunConfigError(f"max_trials must be at least 1, got {self.max_trials}.")
+            raise InvalidSettingError(f"max_trials must be at least 1, got {self.max_trials}.")
         if self.precision not in PRECISIONS:
-            raise RunConfigError(
+            raise InvalidSettingError(
                 f"Unknown precision '{self.precision}'. Expected one of: {', '.join(PRECISIONS)}."
             )
         if not 0.0 < self.validation_fraction < 1.0:
-            raise RunConfigError(
+            raise InvalidSettingError(
                 f"validation_fraction must be between 0 and 1, got {self.validation_fraction}."
             )
+        # Frozen: the normalized subset (1.0 -> None) is set past the dataclass's guard.
+        object.__setattr__(self, "subset", check_subset(self.subset, self.validation_fraction))
 
     @property
     def uses_hyperband(self) -> bool:
@@ -121,7 +216,7 @@ class RunConfig:
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise RunConfigError(
+            raise InvalidSettingError(
                 f"Unknown run settings {unknown}; expected some of {sorted(known)}."
             )
         return cls(**values)
@@ -154,19 +249,14 @@ def write_run_config(
     run_dir: str | os.PathLike, config: RunConfig, extra: dict | None = None
 ) -> Path:
     """Write ``run.yaml``: the config plus facts about the run (versions, data source)."""
-    path = Path(run_dir) / RUN_FILE
-    document = {"config": config.to_dict(), **(extra or {})}
-    temporary = path.with_suffix(".yaml.tmp")
-    temporary.write_text(yaml.safe_dump(document, sort_keys=False))
-    os.replace(temporary, path)
-    return path
+    return rundir.write_yaml(Path(run_dir) / RUN_FILE, {"config": config.to_dict(), **(extra or {})})
 
 
 def read_run_config(run_dir: str | os.PathLike) -> tuple[RunConfig, dict[str, Any]]:
     """Read ``run.yaml``; returns the config and the whole document.
 
     Raises:
-        RunConfigError: the file is missing or not a run configuration.
+        RunConfigError: the file is missing or not a run configuration (the message names it).
     """
     path = Path(run_dir) / RUN_FILE
     if not path.is_file():
@@ -174,20 +264,14 @@ def read_run_config(run_dir: str | os.PathLike) -> tuple[RunConfig, dict[str, An
             f"{run_dir} is not an hpsearch run directory: {RUN_FILE} is missing. "
             "Pass a directory written by `hpsearch tune`."
         )
+    document = rundir.read_yaml(path, "an hpsearch run configuration")
     try:
-        document = yaml.safe_load(path.read_text())
         return RunConfig.from_dict(document["config"]), document
-    except (yaml.YAMLError, KeyError, TypeError) as error:
+    except (KeyError, TypeError, RunConfigError) as error:
         raise RunConfigError(f"{path} is not a valid run configuration: {error}") from None
 
 
 def describe_mismatch(saved: RunConfig, requested: RunConfig) -> list[str]:
-    """Human-readable differences of the identity settings, e.g. "tuner: saved 'random', now 'bayesian'"."""
-    differences = []
-    for name in IDENTITY_FIELDS:
-        before, after = getattr(saved, name), getattr(requested, name)
-        if before != after:
-            differences.append(
-                f"{name}: run directory has {before!r}, this command asks for {after!r}"
-            )
-    return differences
+    """Differences of the identity settings, e.g. "tuner: run directory has 'random', this
+    command asks for 'bayesian'"."""
+    return rundir.differences(saved.identity(), requested.identity())

@@ -1,6 +1,8 @@
-"""Reading a run directory back: the trials table, the search space, the top configurations.
+"""Reading a search back: the trials table, the search space, the top configurations.
 
-Layout of a run directory written by ``run_search``::
+Reads both a run directory written by ``run_search`` and a plain KerasTuner project written by a
+user's own code (``oracle.json``, ``trial_*/trial.json``; see ``tuner.rundir``). Layout of a run
+directory written by ``run_search``::
 
     run.yaml            the RunConfig and facts about the run (data source, textbook values, versions)
     search_space.json   KerasTuner's HyperParameters.get_config() of the searched space
@@ -12,6 +14,7 @@ Layout of a run directory written by ``run_search``::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -21,11 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-PROJECT_NAME = "kt"
-TRIAL_LOG = "trial_log.jsonl"
-TRIALS_CSV = "trials.csv"
-SPACE_FILE = "search_space.json"
-TOP_DIR = "top_configs"
+from tuner import rundir
+from tuner.rundir import PROJECT_NAME, SPACE_FILE, TOP_DIR, TRIAL_LOG, TRIALS_CSV  # noqa: F401
 
 # Columns of the trials table before the hyperparameter columns.
 META_COLUMNS = [
@@ -43,7 +43,8 @@ META_COLUMNS = [
 
 
 def project_dir(run_dir: str | os.PathLike) -> Path:
-    return Path(run_dir) / PROJECT_NAME
+    """The KerasTuner project of a run: ``kt/`` of a search run, or a plain project itself."""
+    return rundir.keras_tuner_project(run_dir) or Path(run_dir) / PROJECT_NAME
 
 
 def read_trial_log(run_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
@@ -52,7 +53,7 @@ def read_trial_log(run_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
     entries: dict[str, dict[str, Any]] = {}
     if not path.is_file():
         return entries
-    for line in path.read_text().splitlines():
+    for line in rundir.read_text(path, "the trial log").splitlines():
         try:
             entry = json.loads(line)
         except json.JSONDecodeError:
@@ -62,20 +63,12 @@ def read_trial_log(run_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
 
 
 def append_trial_log(run_dir: str | os.PathLike, entry: dict[str, Any]) -> None:
-    with open(Path(run_dir) / TRIAL_LOG, "a") as handle:
-        handle.write(json.dumps(entry) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    rundir.append_line(Path(run_dir) / TRIAL_LOG, json.dumps(entry))
 
 
 def _load_trial_files(run_dir: Path) -> list[dict[str, Any]]:
-    trials = []
-    for path in sorted(project_dir(run_dir).glob("trial_*/trial.json")):
-        try:
-            trials.append(json.loads(path.read_text()))
-        except (json.JSONDecodeError, OSError):
-            continue  # written while killed; KerasTuner reruns such a trial
-    return trials
+    # hpsearch writes trial files atomically: an unreadable one is damage, never dropped quietly.
+    return rundir.read_trial_states(project_dir(run_dir), repair_hint=rundir.repair_hint(run_dir))
 
 
 def read_trial_values(run_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
@@ -143,7 +136,9 @@ def read_trials(
         )
     frame = pd.DataFrame(rows, columns=META_COLUMNS + hp_names)
     if not frame.empty:
-        frame = frame.sort_values("trial_id", kind="stable").reset_index(drop=True)
+        # Numerically: KerasTuner pads ids to the budget's width, so "5" comes before "06".
+        frame = frame.sort_values("trial_id", key=lambda ids: ids.map(rundir.trial_sort_key),
+                                  kind="stable").reset_index(drop=True)
         frame["epochs"] = pd.to_numeric(frame["epochs"], errors="coerce").astype("Int64")
         frame["bracket"] = pd.to_numeric(frame["bracket"], errors="coerce").astype("Int64")
         frame["round"] = pd.to_numeric(frame["round"], errors="coerce").astype("Int64")
@@ -170,13 +165,10 @@ def _same_values(values: dict[str, Any], reference: dict[str, Any]) -> bool:
 
 
 def _textbook_values_from_run(run_dir: Path) -> dict[str, Any]:
-    import yaml
-
-    path = run_dir / "run.yaml"
+    path = run_dir / rundir.RUN_FILE
     if not path.is_file():
         return {}
-    document = yaml.safe_load(path.read_text()) or {}
-    return document.get("textbook_values") or {}
+    return rundir.read_yaml(path, "an hpsearch run configuration").get("textbook_values") or {}
 
 
 def read_search_space(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
@@ -184,9 +176,12 @@ def read_search_space(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     Boolean, Fixed), ``min_value``/``max_value``/``step``/``sampling`` or ``values``, ``default`` and
     ``conditions`` (list of {"name": parent, "values": [...]} under which it is active)."""
     path = Path(run_dir) / SPACE_FILE
-    if not path.is_file():
-        return []
-    config = json.loads(path.read_text())
+    if path.is_file():
+        config = rundir.read_json(path, "the searched space")
+    else:
+        # A plain KerasTuner project: the oracle keeps the space it grew while searching.
+        oracle = rundir.read_oracle_state(project_dir(run_dir)) or {}
+        config = oracle.get("hyperparameters") or {}
     specs = []
     for item in config.get("space", []):
         spec = {"name": item["config"]["name"], "type": item["class_name"]}
@@ -203,3 +198,131 @@ def completed_ranking(trials: pd.DataFrame, direction: str) -> pd.DataFrame:
     """COMPLETED trials with a finite score, best first (ties: earlier trial first)."""
     done = trials[(trials["status"] == "COMPLETED") & np.isfinite(trials["score"].astype(float))]
     return done.sort_values("score", ascending=(direction == "min"), kind="stable")
+
+
+def summarize_transfer(rows: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation over seeds per transferred configuration of ``transfer.csv``.
+
+    Rows are grouped by target dataset and configuration (``config_id``: trial id and hash of the
+    values, so a name never averages two models; ``config`` in files written before it). The
+    standard deviation of a single seed is NaN (undefined), everywhere it is shown.
+    """
+    if rows.empty:
+        return pd.DataFrame()
+    key = "config_id" if "config_id" in rows.columns and rows["config_id"].notna().all() \
+        else "config"
+    grouped = rows.groupby(["dataset", key], sort=False)
+    summary = grouped.agg(
+        config=("config", "last"),
+        rank=("rank", "first"),
+        trial_id=("trial_id", "first"),
+        search_space=("search_space", "first"),
+        source_score=("source_score", "first"),
+        seeds=("seed", "count"),
+        val_accuracy_mean=("val_accuracy", "mean"),
+        val_accuracy_std=("val_accuracy", "std"),
+        test_accuracy_mean=("test_accuracy", "mean"),
+        test_accuracy_std=("test_accuracy", "std"),
+        epochs_mean=("epochs", "mean"),
+        params=("params", "first"),
+        seconds_per_epoch=("seconds_per_epoch", "mean"),
+    ).reset_index()
+    columns = ["dataset", "config"] + (["config_id"] if key == "config_id" else [])
+    return summary[columns + [c for c in summary.columns if c not in columns]]
+
+
+@dataclasses.dataclass
+class SearchRecord:
+    """A search read back, from an hpsearch run directory or a plain KerasTuner project.
+
+    Attributes:
+        run_dir: the folder read.
+        kind: ``rundir.SEARCH`` or ``rundir.KERAS_TUNER``.
+        settings: what was searched (``space``, ``dataset``, ``tuner``, ``objective``,
+            ``direction``...): ``run.yaml``'s config, or what the project's files tell.
+        document: the whole ``run.yaml`` (empty for a KerasTuner project).
+        trials: the trials table (``read_trials``).
+        space: the searched hyperparameters (``read_search_space``).
+        objective_note: how the objective was found when it had to be inferred, else "".
+    """
+
+    run_dir: Path
+    kind: str
+    settings: dict[str, Any]
+    document: dict[str, Any]
+    trials: pd.DataFrame
+    space: list[dict[str, Any]]
+    objective_note: str = ""
+
+    @property
+    def objective(self) -> str:
+        return self.settings.get("objective") or "score"
+
+    @property
+    def direction(self) -> str:
+        return self.settings.get("direction") or "max"
+
+
+def read_search(run_dir: str | os.PathLike, command: str = "report") -> SearchRecord:
+    """Read a search run or a plain KerasTuner project.
+
+    For a KerasTuner project the objective and its direction are those of the metric whose
+    value at each trial's best step is the trial's score (KerasTuner does not save them).
+
+    Raises:
+        RunDirError: neither kind of folder; ``CorruptRunError`` when a file cannot be read (it
+            names the file and the repair).
+    """
+    from tuner.config import read_run_config
+
+    run_dir = Path(run_dir)
+    kinds = rundir.require_run(run_dir, (rundir.SEARCH, rundir.KERAS_TUNER), command)
+    trials = read_trials(run_dir)
+    space = read_search_space(run_dir)
+    if rundir.SEARCH in kinds:
+        config, document = read_run_config(run_dir)
+        return SearchRecord(run_dir, rundir.SEARCH, config.to_dict(), document, trials, space)
+    objective, direction, note = _infer_objective(rundir.read_trial_states(
+        run_dir, repair_hint=rundir.repair_hint(run_dir)))
+    oracle = rundir.read_oracle_state(run_dir) or {}
+    settings = {
+        "space": run_dir.name,
+        "dataset": "unknown",
+        "tuner": _tuner_kind(oracle),
+        "objective": objective,
+        "direction": direction,
+        "project": str(run_dir),
+    }
+    return SearchRecord(run_dir, rundir.KERAS_TUNER, settings, {}, trials, space, note)
+
+
+def _tuner_kind(oracle: dict[str, Any]) -> str:
+    if "brackets" in oracle:
+        return "hyperband"
+    return "KerasTuner"
+
+
+def _infer_objective(states: list[dict[str, Any]]) -> tuple[str, str, str]:
+    """(objective, direction, note) of a KerasTuner project from its trials' metrics."""
+    votes: dict[tuple[str, str], int] = {}
+    for state in states:
+        score, best_step = state.get("score"), state.get("best_step")
+        metrics = (state.get("metrics") or {}).get("metrics") or {}
+        if score is None:
+            continue
+        for name, history in metrics.items():
+            for observation in history.get("observations") or []:
+                values = observation.get("value") or []
+                if observation.get("step") == best_step and values and np.isclose(
+                        float(np.mean(values)), float(score)):
+                    key = (name, history.get("direction") or "max")
+                    votes[key] = votes.get(key, 0) + 1
+    if not votes:
+        return "score", "max", ("KerasTuner does not save the objective and no metric matched "
+                                "the trials' scores: higher scores are taken as better.")
+    (name, direction), _ = max(votes.items(), key=lambda item: (item[1], item[0][0].startswith("val_")))
+    if direction not in ("max", "min"):
+        direction = "max"
+    return name, direction, (f"KerasTuner does not save the objective: '{name}' ({direction}) is "
+                             "the metric whose best-step value is each trial's score.")
+

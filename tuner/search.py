@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
-import fcntl
 import gc
+import io
+import itertools
 import json
 import math
 import os
@@ -23,38 +23,37 @@ from typing import Any, Callable
 
 import keras
 import keras_tuner as kt
-import pandas as pd
+import numpy as np
 
 import datasets
 import search_spaces
 from search_spaces.precision import precision_policy
-from top_configs import TopConfig, plain_value, strip_internal_keys, write_top_config
+from top_configs import TopConfig, plain_value, strip_internal_keys
+from tuner.export import TOP_K, top_configs_of, write_top_configs
+from tuner import rundir
 from tuner.config import (
+    InvalidSettingError,
     RunConfig,
-    RunConfigError,
-    describe_mismatch,
+    check_subset_size,
     hyperband_schedule,
-    read_run_config,
+    implied_direction,
     write_run_config,
 )
-from tuner.errors import RunLockedError, SearchError
+from tuner.errors import CorruptRunError, RunDirError, SearchError
 from tuner.guided import ModelGuidedProposals
 from tuner.results import (
-    PROJECT_NAME,
-    SPACE_FILE,
-    TOP_DIR,
-    TRIAL_LOG,
-    TRIALS_CSV,
     append_trial_log,
-    completed_ranking,
     project_dir,
     read_trial_log,
     read_trial_values,
     read_trials,
 )
+from tuner.rundir import PROJECT_NAME, SPACE_FILE, TOP_DIR, TRIAL_LOG, TRIALS_CSV, run_lock
 
-LOCK_FILE = ".lock"
-TOP_K = 3
+__all__ = ["SearchResult", "export_results", "run_lock", "run_search", "validate_search"]
+
+# Trials in a row that may fail before the search stops (KerasTuner's default is 3).
+MAX_CONSECUTIVE_FAILED_TRIALS = 5
 
 
 @dataclasses.dataclass
@@ -91,15 +90,6 @@ class SearchResult:
         return self.wall_seconds / self.training_seconds
 
 
-def _atomic_save_json(path: str, state: Any) -> None:
-    temporary = f"{path}.tmp"
-    with open(temporary, "w") as handle:
-        handle.write(json.dumps(state))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
 class _HpsearchOracle:
     """Oracle mixin: the textbook (default) values first, state files written atomically, and a
     resume that never retrains a finished trial.
@@ -111,8 +101,14 @@ class _HpsearchOracle:
     """
 
     def end_trial(self, trial):
-        super().end_trial(trial)
-        self.save()
+        try:
+            super().end_trial(trial)
+        finally:
+            # KerasTuner raises on too many consecutive failures before it saves the trial, which
+            # would then stay RUNNING on disk; save it as it ended either way.
+            if trial.trial_id in self.trials:
+                self._save_trial(self.trials[trial.trial_id])
+            self.save()
 
     def reload(self):
         super().reload()
@@ -141,11 +137,11 @@ class _HpsearchOracle:
         return not self._duplicate(textbook_values)
 
     def save(self):
-        _atomic_save_json(self._get_oracle_fname(), self.get_state())
+        rundir.write_json(self._get_oracle_fname(), self.get_state())
 
     def _save_trial(self, trial):
-        _atomic_save_json(
-            os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"), trial.get_state()
+        rundir.write_json(
+            os.path.join(self._get_trial_dir(trial.trial_id), rundir.TRIAL_FILE), trial.get_state()
         )
 
 
@@ -215,7 +211,11 @@ class _TrackedTuner:
         )
 
     def save(self):
-        _atomic_save_json(self._get_tuner_fname(), self.get_state())
+        # KerasTuner's Tuner.save, written atomically: a worker of a distributed search leaves
+        # the oracle to the chief.
+        if not self._is_worker():
+            self.oracle.save()
+        rundir.write_json(self._get_tuner_fname(), self.get_state())
 
     def on_trial_begin(self, trial):
         super().on_trial_begin(trial)
@@ -339,7 +339,7 @@ class _HyperbandTuner(_TrackedTuner, kt.tuners.Hyperband):
             factor=config.factor,
             hyperband_iterations=config.hyperband_iterations,
             seed=config.seed,
-            max_consecutive_failed_trials=5,
+            max_consecutive_failed_trials=MAX_CONSECUTIVE_FAILED_TRIALS,
         )
         kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
 
@@ -354,7 +354,7 @@ class _TrialBudgetTuner(_TrackedTuner, kt.Tuner):
             objective=objective,
             max_trials=config.trial_budget,
             seed=config.seed,
-            max_consecutive_failed_trials=5,
+            max_consecutive_failed_trials=MAX_CONSECUTIVE_FAILED_TRIALS,
         )
         super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
 
@@ -391,118 +391,220 @@ def _short(value: Any) -> str:
     return str(value)
 
 
-@contextlib.contextmanager
-def run_lock(run_dir: Path):
-    """Hold an exclusive lock on ``run_dir`` (released by the OS even on kill -9).
+# Input shape and classes a space is built with to check settings before any data is read; the
+# metric names a model reports do not depend on them.
+_PLACEHOLDER_DATA = {"fashion_mnist": ((28, 28, 1), 10), "cifar10": ((32, 32, 3), 10),
+                     "clock": ((75, 75, 1), None)}
+
+
+def resolve_objective(config: RunConfig, force_direction: bool = False) -> RunConfig:
+    """Fill in the space's own objective and direction where the config leaves them open.
 
     Raises:
-        RunLockedError: another process holds it.
+        InvalidSettingError: the direction cannot be inferred, or contradicts the metric (an
+            accuracy minimized, a loss maximized) and ``force_direction`` is False.
     """
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / LOCK_FILE
-    handle = open(path, "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as error:
-        if error.errno not in (errno.EAGAIN, errno.EACCES):
-            raise
-        handle.seek(0)
-        holder = handle.read().strip() or "unknown"
-        handle.close()
-        raise RunLockedError(
-            f"Run directory {run_dir} is in use by another hpsearch process ({holder}). "
-            "Wait for it to finish, stop it, or choose another --run-dir."
-        ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}")
-    handle.flush()
-    try:
-        yield
-    finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()
-
-
-def resolve_objective(config: RunConfig) -> RunConfig:
-    """Fill in the space's own objective and direction where the config leaves them open."""
     default_name, default_direction = search_spaces.space_class(config.space).objective
     objective = config.objective or default_name
-    direction = config.direction
+    implied = default_direction if objective == default_name else implied_direction(objective)
+    direction = config.direction or implied
     if direction is None:
-        if objective == default_name:
-            direction = default_direction
-        elif "acc" in objective or "auc" in objective:
-            direction = "max"
-        elif "loss" in objective or "error" in objective or "cse" in objective:
-            direction = "min"
-        else:
-            raise RunConfigError(
-                f"Cannot tell whether objective '{objective}' should be maximized or minimized; "
-                "pass --direction max or --direction min."
-            )
+        raise InvalidSettingError(
+            f"Cannot tell whether objective '{objective}' should be maximized or minimized; "
+            "pass --direction max or --direction min."
+        )
+    if implied and direction != implied and not force_direction:
+        better = "higher" if implied == "max" else "lower"
+        raise InvalidSettingError(
+            f"--direction {direction} would rank the trials by '{objective}' the wrong way round: "
+            f"it is better when {better}, so the worst trials would be exported as the best. "
+            f"Leave --direction out (it is inferred) or pass --direction {implied}; add "
+            "--force-direction only if you really mean it."
+        )
     return dataclasses.replace(config, objective=objective, direction=direction)
 
 
-def _check_resume(run_dir: Path, config: RunConfig, overwrite: bool) -> bool:
-    """True when resuming an existing run; refuses a mismatch; wipes the run on overwrite."""
-    exists = (run_dir / "run.yaml").is_file() or project_dir(run_dir).exists()
-    if not exists:
-        return False
-    if overwrite:
-        for name in (PROJECT_NAME, TOP_DIR):
-            shutil.rmtree(run_dir / name, ignore_errors=True)
-        for name in ("run.yaml", SPACE_FILE, TRIAL_LOG, TRIALS_CSV):
-            (run_dir / name).unlink(missing_ok=True)
-        return False
-    saved, _ = read_run_config(run_dir)
-    differences = describe_mismatch(saved, config)
-    if differences:
-        raise RunConfigError(
-            f"Run directory {run_dir} was created with other settings, so resuming it would mix "
-            "incomparable trials:\n  - "
-            + "\n  - ".join(differences)
-            + "\nUse the saved settings to resume, --overwrite to start again, or another --run-dir."
+def validate_search(config: RunConfig, force_direction: bool = False) -> RunConfig:
+    """Check everything about a search that can be checked without data; resolve the objective.
+
+    The space, dataset and head must fit together, and the objective must be a metric the
+    space's model reports (checked by building the textbook model once, without training it,
+    and reading its metric names).
+
+    Raises:
+        InvalidSettingError: what is wrong, what was expected and how to fix it.
+    """
+    try:
+        search_spaces.space_class(config.space)
+    except ValueError as error:
+        raise InvalidSettingError(str(error)) from None
+    if config.dataset not in datasets.available_datasets():
+        raise InvalidSettingError(
+            f"Unknown dataset '{config.dataset}'. Expected one of: "
+            f"{', '.join(datasets.available_datasets())}."
         )
-    return True
+    _check_space_and_dataset(config)
+    objective = config.objective or search_spaces.space_class(config.space).objective[0]
+    shape, classes = _PLACEHOLDER_DATA.get(config.dataset, ((28, 28, 1), 10))
+    reported: set[str] | None = set()
+    for geometry in (False, True) if config.space == "clock" else (None,):
+        try:
+            hypermodel = _hypermodel(config, shape, classes, geometry)
+        except ValueError as error:
+            raise InvalidSettingError(f"Invalid settings for the '{config.space}' search space: "
+                                      f"{error}") from None
+        names = _reported_metrics(hypermodel)
+        if names is None:
+            reported = None  # cannot tell without training: KerasTuner will say it
+            break
+        reported |= names
+    if reported is not None and objective not in reported:
+        raise InvalidSettingError(
+            f"Objective '{objective}' is not a metric of the '{config.space}' space's "
+            f"models; they report: {', '.join(sorted(reported))}. Pass one of those to "
+            "--objective (validation metrics start with 'val_')."
+        )
+    return resolve_objective(config, force_direction)
 
 
-def build_hypermodel(config: RunConfig, data: datasets.Dataset) -> search_spaces.SearchSpace:
-    """The search space of ``config`` for ``data``'s input shape and classes."""
+def _check_space_and_dataset(config: RunConfig) -> None:
     if (config.space == "clock") != (config.dataset == "clock"):
-        raise RunConfigError(
+        raise InvalidSettingError(
             f"The '{config.space}' search space cannot be trained on '{config.dataset}': the clock "
             "space needs --dataset clock and the classifiers (mlp, cnn) need fashion_mnist or cifar10."
         )
+    if config.head and config.space != "clock":
+        raise InvalidSettingError(
+            f"--head only applies to the clock search space, not '{config.space}'."
+        )
+
+
+def _hypermodel(config: RunConfig, input_shape, num_classes, geometry) -> search_spaces.SearchSpace:
     options: dict[str, Any] = {
-        "input_shape": data.input_shape,
+        "input_shape": input_shape,
         "steps_per_execution": config.steps_per_execution,
     }
     if config.space == "clock":
         if config.head:
             options["head"] = config.head
-        if data.num_classes:
-            options["num_classes"] = data.num_classes
-        # Rendered sets carry the geometry for the auxiliary training output.
-        options["geometry"] = data.geometry_train is not None
+        if num_classes:
+            options["num_classes"] = num_classes
+        options["geometry"] = bool(geometry)
     else:
-        if config.head:
-            raise RunConfigError(
-                f"--head only applies to the clock search space, not '{config.space}'."
-            )
-        options["num_classes"] = data.num_classes
+        options["num_classes"] = num_classes
     return search_spaces.get(config.space, **options)
 
 
+def _reported_metrics(hypermodel) -> set[str] | None:
+    """The names in the training logs of the hypermodel's textbook model (``loss``,
+    ``accuracy``... and their ``val_`` forms), from a symbolic build: nothing is trained."""
+    model = hypermodel.build(kt.HyperParameters())
+    outputs = model.outputs
+    x = np.zeros((1, *model.input_shape[1:]), "float32")
+    # A target's shape depends on the loss (sparse or not): try both per output.
+    for sparse in itertools.product((False, True), repeat=len(outputs)):
+        targets = [np.zeros((1,) if flat else (1, *output.shape[1:]), "float32")
+                   for flat, output in zip(sparse, outputs)]
+        y = targets[0] if len(targets) == 1 else dict(zip(model.output_names, targets))
+        try:
+            model._symbolic_build(data_batch=(x, y))
+        except (ValueError, TypeError):
+            model = hypermodel.build(kt.HyperParameters())
+            continue
+        names = set(model.get_metrics_result())
+        names |= _callback_metrics(hypermodel, model)
+        keras.backend.clear_session()
+        return names | {f"val_{name}" for name in names}
+    keras.backend.clear_session()
+    return None
+
+
+def _callback_metrics(hypermodel, model) -> set[str]:
+    """Metrics a space's own ``fit`` adds through callbacks (the clock's common-sense error)."""
+    head_for = getattr(hypermodel, "head_for", None)
+    if head_for is None:
+        return set()
+    from search_spaces.clock import CommonSenseErrorCallback
+
+    head = getattr(model, "clock_head", None) or head_for(kt.HyperParameters())
+    callback = CommonSenseErrorCallback(np.zeros((1, *model.input_shape[1:]), "float32"),
+                                        np.zeros((1, 2), "int64"), head, prefix="")
+    callback.set_model(model)
+    logs: dict[str, Any] = {}
+    callback.on_epoch_end(0, logs)
+    return set(logs)
+
+
+def _check_resume(run_dir: Path, config: RunConfig, overwrite: bool) -> bool:
+    """True when resuming an existing run; refuses a mismatch; wipes the run on overwrite."""
+    if not (run_dir / rundir.RUN_FILE).is_file() and rundir.is_keras_tuner_project(run_dir):
+        raise RunDirError(
+            f"{run_dir} holds a KerasTuner project written by your own code (oracle.json, "
+            "trial_*/trial.json), not an hpsearch run. Resuming it needs your hypermodel: reopen "
+            "it in Python with your tuner and overwrite=False. hpsearch can read it: "
+            f"`hpsearch report {run_dir}` and `hpsearch export {run_dir}`."
+        )
+    exists = (run_dir / rundir.RUN_FILE).is_file() or project_dir(run_dir).exists()
+    if not exists:
+        return False
+    if overwrite:
+        for name in (PROJECT_NAME, TOP_DIR):
+            shutil.rmtree(run_dir / name, ignore_errors=True)
+        for name in (rundir.RUN_FILE, SPACE_FILE, TRIAL_LOG, TRIALS_CSV):
+            (run_dir / name).unlink(missing_ok=True)
+        return False
+    rundir.check_settings(
+        run_dir / rundir.RUN_FILE,
+        "config",
+        config.identity(),
+        consequence="resuming it would mix incomparable trials",
+        fix="Use the saved settings to resume, --overwrite to start again, or another --run-dir.",
+        defaults=RunConfig().identity(),
+    )
+    # Named before KerasTuner reloads them (it would fail with a bare JSONDecodeError).
+    hint = rundir.repair_hint(run_dir)
+    rundir.read_trial_states(project_dir(run_dir), repair_hint=hint)
+    try:
+        rundir.read_oracle_state(project_dir(run_dir))
+    except CorruptRunError as error:
+        raise CorruptRunError(f"{error}\n{hint}") from None
+    return True
+
+
+def build_hypermodel(config: RunConfig, data: datasets.Dataset) -> search_spaces.SearchSpace:
+    """The search space of ``config`` for ``data``'s input shape and classes."""
+    _check_space_and_dataset(config)
+    # Rendered clock sets carry the geometry for the auxiliary training output.
+    return _hypermodel(config, data.input_shape, data.num_classes,
+                       data.geometry_train is not None)
+
+
 def load_dataset(config: RunConfig, data_dir=None) -> datasets.Dataset:
-    """The dataset of a run, split as the run configuration says."""
-    return datasets.load(
+    """The dataset of a run, split as the run configuration says.
+
+    Raises:
+        InvalidSettingError: ``subset`` asks for more images than the dataset has, or leaves an
+            empty training or validation split.
+    """
+    data = datasets.load(
         config.dataset,
         data_dir=data_dir,
         subset=config.subset,
         seed=config.seed,
         validation_fraction=config.validation_fraction,
     )
+    check_subset_size(config.subset, data, config.dataset)
+    return data
+
+
+class _StopOnNaN(keras.callbacks.Callback):
+    """Stops training at the first batch whose loss is not finite (Keras's TerminateOnNaN, without
+    its print: the failed trial's line says it)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.model.stop_training = True
 
 
 def run_search(
@@ -512,8 +614,12 @@ def run_search(
     overwrite: bool = False,
     progress: Callable[[str], None] = print,
     data: datasets.Dataset | None = None,
+    force_direction: bool = False,
 ) -> SearchResult:
     """Run (or resume) a search and export its results.
+
+    Everything that can be checked without data (space, dataset, head, objective and direction,
+    the run directory's settings and files) is checked before any data is read or model trained.
 
     Args:
         config: what to search and with which budget.
@@ -522,21 +628,27 @@ def run_search(
         overwrite: discard an existing run in ``run_dir`` and start again.
         progress: called with each progress line (``print`` by default; ``None`` for silence).
         data: an already loaded dataset (for notebooks); loaded from ``config`` when None.
+        force_direction: accept a direction that contradicts the objective's name (e.g.
+            minimizing an accuracy). Default False: refused.
 
     Returns:
         A SearchResult with the trials table and the exported top configurations.
 
     Raises:
-        RunConfigError: invalid settings, or a resume with other settings.
+        InvalidSettingError: invalid settings (exit code 2 on the command line).
+        SettingsMismatchError: a resume with other settings.
         RunLockedError: another process is searching in ``run_dir``.
+        RunDirError: ``run_dir`` cannot be written, holds a KerasTuner project of the user's own,
+            or has unreadable files (``CorruptRunError``, which names them and the repair).
         SearchError: the search stopped, e.g. after too many consecutive failed trials.
         datasets.DatasetError: the dataset cannot be found or read.
     """
     started = time.monotonic()
     progress = progress or (lambda line: None)
     run_dir = Path(run_dir)
-    config = resolve_objective(config)
-    search_spaces.space_class(config.space)  # unknown space: fail before loading anything
+    config = validate_search(config, force_direction)
+    if force_direction and implied_direction(config.objective) not in (None, config.direction):
+        progress(f"Warning: {config.objective} is {config.direction}imized as forced.")
     with run_lock(run_dir), precision_policy(config.precision) as precision:
         resuming = _check_resume(run_dir, config, overwrite)
         if data is None:
@@ -569,19 +681,22 @@ def run_search(
         objective = kt.Objective(config.objective, direction=config.direction)
         tuner_class = _TUNER_CLASSES[config.tuner]
         try:
-            tuner = tuner_class(
-                hypermodel,
-                config,
-                objective,
-                directory=str(run_dir),
-                project_name=PROJECT_NAME,
-                overwrite=False,
-                executions_per_trial=config.executions_per_trial,
-            )
+            # KerasTuner prints "Reloading Tuner from ..." whatever the verbosity; the progress
+            # line below says it.
+            with contextlib.redirect_stdout(io.StringIO()):
+                tuner = tuner_class(
+                    hypermodel,
+                    config,
+                    objective,
+                    directory=str(run_dir),
+                    project_name=PROJECT_NAME,
+                    overwrite=False,
+                    executions_per_trial=config.executions_per_trial,
+                )
         except (json.JSONDecodeError, KeyError, RuntimeError) as error:
-            raise SearchError(
+            raise CorruptRunError(
                 f"Cannot reload the KerasTuner project in {project_dir(run_dir)} "
-                f"({type(error).__name__}: {error}). Use --overwrite to start again."
+                f"({type(error).__name__}: {error}). {rundir.repair_hint(run_dir)}"
             ) from None
         if config.uses_hyperband:
             # KerasTuner keeps the saved value on reload; a larger budget must reach the oracle.
@@ -601,8 +716,8 @@ def run_search(
             export_results(run_dir, config, textbook)
 
         tuner._setup_tracking(run_dir, config, progress, export)
-        (run_dir / SPACE_FILE).write_text(json.dumps(tuner.oracle.get_space().get_config()))
-        callbacks = []
+        rundir.write_json(run_dir / SPACE_FILE, tuner.oracle.get_space().get_config())
+        callbacks: list[keras.callbacks.Callback] = [_StopOnNaN()]
         if not config.uses_hyperband:
             callbacks.append(
                 keras.callbacks.EarlyStopping(
@@ -632,7 +747,7 @@ def run_search(
             )
         except RuntimeError as error:
             export()
-            raise SearchError(f"The search stopped: {error}") from None
+            raise SearchError(_stopped_message(error)) from None
         finally:
             gc.unfreeze()
             keras.backend.clear_session()
@@ -655,46 +770,32 @@ def run_search(
         )
 
 
+def _stopped_message(error: RuntimeError) -> str:
+    """KerasTuner's stop message carries the last trial's whole traceback: keep its last line."""
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    if not lines:
+        return "The search stopped."
+    first, last = lines[0], lines[-1]
+    if "consecutive failures" in first:
+        return (f"The search stopped: {MAX_CONSECUTIVE_FAILED_TRIALS} trials in a row failed. "
+                f"The last one failed with: {last.strip()[:300]}. The failed trials are in "
+                "trials.csv; fix the cause and run the same command again to resume.")
+    return f"The search stopped: {first}" + (f" ({last.strip()[:300]})" if last != first else "")
+
+
 def export_results(
     run_dir: Path, config: RunConfig, textbook: dict[str, Any] | None = None
 ) -> tuple[Any, list[TopConfig]]:
-    """Rewrite ``trials.csv`` and ``top_configs/rank_*.yaml`` from the run directory's trials."""
+    """Rewrite ``trials.csv`` and ``top_configs/rank_*.yaml`` from the run directory's trials.
+
+    Each file is replaced atomically and the new ranks are written before stale ones are
+    removed, so a kill at any moment leaves complete files.
+    """
     trials = read_trials(run_dir, textbook)
-    temporary = run_dir / (TRIALS_CSV + ".tmp")
-    trials.to_csv(temporary, index=False)
-    os.replace(temporary, run_dir / TRIALS_CSV)
-    ranking = completed_ranking(trials, config.direction)
-    top_dir = run_dir / TOP_DIR
-    top_dir.mkdir(exist_ok=True)
-    for stale in top_dir.glob("rank_*.yaml"):
-        stale.unlink()
-    hp_values = read_trial_values(run_dir)
-    top = []
-    for rank, (_, row) in enumerate(ranking.head(TOP_K).iterrows(), start=1):
-        values = strip_internal_keys(hp_values[row["trial_id"]])
-        # Epochs to retrain this configuration for: up to its best epoch, counting the epochs a
-        # promoted Hyperband trial inherited from its parent.
-        best_step = row["best_step"]
-        if pd.notna(best_step):
-            epochs = (
-                int(hp_values[row["trial_id"]].get("tuner/initial_epoch", 0)) + int(best_step) + 1
-            )
-        else:
-            epochs = int(row["epochs"] or 0)
-        top_config = TopConfig(
-            rank=rank,
-            search_space=config.space,
-            dataset=config.dataset,
-            objective=config.objective,
-            direction=config.direction,
-            score=float(row["score"]),
-            trial_id=str(row["trial_id"]),
-            epochs=epochs,
-            hyperparameters=values,
-            head=config.head,
-        )
-        write_top_config(top_dir / f"rank_{rank}.yaml", top_config)
-        top.append(top_config)
+    rundir.write_csv(run_dir / TRIALS_CSV, trials)
+    top = top_configs_of(trials, read_trial_values(run_dir), config.space, config.dataset,
+                         config.objective, config.direction, config.head, TOP_K)
+    write_top_configs(top, run_dir / TOP_DIR)
     return trials, top
 
 

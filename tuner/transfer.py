@@ -10,6 +10,8 @@ transfer resumes where it stopped.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import os
 import time
@@ -18,7 +20,6 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
-import yaml
 
 import datasets
 import search_spaces
@@ -27,18 +28,20 @@ from top_configs import (
     TopConfig,
     TopConfigError,
     hyperparameters_for,
+    plain_value,
     read_top_config,
     write_top_config,
 )
-from tuner.config import RunConfigError, read_run_config
-from tuner.results import TOP_DIR, read_trials
-from tuner.search import format_duration, run_lock
+from tuner import rundir
+from tuner.config import InvalidSettingError, RunConfigError, check_subset, read_run_config
+from tuner.results import completed_ranking, read_trials, summarize_transfer
+from tuner.rundir import TOP_DIR, TRANSFER_CSV, TRANSFER_FILE, run_lock
+from tuner.search import _StopOnNaN, format_duration
 
-TRANSFER_CSV = "transfer.csv"
-TRANSFER_FILE = "transfer.yaml"
 CLASSIFIER_SPACES = ("mlp", "cnn")
 COLUMNS = [
     "config",
+    "config_id",
     "rank",
     "trial_id",
     "search_space",
@@ -67,6 +70,28 @@ class TransferSettings:
     validation_fraction: float = 0.1
     precision: str = "float32"  # Keras dtype policy (see search_spaces.precision); not checked on resume
 
+    def __post_init__(self):
+        if self.seeds < 1 or self.patience < 1 or (self.epochs is not None and self.epochs < 1):
+            raise InvalidSettingError(
+                f"seeds, patience and epochs must be at least 1, got {self.seeds}, "
+                f"{self.patience} and {self.epochs}."
+            )
+        if self.dataset not in datasets.available_datasets():
+            raise InvalidSettingError(
+                f"Unknown dataset '{self.dataset}'. Expected one of: "
+                f"{', '.join(datasets.available_datasets())}."
+            )
+        object.__setattr__(self, "subset", check_subset(self.subset, self.validation_fraction))
+
+
+def config_id(config: TopConfig) -> str:
+    """What a transfer row is keyed by: the trial id and a hash of the configuration itself, so
+    that a source whose rank_2 changed (a resumed search) never averages two models."""
+    values = {name: plain_value(value) for name, value in config.hyperparameters.items()}
+    text = json.dumps([config.search_space, config.head, values], sort_keys=True, default=str)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:10]
+    return f"{config.trial_id or 'textbook'}-{digest}"
+
 
 @dataclasses.dataclass
 class TransferResult:
@@ -89,7 +114,8 @@ def collect_configs(sources: Sequence[str | os.PathLike]) -> list[tuple[str, Top
     for source in sources:
         path = Path(source)
         if path.is_dir():
-            files = sorted((path / TOP_DIR).glob("rank_*.yaml"))
+            files = sorted((path / TOP_DIR).glob("rank_*.yaml"),
+                       key=lambda file: rundir.trial_sort_key(file.stem[len("rank_"):]))
             if not files:
                 raise TopConfigError(
                     f"{path} holds no {TOP_DIR}/rank_*.yaml: pass a run directory written by "
@@ -129,7 +155,8 @@ def _textbook_config(space: str, hypermodel, source_dataset: str, source_score: 
 
 
 def _textbook_score(sources: Sequence[str | os.PathLike], space: str) -> float:
-    """The textbook model's best validation score in a source run of that space (NaN if none)."""
+    """The textbook model's best score in a source run of that space, in that run's direction
+    (NaN if none)."""
     for source in sources:
         path = Path(source)
         if not path.is_dir():
@@ -141,45 +168,54 @@ def _textbook_score(sources: Sequence[str | os.PathLike], space: str) -> float:
         if config.space != space:
             continue
         trials = read_trials(path)
-        done = trials[trials["is_textbook"] & (trials["status"] == "COMPLETED")]
-        if not done.empty:
-            return float(done["score"].max())
+        ranking = completed_ranking(trials[trials["is_textbook"]], config.direction or "max")
+        if not ranking.empty:
+            return float(ranking["score"].iloc[0])
     return math.nan
 
 
-def _check_settings(out_dir: Path, settings: TransferSettings, sources: list[str]) -> None:
+_RESUME_FIX = "Use the same settings to resume, --overwrite to start again, or another --run-dir."
+
+
+def _check_settings(out_dir: Path, settings: TransferSettings, sources: list[str],
+                    configs: dict[str, str]) -> dict[str, str]:
+    """Write transfer.yaml or refuse other settings or changed sources; returns the
+    configurations (name -> config id) trained before, as transfer.yaml recorded them."""
     path = out_dir / TRANSFER_FILE
-    document = {"settings": dataclasses.asdict(settings), "sources": sources}
+    saved_configs: dict[str, str] = {}
     if path.is_file():
-        saved = yaml.safe_load(path.read_text()) or {}
-        before = saved.get("settings", {})
-        differences = [
-            f"{key}: saved {before.get(key)!r}, now {value!r}"
-            for key, value in dataclasses.asdict(settings).items()
-            if key != "seeds" and before.get(key) != value
-        ]
-        if differences:
-            raise RunConfigError(
-                f"{out_dir} holds a transfer made with other settings:\n  - "
-                + "\n  - ".join(differences)
-                + "\nUse the same settings to resume, --overwrite to start again, or another --run-dir."
-            )
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
+        saved_configs = rundir.read_yaml(path, "the settings of a transfer").get("configs") or {}
+    rundir.check_settings(path, "settings", dataclasses.asdict(settings),
+                          consequence="resuming it would mix incomparable trainings",
+                          fix=_RESUME_FIX, ignore=("seeds",))
+    changed = [
+        f"{name}: run directory has configuration {saved_configs[name]!r}, this command asks for "
+        f"{configs[name]!r}" for name in configs if name in saved_configs and
+        saved_configs[name] != configs[name]
+    ]
+    if changed:
+        raise rundir.SettingsMismatchError(
+            f"Run directory {out_dir} was made from other configurations under the same names "
+            "(a source changed since, e.g. its search was resumed), so resuming it would average "
+            "different models under one name:\n  - " + "\n  - ".join(changed)
+            + "\nUse another --run-dir to measure the new configurations, or --overwrite."
+        )
+    rundir.write_yaml(path, {"settings": dataclasses.asdict(settings), "sources": sources,
+                             "configs": {**saved_configs, **configs}})
+    return saved_configs
 
 
-def _read_rows(out_dir: Path) -> pd.DataFrame:
+def _read_rows(out_dir: Path, known_ids: dict[str, str]) -> pd.DataFrame:
     path = out_dir / TRANSFER_CSV
     if not path.is_file():
         return pd.DataFrame(columns=COLUMNS)
-    return pd.read_csv(
-        path, dtype={"trial_id": str, "config": str}, keep_default_na=False, na_values=[""]
-    )
-
-
-def _write_rows(out_dir: Path, rows: pd.DataFrame) -> None:
-    temporary = out_dir / (TRANSFER_CSV + ".tmp")
-    rows.to_csv(temporary, index=False)
-    os.replace(temporary, out_dir / TRANSFER_CSV)
+    rows = rundir.read_csv(path, "the rows of a transfer", dtype={"trial_id": str, "config": str,
+                                                                  "config_id": str},
+                           keep_default_na=False, na_values=[""])
+    if "config_id" not in rows.columns:
+        # Written before rows were keyed by configuration: the names meant what was recorded.
+        rows.insert(1, "config_id", rows["config"].map(known_ids))
+    return rows.reindex(columns=COLUMNS)
 
 
 def train_and_evaluate(
@@ -194,7 +230,8 @@ def train_and_evaluate(
 
     Returns:
         val_accuracy (best epoch), test_accuracy, epochs (of the best epoch), params,
-        seconds_per_epoch.
+        seconds_per_epoch. A training whose loss stops being finite stops at that batch and
+        gives NaN accuracies.
     """
     import keras
 
@@ -216,7 +253,7 @@ def train_and_evaluate(
         data.y_train,
         validation_data=(data.x_val, data.y_val),
         epochs=epochs,
-        callbacks=[stopper],
+        callbacks=[_StopOnNaN(), stopper],
         verbose=0,
     )
     seconds = time.monotonic() - started
@@ -242,25 +279,9 @@ def train_and_evaluate(
 
 
 def summarize(rows: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard deviation (over seeds) of validation and test accuracy per configuration."""
-    if rows.empty:
-        return pd.DataFrame()
-    grouped = rows.groupby(["dataset", "config"], sort=False)
-    summary = grouped.agg(
-        rank=("rank", "first"),
-        trial_id=("trial_id", "first"),
-        search_space=("search_space", "first"),
-        source_score=("source_score", "first"),
-        seeds=("seed", "count"),
-        val_accuracy_mean=("val_accuracy", "mean"),
-        val_accuracy_std=("val_accuracy", "std"),
-        test_accuracy_mean=("test_accuracy", "mean"),
-        test_accuracy_std=("test_accuracy", "std"),
-        epochs_mean=("epochs", "mean"),
-        params=("params", "first"),
-        seconds_per_epoch=("seconds_per_epoch", "mean"),
-    ).reset_index()
-    return summary
+    """Mean and standard deviation (over seeds; NaN with one seed) of validation and test accuracy
+    per configuration; see ``tuner.results.summarize_transfer``."""
+    return summarize_transfer(rows)
 
 
 def run_transfer(
@@ -292,9 +313,12 @@ def run_transfer(
     configs = collect_configs(sources)
     with run_lock(out_dir):
         if overwrite:
-            for name in (TRANSFER_CSV, TRANSFER_FILE, "summary.csv"):
+            for name in (TRANSFER_CSV, TRANSFER_FILE, rundir.TRANSFER_SUMMARY):
                 (out_dir / name).unlink(missing_ok=True)
-        _check_settings(out_dir, settings, source_names)
+        # Checked before the data is read, with the source configurations (textbook rows are
+        # fixed by the space and need no check).
+        trained_before = _check_settings(out_dir, settings, source_names,
+                                         {name: config_id(config) for name, config in configs})
         data = datasets.load(
             settings.dataset,
             data_dir=data_dir,
@@ -302,6 +326,9 @@ def run_transfer(
             validation_fraction=settings.validation_fraction,
             seed=0,
         )
+        from tuner.config import check_subset_size
+
+        check_subset_size(settings.subset, data, settings.dataset)
         progress(f"Data: {data.summary()}")
         if settings.include_textbook:
             for space in dict.fromkeys(config.search_space for _, config in configs):
@@ -328,16 +355,19 @@ def run_transfer(
                 else:
                     configs.append((name, textbook))
         epochs = settings.epochs or max([c.epochs for _, c in configs if c.epochs] or [10])
-        (out_dir / "configs").mkdir(exist_ok=True)
+        rundir.make_dirs(out_dir / rundir.TRANSFER_CONFIGS, "folder")
+        ids = {name: config_id(config) for name, config in configs}
+        records = _read_rows(out_dir, {**ids, **trained_before}).to_dict("records")
         for name, config in configs:
-            write_top_config(out_dir / "configs" / f"{name.replace('/', '__')}.yaml", config)
-        records = _read_rows(out_dir).to_dict("records")
-        done = {(str(r["config"]), int(r["seed"])) for r in records}
+            write_top_config(
+                out_dir / rundir.TRANSFER_CONFIGS / f"{name.replace('/', '__')}.yaml", config
+            )
+        done = {(str(r["config_id"]), int(r["seed"])) for r in records}
         todo = [
             (name, config, seed)
             for name, config in configs
             for seed in range(settings.seeds)
-            if (name, seed) not in done
+            if (ids[name], seed) not in done
         ]
         progress(
             f"Retraining {len(configs)} configurations x {settings.seeds} seed(s) on "
@@ -356,6 +386,7 @@ def run_transfer(
                 )
             row = {
                 "config": name,
+                "config_id": ids[name],
                 "rank": config.rank or None,
                 "trial_id": config.trial_id,
                 "search_space": config.search_space,
@@ -366,15 +397,15 @@ def run_transfer(
                 **measured,
             }
             records.append(row)
-            _write_rows(out_dir, pd.DataFrame(records, columns=COLUMNS))
+            rundir.write_csv(out_dir / TRANSFER_CSV, pd.DataFrame(records, columns=COLUMNS))
             progress(
                 f"    val_accuracy {measured['val_accuracy']:.4f}, test_accuracy "
                 f"{measured['test_accuracy']:.4f}, best epoch {measured['epochs']}, "
                 f"{measured['seconds_per_epoch']:.1f} s/epoch"
             )
-        rows = _read_rows(out_dir)
+        rows = _read_rows(out_dir, ids)
         summary = summarize(rows)
-        summary.to_csv(out_dir / "summary.csv", index=False)
+        rundir.write_csv(out_dir / rundir.TRANSFER_SUMMARY, summary)
         return TransferResult(out_dir=out_dir, rows=rows, summary=summary, new_rows=len(todo))
 
 

@@ -1,0 +1,92 @@
+"""What hpsearch relies on inside KerasTuner: private names, Hyperband's schedule, worker saves.
+
+setup.cfg pins keras-tuner to the tested minor version; these tests say what to look at when a
+new version changes them.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from unittest import mock
+
+import keras_tuner as kt
+import pytest
+
+from tuner import search
+from tuner.config import hyperband_schedule
+
+PRIVATE_NAMES = [
+    (kt.Oracle, "_random_values"),
+    (kt.Oracle, "_save_trial"),
+    (kt.Oracle, "_duplicate"),
+    (kt.Oracle, "_get_oracle_fname"),
+    (kt.Oracle, "_get_trial_dir"),
+    (kt.oracles.HyperbandOracle, "_random_trial"),
+    (kt.Tuner, "_get_tuner_fname"),
+    (kt.Tuner, "_is_worker"),
+]
+
+
+@pytest.mark.parametrize("owner, name", PRIVATE_NAMES, ids=lambda v: getattr(v, "__name__", v))
+def test_private_keras_tuner_names_that_hpsearch_overrides_or_calls_exist(owner, name):
+    assert callable(getattr(owner, name, None)), (
+        f"KerasTuner {kt.__version__} has no {owner.__name__}.{name}: tuner/search.py overrides "
+        "or calls it. Adapt tuner/search.py to the new KerasTuner, or pin the tested version.")
+
+
+def test_oracle_state_keeps_the_retry_queue(tmp_path):
+    oracle = kt.oracles.RandomSearchOracle(objective=kt.Objective("score", "max"), max_trials=1)
+    oracle._set_project_dir(str(tmp_path), "p")
+    assert isinstance(oracle._retry_queue, list)
+    assert "retry_queue" in oracle.get_state(), "hpsearch filters the retry queue on reload"
+
+
+@pytest.mark.parametrize("max_epochs, factor, iterations", [
+    (2, 2, 1), (6, 3, 1), (10, 3, 1), (9, 3, 2), (27, 3, 1), (8, 2, 1),
+])
+def test_hyperband_schedule_matches_a_real_hyperband_oracle(tmp_path, max_epochs, factor,
+                                                            iterations):
+    oracle = kt.oracles.HyperbandOracle(objective=kt.Objective("score", "max"),
+                                        max_epochs=max_epochs, factor=factor,
+                                        hyperband_iterations=iterations, seed=1)
+    hp = kt.HyperParameters()
+    hp.Float("x", 0, 1)
+    oracle.hyperparameters = hp
+    oracle._set_project_dir(str(tmp_path), "p")
+    scores = random.Random(0)
+    trials = epochs = 0
+    while True:
+        trial = oracle.create_trial("tuner0")
+        if trial.status == "STOPPED":
+            break
+        values = trial.hyperparameters.values
+        trials += 1
+        epochs += values["tuner/epochs"] - values["tuner/initial_epoch"]
+        oracle.update_trial(trial.trial_id, {"score": scores.random()})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+    assert hyperband_schedule(max_epochs, factor, iterations) == (trials, epochs)
+
+
+class _Tuner(search._TrackedTuner):
+    def __init__(self, worker, path):
+        self.oracle = mock.Mock()
+        self._worker, self._path = worker, path
+
+    def _is_worker(self):
+        return self._worker
+
+    def _get_tuner_fname(self):
+        return str(self._path)
+
+    def get_state(self):
+        return {"tuner": "state"}
+
+
+@pytest.mark.parametrize("worker", [False, True])
+def test_tracked_tuner_save_keeps_the_worker_check(tmp_path, worker):
+    tuner = _Tuner(worker, tmp_path / "tuner0.json")
+    tuner.save()
+    assert tuner.oracle.save.called is (not worker)  # KerasTuner's Tuner.save: chief only
+    assert json.loads((tmp_path / "tuner0.json").read_text()) == {"tuner": "state"}
