@@ -274,7 +274,7 @@ def tune(
     "--epochs",
     type=click.IntRange(min=1),
     default=None,
-    help="Epoch budget (default: the largest of the configurations' own).",
+    help="Epoch budget of every configuration (default: each its own, the textbook row the largest).",
 )
 @click.option(
     "--patience",

@@ -63,7 +63,9 @@ class TransferSettings:
 
     dataset: str = "cifar10"  # target dataset
     seeds: int = 1  # trainings per configuration (seeds 0..seeds-1)
-    epochs: int | None = None  # None: the largest epoch count among the configurations
+    # None: each configuration its own epochs (those its trial reached its best score with, so a
+    # learning-rate schedule runs its course as in the search); the textbook row the largest.
+    epochs: int | None = None
     patience: int = 3  # early stopping on the target's validation accuracy
     subset: int | float | None = None  # training images of the target (None: all)
     include_textbook: bool = True  # add the textbook model of each family as a baseline row
@@ -138,6 +140,11 @@ def collect_configs(sources: Sequence[str | os.PathLike]) -> list[tuple[str, Top
         hypermodel = search_spaces.get(config.search_space, input_shape=(32, 32, 3), num_classes=10)
         hyperparameters_for(config, hypermodel, source=name)
     return configs
+
+
+def _epoch_range(epochs) -> str:
+    low, high = min(epochs), max(epochs)
+    return str(low) if low == high else f"{low}-{high}"
 
 
 def _textbook_config(space: str, hypermodel, source_dataset: str, source_score: float) -> TopConfig:
@@ -228,6 +235,9 @@ def train_and_evaluate(
 ) -> dict[str, Any]:
     """Rebuild ``config`` for ``data``, train with early stopping, evaluate once on the test set.
 
+    A configuration with a learning-rate schedule trains all ``epochs`` (its schedule's length)
+    and keeps its best epoch: early stopping would cut the schedule's low-rate end.
+
     Returns:
         val_accuracy (best epoch), test_accuracy, epochs (of the best epoch), params,
         seconds_per_epoch. A training whose loss stops being finite stops at that batch and
@@ -242,6 +252,10 @@ def train_and_evaluate(
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
     model = hypermodel.build(hp)
+    if hp.values.get("lr_schedule", "constant") != "constant":
+        # A decaying learning rate gains most in its last epochs: stopping early would cut
+        # exactly those. Train them all; the best epoch's weights are still restored.
+        patience = epochs
     stopper = keras.callbacks.EarlyStopping(
         monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True
     )
@@ -354,7 +368,8 @@ def run_transfer(
                     progress(f"{same[0]} is the textbook model itself: no separate textbook row.")
                 else:
                     configs.append((name, textbook))
-        epochs = settings.epochs or max([c.epochs for _, c in configs if c.epochs] or [10])
+        longest = max([c.epochs for _, c in configs if c.epochs] or [10])
+        epochs = {name: settings.epochs or config.epochs or longest for name, config in configs}
         rundir.make_dirs(out_dir / rundir.TRANSFER_CONFIGS, "folder")
         ids = {name: config_id(config) for name, config in configs}
         records = _read_rows(out_dir, {**ids, **trained_before}).to_dict("records")
@@ -371,7 +386,7 @@ def run_transfer(
         ]
         progress(
             f"Retraining {len(configs)} configurations x {settings.seeds} seed(s) on "
-            f"{settings.dataset} for up to {epochs} epochs (early stopping, patience "
+            f"{settings.dataset} for up to {_epoch_range(epochs.values())} epochs (early stopping, patience "
             f"{settings.patience}); {len(done)} already done, {len(todo)} to run."
         )
         started = time.monotonic()
@@ -382,7 +397,7 @@ def run_transfer(
             )
             with precision_policy(settings.precision):
                 measured = train_and_evaluate(
-                    config, data, seed, epochs, settings.patience, source=name
+                    config, data, seed, epochs[name], settings.patience, source=name
                 )
             row = {
                 "config": name,
