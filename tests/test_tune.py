@@ -272,3 +272,17 @@ def test_batch_norm_uses_fast_moving_statistics(space):
     model = search_spaces.get(space, input_shape=(28, 28, 1), num_classes=10).build(hp)
     norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert norms and {layer.momentum for layer in norms} == {0.9}
+
+
+def test_bayesian_search_leaves_two_thirds_of_its_budget_to_the_model():
+    # KerasTuner's default (3 x the number of hyperparameters, ~70 for the MLP space) made every
+    # search of under 70 trials a random search.
+    from tuner.config import RunConfig
+    from tuner.search import _BayesianTuner, _RandomTuner
+
+    options = _BayesianTuner._oracle_options(None, RunConfig(tuner="bayesian", max_trials=30))
+    assert options == {"num_initial_points": 10}
+    assert _BayesianTuner._oracle_options(None, RunConfig(tuner="bayesian", max_trials=4)) == {
+        "num_initial_points": 3
+    }
+    assert _RandomTuner._oracle_options(None, RunConfig(tuner="random")) == {}
