@@ -286,3 +286,28 @@ def test_bayesian_search_leaves_two_thirds_of_its_budget_to_the_model():
         "num_initial_points": 3
     }
     assert _RandomTuner._oracle_options(None, RunConfig(tuner="random")) == {}
+
+
+def test_top_configs_are_distinct_configurations_not_one_trial_and_its_parents():
+    # Hyperband: trial 3 was promoted from trial 1 (same values); both outscore trial 2.
+    import pandas as pd
+
+    from tuner.export import top_configs_of
+
+    trials = pd.DataFrame({
+        "trial_id": ["0", "1", "2", "3"],
+        "status": ["COMPLETED"] * 4,
+        "score": [0.70, 0.85, 0.80, 0.90],
+        "best_step": [0, 2, 2, 5],
+        "epochs": [3, 3, 3, 6],
+    })
+    a = {"units": 64, "optimizer": "adam"}
+    values = {
+        "0": {"units": 16, "optimizer": "sgd", "tuner/epochs": 3},
+        "1": {**a, "tuner/epochs": 3, "tuner/initial_epoch": 0},
+        "2": {"units": 32, "optimizer": "adam", "tuner/epochs": 3},
+        "3": {**a, "tuner/epochs": 9, "tuner/initial_epoch": 3, "tuner/trial_id": "1"},
+    }
+    top = top_configs_of(trials, values, "mlp", "fashion_mnist", "val_accuracy", "max")
+    assert [(t.rank, t.trial_id, t.epochs) for t in top] == [(1, "3", 9), (2, "2", 3), (3, "0", 1)]
+    assert top[0].hyperparameters == a

@@ -23,19 +23,26 @@ TOP_K = 3  # the top configurations a search exports to ``top_configs/``
 def top_configs_of(trials: pd.DataFrame, hp_values: dict[str, dict[str, Any]], space: str,
                    dataset: str, objective: str, direction: str, head: str | None = None,
                    count: int = TOP_K) -> list[TopConfig]:
-    """The best ``count`` COMPLETED trials as TopConfigs (``tuner/*`` keys stripped; epochs up to
-    the best epoch, counting those a promoted Hyperband trial inherited from its parent)."""
-    top = []
-    for rank, (_, row) in enumerate(completed_ranking(trials, direction).head(count).iterrows(),
-                                    start=1):
+    """The best ``count`` distinct configurations among the COMPLETED trials, as TopConfigs
+    (``tuner/*`` keys stripped; epochs up to the best epoch, counting those a promoted Hyperband
+    trial inherited from its parent). A Hyperband trial and the trials it was promoted from share
+    their hyperparameters: only the best-scoring of them is exported."""
+    top, seen = [], []
+    for _, row in completed_ranking(trials, direction).iterrows():
+        if len(top) == count:
+            break
         stored = hp_values[row["trial_id"]]
+        values = strip_internal_keys(stored)
+        if values in seen:
+            continue
+        seen.append(values)
         best_step = row["best_step"]
         if pd.notna(best_step):
             epochs = int(stored.get("tuner/initial_epoch", 0)) + int(best_step) + 1
         else:
             epochs = int(row["epochs"] or 0)
         top.append(TopConfig(
-            rank=rank,
+            rank=len(top) + 1,
             search_space=space,
             dataset=dataset,
             objective=objective,
@@ -43,7 +50,7 @@ def top_configs_of(trials: pd.DataFrame, hp_values: dict[str, dict[str, Any]], s
             score=float(row["score"]),
             trial_id=str(row["trial_id"]),
             epochs=epochs,
-            hyperparameters=strip_internal_keys(stored),
+            hyperparameters=values,
             head=head,
         ))
     return top
