@@ -11,7 +11,8 @@ Methods, each with the same budget of training epochs and the same data, for sev
 A method's curve is the best validation accuracy of any trial finished so far against the
 epochs trained so far (a pruned or early trial counts with its best epoch, as KerasTuner scores
 a trial). Every method's first trial is its own; hpsearch's tuners start from the textbook
-model, which is their design. The textbook MLP trained for 9 epochs on the same data is the bar.
+model, which is their design. The textbook MLP trained for 9 epochs on the same data is the bar;
+"epochs to beat it" counts until the best score is half a point above it.
 Optuna is a benchmark-only dependency (``pip install optuna``). Usage:
 
     HPSEARCH_DATA_DIR=../shared/data python benchmarks/bench_search_efficiency.py \\
@@ -45,6 +46,10 @@ from tuner.search import run_search  # noqa: E402
 
 MAX_EPOCHS = 9
 FACTOR = 3
+# "Beating" the textbook model: half a point above it, beyond the 0.1-point steps of a 1,000-image
+# validation split and the seed noise of retraining the textbook model itself (hpsearch's
+# tuners train it as their first trial).
+BEAT_MARGIN = 0.005
 METHODS = ("hyperband", "bohb", "bayesian", "random", "optuna_tpe_hyperband")
 
 
@@ -266,7 +271,8 @@ def main() -> None:
         for seed, g in group.groupby("seed"):
             curve = list(zip(g["epochs"], g["best_so_far"]))
             finals.append(best_at(curve, args.budget))
-            beat = [spent for spent, best in curve if best > bars[seed] and spent <= args.budget]
+            beat = [spent for spent, best in curve
+                    if best >= bars[seed] + BEAT_MARGIN and spent <= args.budget]
             beats.append(min(beat) if beat else math.nan)
         summary.append(
             dict(
