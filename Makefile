@@ -9,7 +9,7 @@ HPSEARCH_DATA_DIR ?= $(SHARED_DATA):$(CACHE_DIR)
 export HPSEARCH_DATA_DIR
 RUNS ?= runs/demo
 
-.PHONY: install data demo test test-fast benchmarks clean
+.PHONY: install data demo test test-fast benchmarks benchmark-search-efficiency clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,15 @@ benchmarks: data
 	$(BIN)/python benchmarks/bench_steps_per_execution.py
 	$(BIN)/python benchmarks/bench_dataset_loading.py
 	$(BIN)/python benchmarks/bench_precision.py
+	$(BIN)/python benchmarks/bench_precision_accuracy.py
+	$(BIN)/python benchmarks/bench_trial_speed.py
+	$(BIN)/python benchmarks/bench_search_overhead.py
+
+# About an hour on 2 cores: best validation accuracy against epochs spent, hpsearch's tuners and
+# Optuna's TPE + Hyperband pruner, 3 seeds (docs/results/search-efficiency*).
+benchmark-search-efficiency: data
+	$(BIN)/pip install -q optuna
+	$(BIN)/python benchmarks/bench_search_efficiency.py --out docs/results
 
 clean:
 	rm -rf $(VENV) build *.egg-info runs
