@@ -311,3 +311,20 @@ def test_top_configs_are_distinct_configurations_not_one_trial_and_its_parents()
     top = top_configs_of(trials, values, "mlp", "fashion_mnist", "val_accuracy", "max")
     assert [(t.rank, t.trial_id, t.epochs) for t in top] == [(1, "3", 9), (2, "2", 3), (3, "0", 1)]
     assert top[0].hyperparameters == a
+
+
+def test_seed_zero_gives_the_same_trials_every_time():
+    import keras_tuner as kt
+
+    from tuner.search import _RandomOracle, oracle_seed
+
+    hp = kt.HyperParameters()
+    hp.Float("learning_rate", 1e-4, 1e-1, sampling="log")
+    hp.Int("units", 16, 1024)
+
+    def draws():
+        oracle = _RandomOracle(objective=kt.Objective("val_accuracy", "max"), max_trials=5,
+                               seed=oracle_seed(0), hyperparameters=hp.copy())
+        return [oracle._propose_values() for _ in range(3)]
+
+    assert draws() == draws()

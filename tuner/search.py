@@ -329,6 +329,13 @@ class _TrackedTuner:
         return format_duration(per_trial * remaining)
 
 
+def oracle_seed(seed: int) -> int:
+    """The seed handed to KerasTuner's oracle for ``--seed``: KerasTuner reads 0 as "no seed"
+    (``seed or random.randint(...)``), which made ``--seed 0`` searches draw other trials on every
+    run. Shifted by one, every seed is a seed."""
+    return int(seed) + 1
+
+
 class _HyperbandTuner(_TrackedTuner, kt.tuners.Hyperband):
     oracle_class: type = _HyperbandOracle
 
@@ -338,7 +345,7 @@ class _HyperbandTuner(_TrackedTuner, kt.tuners.Hyperband):
             max_epochs=config.max_epochs,
             factor=config.factor,
             hyperband_iterations=config.hyperband_iterations,
-            seed=config.seed,
+            seed=oracle_seed(config.seed),
             max_consecutive_failed_trials=MAX_CONSECUTIVE_FAILED_TRIALS,
         )
         kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
@@ -353,7 +360,7 @@ class _TrialBudgetTuner(_TrackedTuner, kt.Tuner):
         oracle = self.oracle_class(
             objective=objective,
             max_trials=config.trial_budget,
-            seed=config.seed,
+            seed=oracle_seed(config.seed),
             max_consecutive_failed_trials=MAX_CONSECUTIVE_FAILED_TRIALS,
             **self._oracle_options(config),
         )
