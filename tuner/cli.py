@@ -15,7 +15,7 @@ from datasets import available_datasets
 from search_spaces import available_spaces
 from search_spaces.precision import PRECISIONS
 from tuner.cli_errors import cli_errors, import_tensorflow, set_verbose
-from tuner.config import TUNERS, RunConfig, check_subset
+from tuner.config import STRATEGIES, TUNERS, RunConfig, check_subset
 from tuner.errors import UsageError
 from tuner.clock_cli import clock_group
 from tuner.report_cli import export, repair, report
@@ -181,6 +181,22 @@ def main(verbose):
 @click.option("--head", default=None, help="Clock space only: label representation.")
 @click.option("--overwrite", is_flag=True, help="Discard an existing run in --run-dir first.")
 @click.option("--quiet", is_flag=True, help="Print only the final summary.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Train N trials at once in N worker processes on this machine (a chief on "
+              "127.0.0.1 serves them; CPU threads or GPUs are shared out).")
+@click.option("--serve", "serve_address", default=None, metavar="HOST:PORT",
+              help="Be the chief of a multi-machine search: serve the trials to "
+              "`hpsearch worker HOST:PORT --run-dir DIR` processes; the run directory must be on "
+              "storage they all share.")
+@click.option("--allow-remote", is_flag=True,
+              help="Let --serve listen on a non-loopback address. The port has no authentication "
+              "and no TLS: trusted networks only.")
+@click.option("--worker-timeout", type=click.FloatRange(min=1), default=120.0, show_default=True,
+              help="Seconds without news from a worker after which its trial is given to another.")
+@click.option("--tensorboard", is_flag=True,
+              help="Write TensorBoard logs of every trial, with the HParams view, to RUN/tensorboard/.")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default=None,
+              help="Train each trial across the GPUs of this host (needs at least 2 GPUs).")
 @precision_option
 @seed_option
 @data_dir_option
@@ -202,6 +218,12 @@ def tune(
     head,
     overwrite,
     quiet,
+    workers,
+    serve_address,
+    allow_remote,
+    worker_timeout,
+    tensorboard,
+    strategy,
     precision,
     seed,
     data_dir,
@@ -215,8 +237,21 @@ def tune(
     Example:
       hpsearch tune mlp --dataset fashion_mnist --run-dir runs/mlp --max-epochs 6 --subset 10000
       hpsearch tune cnn --tuner bayesian --max-trials 8 --max-epochs 3 --subset 3000 --run-dir runs/cnn
+      hpsearch tune mlp --tuner random --max-trials 20 --workers 2 --run-dir runs/mlp-parallel
+      hpsearch tune mlp --run-dir /shared/runs/mlp --serve 10.0.0.5:8000 --allow-remote
     """
     started = time.monotonic()
+    serve = None
+    if workers and serve_address:
+        raise UsageError("--workers and --serve cannot be combined: --workers starts its own "
+                         "chief on this machine, --serve is the chief for workers elsewhere.")
+    if allow_remote and not serve_address:
+        raise UsageError("--allow-remote only applies with --serve HOST:PORT.")
+    if serve_address:
+        from tuner.distributed import ServeSettings, parse_address
+
+        host, port = parse_address(serve_address)
+        serve = ServeSettings(host, port, allow_remote, worker_timeout)
     import_tensorflow()
     from tuner.search import run_search
 
@@ -236,16 +271,77 @@ def tune(
         subset=subset,
         head=head,
         precision=precision,
+        tensorboard=tensorboard,
+        strategy=strategy,
     )
-    result = run_search(
-        config,
-        run_dir,
-        data_dir=list(data_dir) or None,
-        overwrite=overwrite,
-        progress=None if quiet else click.echo,
-        force_direction=force_direction,
-    )
+    if workers:
+        from tuner.distributed import run_parallel_search
+
+        result = run_parallel_search(
+            config, run_dir, workers, data_dir=list(data_dir) or None, overwrite=overwrite,
+            progress=None if quiet else click.echo, force_direction=force_direction,
+            worker_timeout=worker_timeout,
+        )
+    else:
+        result = run_search(
+            config,
+            run_dir,
+            data_dir=list(data_dir) or None,
+            overwrite=overwrite,
+            progress=None if quiet else click.echo,
+            force_direction=force_direction,
+            serve=serve,
+        )
     click.echo(format_summary(result, imports_seconds))
+
+
+@main.command(short_help="Join a search served by `hpsearch tune --serve`; train its trials.")
+@click.argument("address", metavar="HOST:PORT")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="The chief's run directory, on storage shared with it (as mounted here).")
+@click.option("--id", "tuner_id", default=None,
+              help="This worker's name (default worker-HOST-PID); the same name again takes back "
+              "the trial it was running.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="TensorFlow threads (default: TensorFlow's choice).")
+@click.option("--connect-timeout", type=click.FloatRange(min=1), default=300.0, show_default=True,
+              help="Seconds to wait for the chief to answer at all.")
+@click.option("--call-timeout", type=click.FloatRange(min=1), default=600.0, show_default=True,
+              help="Seconds to wait for any one answer of the chief.")
+@data_dir_option
+@cli_errors
+def worker(address, run_dir, tuner_id, threads, connect_timeout, call_timeout, data_dir):
+    """Train trials for the chief at ADDRESS until its budget is spent.
+
+    The run's settings come from --run-dir, which must be the chief's run directory on shared
+    storage (checked against the chief's run id).
+
+    \b
+    Example:
+      hpsearch worker 10.0.0.5:8000 --run-dir /shared/runs/mlp
+    """
+    from tuner.distributed import run_worker
+
+    trials = run_worker(address, run_dir, tuner_id, data_dir=list(data_dir) or None,
+                        progress=click.echo, connect_timeout=connect_timeout,
+                        call_timeout=call_timeout, threads=threads)
+    click.echo(f"{trials} trial(s) trained by this worker.")
+
+
+@main.command(short_help="Show a search's progress: trials done, running, best, time left.")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@cli_errors
+def status(run_dir):
+    """Where the search in RUN_DIR stands, read from its files (safe while it runs): trials
+    done, running and failed, which worker runs what, the best so far and the time left.
+
+    \b
+    Example:
+      hpsearch status runs/mlp-parallel
+    """
+    from tuner.status import format_status, search_status
+
+    click.echo(format_status(search_status(run_dir)))
 
 
 @main.command(short_help="Retrain the top configurations on another dataset; test accuracy.")

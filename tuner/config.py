@@ -16,6 +16,8 @@ from tuner.errors import HpsearchError, UsageError
 from tuner.rundir import RUN_FILE
 
 TUNERS = ("hyperband", "bohb", "bayesian", "random")
+# tf.distribute strategies a trial can train under (``RunConfig.strategy``).
+STRATEGIES = ("mirrored",)
 # Tuners that run Hyperband's brackets (bohb: with model-guided proposals, tuner/guided.py).
 HYPERBAND_TUNERS = ("hyperband", "bohb")
 # The smallest --subset count: one image per class of a 10-class set, and never fewer than it takes
@@ -159,6 +161,11 @@ class RunConfig:
     # AVX512-BF16, GPUs of compute capability 8+), float32 elsewhere. Not part of a run's identity:
     # the resolved policy is recorded in run.yaml.
     precision: str = "float32"
+    # Not part of a run's identity either (they change where and how a trial trains, not what it
+    # means): TensorBoard logs of every trial in RUN/tensorboard/ with the HParams plugin, and a
+    # tf.distribute strategy for each trial ("mirrored": across the GPUs of one host; None: none).
+    tensorboard: bool = False
+    strategy: str | None = None
 
     def __post_init__(self):
         if self.tuner not in TUNERS:
@@ -182,6 +189,10 @@ class RunConfig:
         if self.precision not in PRECISIONS:
             raise InvalidSettingError(
                 f"Unknown precision '{self.precision}'. Expected one of: {', '.join(PRECISIONS)}."
+            )
+        if self.strategy not in (None, *STRATEGIES):
+            raise InvalidSettingError(
+                f"Unknown strategy '{self.strategy}'. Expected one of: {', '.join(STRATEGIES)}."
             )
         if not 0.0 < self.validation_fraction < 1.0:
             raise InvalidSettingError(

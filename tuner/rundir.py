@@ -41,6 +41,11 @@ TRIAL_LOG = "trial_log.jsonl"
 TRIALS_CSV = "trials.csv"
 TOP_DIR = "top_configs"
 PROJECT_NAME = "kt"
+TENSORBOARD_DIR = "tensorboard"  # --tensorboard: one folder per trial, HParams plugin data
+# A distributed search (tuner/distributed.py): the chief's address and run id, and one
+# heartbeat file per worker (what it runs, since when, last seen).
+DISTRIBUTED_FILE = "distributed.json"
+WORKERS_DIR = "workers"
 # A KerasTuner project (``kt/`` of a search run, or a user's own).
 ORACLE_FILE = "oracle.json"
 TRIAL_FILE = "trial.json"

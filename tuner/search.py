@@ -24,6 +24,7 @@ from typing import Any, Callable
 import keras
 import keras_tuner as kt
 import numpy as np
+from keras_tuner.src.engine.oracle import synchronized
 
 import datasets
 import search_spaces
@@ -48,9 +49,20 @@ from tuner.results import (
     read_trial_values,
     read_trials,
 )
-from tuner.rundir import PROJECT_NAME, SPACE_FILE, TOP_DIR, TRIAL_LOG, TRIALS_CSV, run_lock
+from tuner.rundir import (
+    PROJECT_NAME,
+    SPACE_FILE,
+    TENSORBOARD_DIR,
+    TOP_DIR,
+    TRIAL_LOG,
+    TRIALS_CSV,
+    run_lock,
+)
 
 __all__ = ["SearchResult", "export_results", "run_lock", "run_search", "validate_search"]
+
+# The trial id a worker asks the chief for to learn the chief's run id (not a real trial).
+RUN_ID_PROBE = "hpsearch-run-id"
 
 # Trials in a row that may fail before the search stops (KerasTuner's default is 3).
 MAX_CONSECUTIVE_FAILED_TRIALS = 5
@@ -99,6 +111,37 @@ class _HpsearchOracle:
     COMPLETED trial of a run was retrained on every resume. Saving again after ``end_trial`` and
     filtering the retry queue on reload fixes both new and older run directories.
     """
+
+    # Trials a distributed search may create in all (None: the algorithm's own end). Hyperband
+    # alone does not stop at its schedule when several workers ask at once (keras-tuner #256).
+    trial_cap: int | None = None
+    # Answered to ``get_trial(RUN_ID_PROBE)``, so that a worker can check over KerasTuner's own
+    # protocol that its run directory is the chief's (see tuner/distributed.py).
+    run_id: str | None = None
+
+    def populate_space(self, trial_id):
+        if self.trial_cap is not None and len(self.trials) >= self.trial_cap:
+            return {"status": kt.engine.trial.TrialStatus.STOPPED}
+        return super().populate_space(trial_id)
+
+    def get_trial(self, trial_id):
+        if trial_id == RUN_ID_PROBE:
+            return kt.engine.trial.Trial(self.get_space(), trial_id=str(self.run_id),
+                                         status=kt.engine.trial.TrialStatus.IDLE)
+        return super().get_trial(trial_id)
+
+    @synchronized
+    def release_worker(self, tuner_id: str) -> str | None:
+        """Forget a worker that is gone; its running trial (returned) goes back to the queue."""
+        self.tuner_ids.discard(tuner_id)
+        trial = self.ongoing_trials.pop(tuner_id, None)
+        if trial is None:
+            return None
+        trial.status = kt.engine.trial.TrialStatus.RUNNING
+        if trial.trial_id not in self._retry_queue:
+            self._retry_queue.append(trial.trial_id)
+        self.save()
+        return trial.trial_id
 
     def end_trial(self, trial):
         try:
@@ -192,7 +235,15 @@ class _TrackedTuner:
         config: RunConfig,
         progress: Callable[[str], None],
         on_trial_done: Callable[[], None],
+        worker: str | None = None,
+        on_trial_state: Callable[[dict], None] | None = None,
+        workers_alive: Callable[[], int] | None = None,
     ):
+        # ``worker``: this process's tuner id when it is a worker of a distributed search (its
+        # oracle is then a client: only public calls travel, so no private oracle state is read).
+        self._worker = worker
+        self._on_trial_state = on_trial_state or (lambda state: None)
+        self._workers_alive = workers_alive or (lambda: 1)
         self._run_dir = run_dir
         self._config = config
         self._progress = progress
@@ -224,7 +275,12 @@ class _TrackedTuner:
         self._trial_build_seconds = 0.0
         self._trial_fit_seconds = 0.0
         values = trial.hyperparameters.values
-        position = len(self.oracle.trials)
+        if self._worker is None:
+            position = len(self.oracle.trials)
+        else:
+            position = int(trial.trial_id) + 1 if str(trial.trial_id).isdigit() else 0
+        self._on_trial_state({"state": "training", "trial_id": trial.trial_id,
+                              "trial_started": time.time(), "epoch": 0})
         where = ""
         if "tuner/bracket" in values:
             where = (
@@ -233,8 +289,9 @@ class _TrackedTuner:
             )
         best = self._best_score_text()
         shown = ", ".join(f"{k}={_short(v)}" for k, v in strip_internal_keys(values).items())
+        who = f"{self._worker}: " if self._worker else ""
         self._progress(
-            f"[trial {position}/{self._config.trial_budget}]{where} | elapsed "
+            f"[{who}trial {position}/{self._config.trial_budget}]{where} | elapsed "
             f"{format_duration(time.monotonic() - self._search_started)}, left ~{self._eta_text(position)}"
             f" | best {best}\n    {shown}"
         )
@@ -242,6 +299,7 @@ class _TrackedTuner:
     def on_epoch_end(self, trial, model, epoch, logs=None):
         super().on_epoch_end(trial, model, epoch, logs=logs)
         self._trial_epochs += 1
+        self._on_trial_state({"epoch": self._trial_epochs})
         logs = logs or {}
         objective = self.oracle.objective.name
         shown = " ".join(
@@ -296,14 +354,18 @@ class _TrackedTuner:
                 "fit_seconds": round(self._trial_fit_seconds, 3),
                 "epochs": self._trial_epochs,
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                **({"worker": self._worker} if self._worker else {}),
             },
         )
+        self._on_trial_state({"state": "waiting", "trial_id": None, "epoch": None,
+                              "trials_done": self._trials_this_call})
         score = "" if trial.score is None else f" {self.oracle.objective.name}={trial.score:.4f}"
         reason = ""
         if trial.status != "COMPLETED" and trial.message:
             reason = " (" + trial.message.strip().splitlines()[-1][:200] + ")"
+        who = f" [{self._worker}]" if self._worker else ""
         self._progress(
-            f"    -> {trial.status}{score} in {seconds:.1f} s, "
+            f"    ->{who} {trial.status}{score} in {seconds:.1f} s, "
             f"{self._trial_epochs} epochs{reason}"
         )
         self._on_trial_done()
@@ -323,10 +385,13 @@ class _TrackedTuner:
             )[1]
             done = self._epochs_before + self._epochs_this_call
             per_epoch = self._seconds_this_call / self._epochs_this_call
-            return format_duration(per_epoch * max(total_epochs - done, 0))
+            if self._worker is not None:  # the other workers' epochs are in the trial log
+                done = sum(int(e.get("epochs") or 0) for e in read_trial_log(self._run_dir).values())
+            return format_duration(per_epoch * max(total_epochs - done, 0)
+                                   / max(self._workers_alive(), 1))
         remaining = max(config.trial_budget - position + 1, 0)
         per_trial = self._seconds_this_call / self._trials_this_call
-        return format_duration(per_trial * remaining)
+        return format_duration(per_trial * remaining / max(self._workers_alive(), 1))
 
 
 def oracle_seed(seed: int) -> int:
@@ -567,9 +632,9 @@ def _check_resume(run_dir: Path, config: RunConfig, overwrite: bool) -> bool:
     if not exists:
         return False
     if overwrite:
-        for name in (PROJECT_NAME, TOP_DIR):
+        for name in (PROJECT_NAME, TOP_DIR, TENSORBOARD_DIR, rundir.WORKERS_DIR):
             shutil.rmtree(run_dir / name, ignore_errors=True)
-        for name in (rundir.RUN_FILE, SPACE_FILE, TRIAL_LOG, TRIALS_CSV):
+        for name in (rundir.RUN_FILE, SPACE_FILE, TRIAL_LOG, TRIALS_CSV, rundir.DISTRIBUTED_FILE):
             (run_dir / name).unlink(missing_ok=True)
         return False
     rundir.check_settings(
@@ -634,6 +699,7 @@ def run_search(
     progress: Callable[[str], None] = print,
     data: datasets.Dataset | None = None,
     force_direction: bool = False,
+    serve=None,
 ) -> SearchResult:
     """Run (or resume) a search and export its results.
 
@@ -649,6 +715,9 @@ def run_search(
         data: an already loaded dataset (for notebooks); loaded from ``config`` when None.
         force_direction: accept a direction that contradicts the objective's name (e.g.
             minimizing an accuracy). Default False: refused.
+        serve: a ``tuner.distributed.ServeSettings``: be the chief of a distributed search,
+            serving the oracle to workers (``run_worker``) until the budget is spent, training
+            nothing itself. Default None: run the trials in this process.
 
     Returns:
         A SearchResult with the trials table and the exported top configurations.
@@ -697,26 +766,7 @@ def run_search(
             },
         )
         keras.utils.set_random_seed(config.seed)
-        objective = kt.Objective(config.objective, direction=config.direction)
-        tuner_class = _TUNER_CLASSES[config.tuner]
-        try:
-            # KerasTuner prints "Reloading Tuner from ..." whatever the verbosity; the progress
-            # line below says it.
-            with contextlib.redirect_stdout(io.StringIO()):
-                tuner = tuner_class(
-                    hypermodel,
-                    config,
-                    objective,
-                    directory=str(run_dir),
-                    project_name=PROJECT_NAME,
-                    overwrite=False,
-                    executions_per_trial=config.executions_per_trial,
-                )
-        except (json.JSONDecodeError, KeyError, RuntimeError) as error:
-            raise CorruptRunError(
-                f"Cannot reload the KerasTuner project in {project_dir(run_dir)} "
-                f"({type(error).__name__}: {error}). {rundir.repair_hint(run_dir)}"
-            ) from None
+        tuner = new_tuner(config, hypermodel, run_dir, trains=serve is None)
         if config.uses_hyperband:
             # KerasTuner keeps the saved value on reload; a larger budget must reach the oracle.
             tuner.oracle.hyperband_iterations = config.hyperband_iterations
@@ -736,18 +786,15 @@ def run_search(
 
         tuner._setup_tracking(run_dir, config, progress, export)
         rundir.write_json(run_dir / SPACE_FILE, tuner.oracle.get_space().get_config())
-        callbacks: list[keras.callbacks.Callback] = [_StopOnNaN()]
-        if not config.uses_hyperband:
-            callbacks.append(
-                keras.callbacks.EarlyStopping(
-                    monitor=config.objective,
-                    mode=config.direction,
-                    patience=config.early_stopping_patience,
-                )
-            )
-        extra = {}
-        if getattr(hypermodel, "geometry", False):
-            extra["geometry"] = data.geometry_train
+        if serve is not None:
+            from tuner.distributed import serve_oracle
+
+            tuner.oracle.trial_cap = config.trial_budget
+            serve_oracle(tuner.oracle, run_dir, serve, progress)
+            trials, top = export_results(run_dir, config, textbook)
+            return _result(run_dir, config, trials, top, len(tuner.oracle.trials) - done_before,
+                           started, math.nan, precision)
+        fit_arguments = search_fit_arguments(config, hypermodel, data, run_dir)
         # KerasTuner runs a full garbage collection before every trial, and Keras's clear_session
         # another: with TensorFlow's objects in the heap each took ~0.5 s, a second per trial.
         # Frozen, the objects alive now (modules, data, tuner) are skipped by every collection;
@@ -755,15 +802,7 @@ def run_search(
         gc.collect()
         gc.freeze()
         try:
-            tuner.search(
-                data.x_train,
-                data.y_train,
-                validation_data=(data.x_val, data.y_val),
-                epochs=config.max_epochs,
-                callbacks=callbacks,
-                verbose=0,
-                **extra,
-            )
+            tuner.search(**fit_arguments)
         except RuntimeError as error:
             export()
             raise SearchError(_stopped_message(error)) from None
@@ -771,22 +810,118 @@ def run_search(
             gc.unfreeze()
             keras.backend.clear_session()
         trials, top = export_results(run_dir, config, textbook)
-        textbook_rows = trials[trials["is_textbook"] & (trials["status"] == "COMPLETED")]
-        textbook_score = math.nan
-        if not textbook_rows.empty:
-            scores = textbook_rows["score"].astype(float)
-            textbook_score = float(scores.max() if config.direction == "max" else scores.min())
-        return SearchResult(
-            run_dir=run_dir,
-            config=config,
-            trials=trials,
-            top_configs=top,
-            textbook_score=textbook_score,
-            new_trials=len(tuner.oracle.trials) - done_before,
-            wall_seconds=time.monotonic() - started,
-            training_seconds=tuner.training_seconds,
-            precision=precision,
+        return _result(run_dir, config, trials, top, len(tuner.oracle.trials) - done_before,
+                       started, tuner.training_seconds, precision)
+
+
+def _result(run_dir, config, trials, top, new_trials, started, training_seconds, precision):
+    textbook_rows = trials[trials["is_textbook"] & (trials["status"] == "COMPLETED")]
+    textbook_score = math.nan
+    if not textbook_rows.empty:
+        scores = textbook_rows["score"].astype(float)
+        textbook_score = float(scores.max() if config.direction == "max" else scores.min())
+    return SearchResult(
+        run_dir=run_dir,
+        config=config,
+        trials=trials,
+        top_configs=top,
+        textbook_score=textbook_score,
+        new_trials=new_trials,
+        wall_seconds=time.monotonic() - started,
+        training_seconds=training_seconds,
+        precision=precision,
+    )
+
+
+def distribution_strategy(config: RunConfig, gpus: int | None = None):
+    """The tf.distribute strategy each trial trains under (None: none, the default).
+
+    Args:
+        config: ``config.strategy`` names it ("mirrored": across every GPU of this host).
+        gpus: GPUs visible to this process (default: asked to TensorFlow).
+
+    Raises:
+        InvalidSettingError: "mirrored" with fewer than 2 GPUs visible. Refused rather than
+            run on one device, so that a user who asked for several GPUs learns they are not
+            there instead of timing a silent single-device run.
+    """
+    if config.strategy is None:
+        return None
+    import tensorflow as tf
+
+    if gpus is None:
+        gpus = len(tf.config.list_physical_devices("GPU"))
+    if gpus < 2:
+        raise InvalidSettingError(
+            f"--strategy {config.strategy} trains each trial across several GPUs of this host, "
+            f"but {gpus} GPU(s) are visible to TensorFlow. Leave --strategy out on this machine, "
+            "or check CUDA_VISIBLE_DEVICES and the GPU driver."
         )
+    return tf.distribute.MirroredStrategy()
+
+
+def new_tuner(config: RunConfig, hypermodel, run_dir: Path, trains: bool = True) -> kt.Tuner:
+    """hpsearch's tuner of ``config.tuner`` over the KerasTuner project of ``run_dir``
+    (reloaded when present). In a worker of a distributed search (KerasTuner's environment
+    variables set), its oracle is a client of the chief's. A tuner that ``trains`` nothing (a
+    chief) gets no distribution strategy.
+
+    Raises:
+        CorruptRunError: the project cannot be reloaded (names the repair).
+        InvalidSettingError: see ``distribution_strategy``.
+    """
+    objective = kt.Objective(config.objective, direction=config.direction)
+    tuner_class = _TUNER_CLASSES[config.tuner]
+    strategy = distribution_strategy(config) if trains else None
+    try:
+        # KerasTuner prints "Reloading Tuner from ..." whatever the verbosity; the progress
+        # line of run_search says it.
+        with contextlib.redirect_stdout(io.StringIO()):
+            return tuner_class(
+                hypermodel,
+                config,
+                objective,
+                directory=str(run_dir),
+                project_name=PROJECT_NAME,
+                overwrite=False,
+                executions_per_trial=config.executions_per_trial,
+                distribution_strategy=strategy,
+            )
+    except (json.JSONDecodeError, KeyError, RuntimeError) as error:
+        raise CorruptRunError(
+            f"Cannot reload the KerasTuner project in {project_dir(run_dir)} "
+            f"({type(error).__name__}: {error}). {rundir.repair_hint(run_dir)}"
+        ) from None
+
+
+def search_fit_arguments(config: RunConfig, hypermodel, data: datasets.Dataset,
+                         run_dir: Path) -> dict[str, Any]:
+    """The arguments of ``tuner.search`` (data, epochs, callbacks) for a run."""
+    callbacks: list[keras.callbacks.Callback] = [_StopOnNaN()]
+    if not config.uses_hyperband:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=config.objective,
+                mode=config.direction,
+                patience=config.early_stopping_patience,
+            )
+        )
+    if config.tensorboard:
+        # KerasTuner gives each trial its own log folder (RUN/tensorboard/<trial id>/execution0)
+        # and adds the HParams plugin's callback with the trial's values.
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(Path(run_dir) / TENSORBOARD_DIR)))
+    extra = {}
+    if getattr(hypermodel, "geometry", False):
+        extra["geometry"] = data.geometry_train
+    return dict(
+        x=data.x_train,
+        y=data.y_train,
+        validation_data=(data.x_val, data.y_val),
+        epochs=config.max_epochs,
+        callbacks=callbacks,
+        verbose=0,
+        **extra,
+    )
 
 
 def _stopped_message(error: RuntimeError) -> str:
