@@ -28,6 +28,7 @@ import yaml
 from datasets.clock import load_clock
 from tuner import rundir
 from tuner.errors import RunDirError, UsageError
+from tuner.search import oracle_seed
 from tuner.rundir import (COMPARISON_CSV, COMPARISON_FILE, COMPARISON_JSON, COMPARISON_MD,
                           HEADS_DIR, run_lock)
 from datasets.splits import scale_pixels
@@ -256,7 +257,7 @@ def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: in
         tuner = kt.RandomSearch(hypermodel, objective=kt.Objective("val_cse", "min"),
                                 max_trials=config.trials, hyperparameters=hp,
                                 directory=str(out / "tuning"), project_name=label,
-                                seed=config.seed, overwrite=False)
+                                seed=oracle_seed(config.seed), overwrite=False)
         tuner.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
                      epochs=config.epochs, verbose=verbose, geometry=geometry)
         hp = tuner.get_best_hyperparameters(1)[0]
