@@ -32,7 +32,7 @@ data: install
 	  $(BIN)/python "$(SHARED_DATA)/cifar10/prepare.py" "$(CACHE_DIR)/cifar10"; fi
 	-@$(BIN)/hpsearch data fashion_mnist cifar10
 
-# The main job on a small budget (minutes on 2 CPU cores): search the MLP space on Fashion-MNIST,
+# The main job on a small budget (minutes on 2 CPU cores): search the MLP space on Fashion-MNIST (bohb),
 # retrain the top 3 on CIFAR-10 (skipped with a note when CIFAR-10 is missing), write the report.
 demo: data
 	$(BIN)/hpsearch tune mlp --dataset fashion_mnist --run-dir $(RUNS)/mlp --subset 10000 --max-epochs 6

@@ -117,9 +117,10 @@ def main(verbose):
     "--tuner",
     "tuner_name",
     type=click.Choice(TUNERS),
-    default="hyperband",
+    default="bohb",
     show_default=True,
-    help="Search algorithm.",
+    help="Search algorithm: bohb (Hyperband with model-guided proposals), hyperband, "
+    "bayesian, random.",
 )
 @click.option(
     "--max-trials",

@@ -141,7 +141,7 @@ class RunConfig:
 
     space: str = "mlp"  # search space (model family): mlp, cnn, clock
     dataset: str = "fashion_mnist"  # dataset registry name
-    tuner: str = "hyperband"  # hyperband | bohb | bayesian | random
+    tuner: str = "bohb"  # bohb | hyperband | bayesian | random (bohb: best of them, BENCHMARKS.md)
     objective: str | None = None  # None: the space's own (val_accuracy; val_cse for clock)
     direction: str | None = None  # "max" | "min"; None: the space's own
     max_trials: int | None = (
