@@ -57,10 +57,10 @@ benchmarks: data
 	$(BIN)/python benchmarks/bench_search_overhead.py
 
 # About an hour on 2 cores: best validation accuracy against epochs spent, hpsearch's tuners and
-# Optuna's TPE + Hyperband pruner, 3 seeds (docs/results/search-efficiency*).
+# Optuna's TPE + Hyperband pruner, 3 seeds (docs/benchmarks/search-efficiency*).
 benchmark-search-efficiency: data
 	$(BIN)/pip install -q optuna
-	$(BIN)/python benchmarks/bench_search_efficiency.py --out docs/results
+	$(BIN)/python benchmarks/bench_search_efficiency.py --out docs/benchmarks
 
 clean:
 	rm -rf $(VENV) build *.egg-info runs

@@ -230,13 +230,13 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=75, help="training epochs per search")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--out", type=Path, default=Path("docs/results"))
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     points_file = args.out / "search-efficiency.csv"
     # Every finished (method, seed) is saved at once, and a rerun skips it: the whole comparison
     # takes about an hour here.
-    rows = pd.read_csv(points_file).to_dict("records") if points_file.is_file() else []
+    rows = pd.read_csv(points_file, comment="#").to_dict("records") if points_file.is_file() else []
     rows = [r for r in rows if (r["budget"], r["images"]) == (args.budget, args.images)]
     done = {(row["method"], int(row["seed"])) for row in rows}
     bars = {}
