@@ -16,7 +16,7 @@ model, which is their design. The textbook MLP trained for 9 epochs on the same 
 Optuna is a benchmark-only dependency (``pip install optuna``). Usage:
 
     HPSEARCH_DATA_DIR=../shared/data python benchmarks/bench_search_efficiency.py \\
-        [--images 10000] [--budget 75] [--seeds 0 1 2] [--out docs/results]
+        [--images 10000] [--budget 75] [--seeds 0 1 2] [--out docs/benchmarks]
 
 Writes ``search-efficiency.csv`` (every curve point), ``search-efficiency-summary.csv`` and
 ``search-efficiency.png`` to ``--out``.
