@@ -35,7 +35,8 @@ from tuner.search import run_search  # noqa: E402
 
 def import_seconds() -> float:
     """Seconds a fresh interpreter needs to import what ``hpsearch tune`` imports."""
-    code = "import time; t = time.perf_counter(); import tuner.cli, tuner.search; print(time.perf_counter() - t)"
+    code = ("import time; t = time.perf_counter(); import tuner.cli, tuner.search; "
+            "print(time.perf_counter() - t)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
