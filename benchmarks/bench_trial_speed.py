@@ -81,12 +81,11 @@ def run_variant(variant: str, space: str, data, raw_x: np.ndarray, raw_y: np.nda
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)
     timer = _EpochTimes()
+    # The same model (the space's textbook point) for every variant; only the training differs.
+    hypermodel = search_spaces.get(space, input_shape=data.input_shape, num_classes=data.num_classes)
+    hp = kt.HyperParameters()
+    model = hypermodel.build(hp)
     if variant == "script":
-        hypermodel = search_spaces.get(
-            space, input_shape=data.input_shape, num_classes=data.num_classes
-        )
-        hp = kt.HyperParameters()
-        model = hypermodel.build(hp)
         # What the student writes: Keras's compile defaults (one step per call).
         model.compile(
             optimizer=model.optimizer.__class__.from_config(model.optimizer.get_config()),
@@ -103,11 +102,6 @@ def run_variant(variant: str, space: str, data, raw_x: np.ndarray, raw_y: np.nda
             callbacks=[timer],
         )
     else:
-        hypermodel = search_spaces.get(
-            space, input_shape=data.input_shape, num_classes=data.num_classes
-        )
-        hp = kt.HyperParameters()
-        model = hypermodel.build(hp)
         if variant == "hpsearch+xla":
             model.compile(
                 optimizer=model.optimizer,
