@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.clock_render import GEOMETRY_COLUMNS, SIZES, write_dataset
+from datasets.clock_render import DEFAULT_STYLE, GEOMETRY_COLUMNS, SIZES, STYLES, write_dataset
 from datasets.errors import DatasetFormatError, DatasetNotFoundError
 from datasets.sources import explicit_data_dirs, format_not_found
 from datasets.splits import Dataset, scale_pixels
@@ -40,7 +40,7 @@ def load_clock(data_dir=None, size: int = 75, split: str = "tuning", seed: int =
                subset: int | float | None = None, count: int = 18000,
                cache_dir: str | os.PathLike | None = None, download: bool | None = None,
                validation_fraction: float | None = None, test_subset: int | float | None = None,
-               render_seed: int = 0) -> Dataset:
+               render_seed: int = 0, style: str = DEFAULT_STYLE) -> Dataset:
     """Load the clock set with seeded, shuffled splits.
 
     Args:
@@ -55,12 +55,14 @@ def load_clock(data_dir=None, size: int = 75, split: str = "tuning", seed: int =
         subset: optional count or fraction of the whole set used before splitting (default all).
         count: images in the rendered set when no files are found (default 18,000 = 25 per minute).
         cache_dir: where rendered sets are kept (default ``$HPSEARCH_CACHE_DIR`` or
-            ``~/.cache/hpsearch``); each set lives in ``clock-{count}-{size}-seed{render_seed}/``.
+            ``~/.cache/hpsearch``); each set lives in its own folder (see ``rendered_dir``).
         download: accepted for a uniform loader signature and ignored (nothing is downloaded).
         validation_fraction: validation share for ``"tuning"`` (default 0.1) or held-out share for
             ``"final"`` (default 0.2).
         test_subset: optional count or fraction of the test set kept (default all).
         render_seed: seed of the rendered set (default 0).
+        style: the rendered set's clocks, ``"varied"`` (a new design per image, the default) or
+            ``"classic"`` (the first renderer's one design); see ``datasets.clock_render``.
 
     Returns:
         A Dataset with x float32 in [0, 1] shaped (N, size, size, 1), y int64 (N, 2) = (hour,
@@ -77,8 +79,10 @@ def load_clock(data_dir=None, size: int = 75, split: str = "tuning", seed: int =
         raise ValueError(f"size must be one of {SIZES}, got {size}.")
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, got {style!r}.")
     images, labels, source, geometry = _find_or_render(data_dir, size, count, cache_dir,
-                                                       render_seed)
+                                                       render_seed, style)
     return split_clock(images, labels, source=source, split=split, seed=seed, subset=subset,
                        validation_fraction=validation_fraction, test_subset=test_subset,
                        geometry=geometry)
@@ -242,25 +246,28 @@ def default_cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
 
 
 def rendered_dir(count: int, size: int, render_seed: int,
-                 cache_dir: str | os.PathLike | None = None) -> Path:
-    """The cache folder of one rendered set: ``<root>/clock-{count}-{size}-seed{render_seed}``."""
-    return default_cache_root(cache_dir) / f"clock-{count}-{size}-seed{render_seed}"
+                 cache_dir: str | os.PathLike | None = None, style: str = DEFAULT_STYLE) -> Path:
+    """The cache folder of one rendered set: ``<root>/clock-{count}-{size}-seed{render_seed}``,
+    with ``-varied`` appended for the varied style (classic sets keep their earlier folders)."""
+    suffix = "" if style == "classic" else f"-{style}"
+    return default_cache_root(cache_dir) / f"clock-{count}-{size}-seed{render_seed}{suffix}"
 
 
-def locate_clock(data_dir=None, size: int = 75, count: int = 18000, render_seed: int = 0) -> str:
+def locate_clock(data_dir=None, size: int = 75, count: int = 18000, render_seed: int = 0,
+                 style: str = DEFAULT_STYLE) -> str:
     """Where the clock set would be read from, without reading or rendering it."""
     for directory in explicit_data_dirs(data_dir):
         for candidate in [directory / f"clock-{size}", directory / "clock", directory,
                           *[directory / f"clock-{other}" for other in SIZES if other > size]]:
             if (candidate / IMAGES_FILE).is_file():
                 return f"clock: found in {candidate}"
-    cache = rendered_dir(count, size, render_seed)
+    cache = rendered_dir(count, size, render_seed, style=style)
     if (cache / IMAGES_FILE).is_file():
         return f"clock: rendered set in {cache}"
     return f"clock: not found; rendered into {cache} on first use"
 
 
-def _find_or_render(data_dir, size, count, cache_dir, render_seed):
+def _find_or_render(data_dir, size, count, cache_dir, render_seed, style=DEFAULT_STYLE):
     tried = []
     for directory in explicit_data_dirs(data_dir):
         # Larger files are halved, so a 150-pixel folder also serves a 75-pixel request.
@@ -277,12 +284,12 @@ def _find_or_render(data_dir, size, count, cache_dir, render_seed):
             "(or --data-dir)",
             "leave data_dir out to use the rendered stand-in (made once and cached)",
         ]))
-    cache = rendered_dir(count, size, render_seed, cache_dir)
+    cache = rendered_dir(count, size, render_seed, cache_dir, style=style)
     # Sets cached before the renderer wrote geometry.npy are rendered again (the same images).
     if not all((cache / name).is_file() for name in (IMAGES_FILE, LABELS_FILE, GEOMETRY_FILE)):
-        write_dataset(cache, count=count, size=size, seed=render_seed)
+        write_dataset(cache, count=count, size=size, seed=render_seed, style=style)
     images, labels = read_clock_files(cache, size)
-    return (images, labels, f"{cache} (rendered, seed {render_seed})",
+    return (images, labels, f"{cache} (rendered, {style} style, seed {render_seed})",
             read_clock_geometry(cache, len(images)))
 
 

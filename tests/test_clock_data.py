@@ -53,6 +53,43 @@ def test_rendering_is_deterministic_and_independent_of_processes():
     assert not np.array_equal(first, other)
 
 
+@pytest.mark.parametrize("style", clock_render.STYLES)
+def test_each_style_is_deterministic_and_the_styles_differ(style):
+    labels = clock_render.time_labels(720)[::120]
+    first = clock_render.render_images(labels, seed=2, size=75, processes=1, style=style)
+    forked = clock_render.render_images(labels, seed=2, size=75, processes=2, style=style)
+    np.testing.assert_array_equal(first, forked)
+    other = "classic" if style == "varied" else "varied"
+    assert not np.array_equal(
+        first, clock_render.render_images(labels, seed=2, size=75, processes=1, style=other))
+
+
+def test_unknown_style_is_refused():
+    with pytest.raises(ValueError, match="Unknown clock style 'fancy'. Expected one of: varied"):
+        clock_render.render_images(np.zeros((1, 2), dtype=int), style="fancy")
+    with pytest.raises(ValueError, match="style must be one of"):
+        load_clock(style="fancy")
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_varied_designs_put_the_minute_hand_where_the_time_says(seed):
+    # Same design (same draws), two times 30 minutes apart: the pixels that change between the
+    # two drawings, in a ring the hour hand never reaches, lie along the two minute hands.
+    drawings = [np.asarray(clock_render._draw_varied_clock(2, minute, np.random.default_rng(seed))[0],
+                           dtype=float) for minute in (10, 40)]
+    changed = np.abs(drawings[0] - drawings[1]) > 30
+    canvas = changed.shape[0]
+    y, x = np.nonzero(changed)
+    dx, dy = x + 0.5 - canvas / 2.0, y + 0.5 - canvas / 2.0
+    face = clock_render._CANONICAL_FACE_RADIUS
+    ring = (np.hypot(dx, dy) > 0.64 * face) & (np.hypot(dx, dy) < 0.7 * face)
+    assert ring.sum() > 0
+    degrees = np.degrees(np.arctan2(dx[ring], -dy[ring])) % 360
+    nearest = np.minimum(np.abs((degrees - 60 + 180) % 360 - 180),
+                         np.abs((degrees - 240 + 180) % 360 - 180))
+    assert np.all(nearest < 12), np.sort(degrees)
+
+
 def test_images_are_not_near_duplicates():
     labels = np.zeros((6, 2), dtype=int)
     images = clock_render.render_images(labels, seed=0, size=75, processes=1).astype(float)
@@ -171,7 +208,7 @@ def test_bad_geometry_file_is_rejected(tmp_path):
 
 def test_a_cached_set_without_geometry_is_rendered_again(tmp_path):
     first = load_clock(size=75, count=40, split="final")
-    cached = tmp_path / "cache" / "clock-40-75-seed0"
+    cached = tmp_path / "cache" / "clock-40-75-seed0-varied"
     (cached / "geometry.npy").unlink()
     again = load_clock(size=75, count=40, split="final")
     np.testing.assert_array_equal(first.x_train, again.x_train)
@@ -183,7 +220,7 @@ def test_a_cached_set_without_geometry_is_rendered_again(tmp_path):
 
 def test_load_renders_once_then_reuses_the_cache(tmp_path, monkeypatch):
     first = load_clock(size=75, count=40, split="tuning")
-    cached = tmp_path / "cache" / "clock-40-75-seed0"
+    cached = tmp_path / "cache" / "clock-40-75-seed0-varied"
     assert (cached / "images.npy").is_file() and (cached / "preview.png").is_file()
 
     def no_render(*args, **kwargs):

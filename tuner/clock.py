@@ -56,6 +56,7 @@ class ComparisonConfig:
     trials: int = 0                     # 0: train each head's default point; n: random search n
     seed: int = 0                       # data split, weight initialization and search seed
     count: int = 18000                  # rendered set size when no real files are given
+    style: str = "varied"               # rendered clocks: a design per image (or "classic")
     data_dir: str | None = None         # the assignment's files, else the rendered stand-in
     hyperparameters: dict = dataclasses.field(default_factory=dict)  # backbone values fixed for all
     steps_per_execution: int = 32       # as SearchSpace: per-step overhead dominates on CPU
@@ -151,7 +152,8 @@ def compare_heads(config: ComparisonConfig, out_dir: str | os.PathLike, verbose:
         _check_or_write_config(out, config)
         if data is None:
             data = load_clock(data_dir=config.data_dir, size=config.size, split=config.split,
-                              seed=config.seed, subset=config.subset, count=config.count)
+                              seed=config.seed, subset=config.subset, count=config.count,
+                              style=config.style)
         rows = []
         with precision_policy(config.precision):
             for label, head, classes in config.runs():

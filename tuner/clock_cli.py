@@ -10,6 +10,7 @@ import time
 import click
 import numpy as np
 
+from datasets.clock_render import DEFAULT_STYLE, STYLES
 from search_spaces.precision import PRECISIONS
 from tuner.cli_errors import cli_errors, import_tensorflow
 
@@ -39,10 +40,13 @@ def clock_group():
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the rendered set.")
 @click.option("--processes", type=click.IntRange(min=1), default=2, show_default=True,
               help="Worker processes.")
+@click.option("--style", type=click.Choice(STYLES), default=DEFAULT_STYLE, show_default=True,
+              help="Rendered clocks: varied (a new design per image: cases, faces, numerals, "
+                   "hands, seconds hand, shadows, occlusion) or classic (one design).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
               help="Folder to write images.npy, labels.npy and preview.png into.")
 @cli_errors
-def render_command(count, size, seed, processes, out_dir):
+def render_command(count, size, seed, processes, style, out_dir):
     """Render the clock stand-in set: images.npy (N x S x S uint8), labels.npy (N x 2 hour,
     minute) and a preview sheet.
 
@@ -51,7 +55,8 @@ def render_command(count, size, seed, processes, out_dir):
     from datasets.clock_render import write_dataset
 
     start = time.perf_counter()
-    paths = write_dataset(out_dir, count=count, size=size, seed=seed, processes=processes)
+    paths = write_dataset(out_dir, count=count, size=size, seed=seed, processes=processes,
+                          style=style)
     seconds = time.perf_counter() - start
     click.echo(f"Rendered {count} clocks of {size}x{size} in {seconds:.1f} s "
                f"({count / seconds:.0f} images/s).")
@@ -88,12 +93,15 @@ def render_command(count, size, seed, processes, out_dir):
               help="Size of the rendered set used when --data-dir is not given.")
 @click.option("--data-dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="Folder with the assignment's images.npy and labels.npy (default: rendered).")
+@click.option("--style", type=click.Choice(STYLES), default=DEFAULT_STYLE, show_default=True,
+              help="Rendered clocks: varied (a new design per image: cases, faces, numerals, "
+                   "hands, seconds hand, shadows, occlusion) or classic (one design).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
               help="Results folder (finished heads are reused when rerun).")
 @click.option("-v", "--verbose", count=True, help="Show Keras training progress.")
 @cli_errors
 def compare_command(size, split, heads, num_classes, epochs, subset, trials, assignments, seed,
-                    precision, test_rotations, count, data_dir, out_dir, verbose):
+                    precision, test_rotations, count, data_dir, style, out_dir, verbose):
     """Train every head with the same backbone, budget and data; write comparison.csv/.json/.md.
 
     On the rendered set every head also learns the auxiliary geometry output (where the 12 and
@@ -107,7 +115,7 @@ def compare_command(size, split, heads, num_classes, epochs, subset, trials, ass
     config = ComparisonConfig(
         size=size, split=split, heads=tuple(heads) or HEADS,
         num_classes=tuple(num_classes) or (720,), epochs=epochs, subset=subset, trials=trials,
-        seed=seed, count=count, data_dir=data_dir, precision=precision,
+        seed=seed, count=count, data_dir=data_dir, style=style, precision=precision,
         test_rotations=test_rotations, hyperparameters=parse_assignments(assignments))
     table = compare_heads(config, out_dir, verbose=2 if verbose else 0)
     click.echo(format_table(table))
