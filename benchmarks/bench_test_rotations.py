@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 from datasets.clock import load_clock  # noqa: E402
-from search_spaces.clock import error_summary, labels_to_minutes  # noqa: E402
+from search_spaces.clock_time import error_summary, labels_to_minutes  # noqa: E402
 from tuner.clock import load_trained_model, read_times  # noqa: E402
 
 ROTATIONS = (1, 2, 4, 8, 16)

@@ -120,7 +120,8 @@ def test_compare_trains_each_head_writes_the_table_and_resumes(tmp_path, clock_f
     assert len(predictions) == 8
     assert predictions["error_minutes"].mean() == pytest.approx(table.loc[0, "cse_mean"])
     from datasets.clock import load_clock
-    from search_spaces.clock import ClockHead, labels_to_minutes
+    from search_spaces.clock_heads import ClockHead
+    from search_spaces.clock_time import labels_to_minutes
 
     model = keras.models.load_model(out / "heads" / "periodic.keras", compile=False)
     data = load_clock(data_dir=clock_files, size=75, split="final")

@@ -32,8 +32,8 @@ from tuner.search import oracle_seed
 from tuner.rundir import (COMPARISON_CSV, COMPARISON_FILE, COMPARISON_JSON, COMPARISON_MD,
                           HEADS_DIR, run_lock)
 from datasets.splits import scale_pixels
-from search_spaces.clock import (HEADS, HYPERPARAMETER_NAMES, ClockHyperModel,
-                                 common_sense_error_minutes, error_summary, labels_to_minutes)
+from search_spaces.clock import HEADS, HYPERPARAMETER_NAMES, ClockHyperModel
+from search_spaces.clock_time import common_sense_error_minutes, error_summary, labels_to_minutes
 from search_spaces.precision import PRECISIONS, precision_policy
 
 TABLE_COLUMNS = ["head", "outputs", "loss", "cse_mean", "cse_median", "within_1min",
