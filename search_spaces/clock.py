@@ -243,6 +243,56 @@ class ClockHyperModel(SearchSpace):
         self._last_head = head
         return model
 
+    def describe_model(self, hp: kt.HyperParameters) -> dict[str, Any]:
+        """What the model ``build(hp)`` gives is, in plain values.
+
+        Keras saves a model's layers and weights but not the attributes ``build`` sets on it
+        (``clock_head``, ``geometry_weight``); this description, kept next to a saved model, is
+        enough to decode its outputs and to build the same model again
+        (``ClockHyperModel.from_description``).
+
+        Args:
+            hp: the values the model was built with.
+
+        Returns:
+            ``head`` (``ClockHead.to_dict()``), ``geometry_weight`` (0: no geometry output),
+            ``input_shape``, ``space`` (this hypermodel's ``head``, ``num_classes`` and
+            ``geometry``) and ``hyperparameters`` (every value of ``hp``).
+        """
+        values = {name: value.item() if isinstance(value, np.generic) else value
+                  for name, value in hp.values.items()}
+        geometry_weight = float(values.get("geometry_weight", 1.0)) if self.geometry else 0.0
+        return {"head": self.head_for(hp).to_dict(), "geometry_weight": geometry_weight,
+                "input_shape": list(self.input_shape),
+                "space": {"head": self.head, "num_classes": self.num_classes,
+                          "geometry": self.geometry},
+                "hyperparameters": values}
+
+    @classmethod
+    def from_description(cls, description: dict[str, Any], **kwargs: Any
+                         ) -> tuple["ClockHyperModel", kt.HyperParameters]:
+        """The hypermodel and the (fixed) hyperparameters that build a described model again.
+
+        Args:
+            description: what ``describe_model`` returned.
+            **kwargs: other constructor arguments (``steps_per_execution``).
+
+        Raises:
+            ValueError: the description lacks a field or holds an invalid value.
+        """
+        try:
+            space, values = description["space"], description["hyperparameters"]
+            hypermodel = cls(description["input_shape"], head=space["head"],
+                             num_classes=space["num_classes"], geometry=space["geometry"],
+                             **kwargs)
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"Not a clock model description: missing or invalid {error}.") from None
+        hp = kt.HyperParameters()
+        for name, value in values.items():
+            if not name.startswith("tuner/"):
+                hp.Fixed(name, value)
+        return hypermodel, hp
+
     def head_for(self, hp: kt.HyperParameters | None = None) -> ClockHead:
         """The head of ``hp`` (default: of the last built model, else the default point's)."""
         if hp is not None:

@@ -70,6 +70,24 @@ class ClockHead:
             _check_choice("minute output", self.minute_output, MINUTE_OUTPUTS)
             _check_choice("minute loss", self.minute_loss, REGRESSION_LOSSES)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The head's fields as plain values (``ClockHead.from_dict`` reads them back)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ClockHead":
+        """The head written by ``to_dict``.
+
+        Raises:
+            ValueError: a field that ``ClockHead`` does not have, or an invalid value.
+        """
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown or "kind" not in values:
+            raise ValueError(f"Expected the fields of a clock head ({', '.join(sorted(known))}) "
+                             f"with at least kind, got {sorted(values)}.")
+        return cls(**values)
+
     def describe_outputs(self) -> str:
         """The output layer(s) in words, for tables."""
         if self.kind == "classification":

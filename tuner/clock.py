@@ -6,8 +6,9 @@
 
 Writes into ``out_dir``: ``config.yaml`` (the run configuration), ``heads/<head>.json`` (one result
 per head, written when the head finishes, so an interrupted comparison resumes with the heads still
-missing), ``heads/<head>.keras`` (the trained model; ``keras.models.load_model(path, compile=False)``
-reads it back), ``heads/<head>-predictions.csv`` (every held-out image: true and predicted time,
+missing), ``heads/<head>.keras`` (the trained model; ``tuner.clock_models.load_trained_model``
+reads it back with its head) and ``heads/<head>.head.json`` (its model card: what the head is),
+``heads/<head>-predictions.csv`` (every held-out image: true and predicted time,
 error in minutes), ``comparison.csv``, ``comparison.json`` and ``comparison.md`` (the table).
 """
 from __future__ import annotations
@@ -26,15 +27,16 @@ import pandas as pd
 import yaml
 
 from datasets.clock import load_clock
-from tuner import rundir
-from tuner.errors import RunDirError, UsageError
-from tuner.search import oracle_seed
-from tuner.rundir import (COMPARISON_CSV, COMPARISON_FILE, COMPARISON_JSON, COMPARISON_MD,
-                          HEADS_DIR, run_lock)
-from datasets.splits import scale_pixels
 from search_spaces.clock import HEADS, HYPERPARAMETER_NAMES, ClockHyperModel
 from search_spaces.clock_time import common_sense_error_minutes, error_summary, labels_to_minutes
 from search_spaces.precision import PRECISIONS, precision_policy
+from tuner import rundir
+from tuner.clock_models import (ComparisonRunError, comparison_card_path, fixed_hyperparameters,
+                                write_model_card)
+from tuner.errors import UsageError
+from tuner.rundir import (COMPARISON_CSV, COMPARISON_FILE, COMPARISON_JSON, COMPARISON_MD,
+                          HEADS_DIR, run_lock)
+from tuner.search import oracle_seed
 
 TABLE_COLUMNS = ["head", "outputs", "loss", "cse_mean", "cse_median", "within_1min",
                  "within_5min", "seconds_per_epoch", "parameters", "epochs", "train_images",
@@ -103,11 +105,6 @@ class ComparisonConfig:
         return values
 
 
-class ComparisonRunError(RunDirError, ValueError):
-    """A comparison folder or its data lacks what was asked of it (a finished comparison, a head,
-    a model, the geometry an auxiliary output needs)."""
-
-
 class EpochTimer(keras.callbacks.Callback):
     """Training seconds of every epoch: from its start to its last training step (so the
     validation predictions made at the end of the epoch are not counted)."""
@@ -173,61 +170,6 @@ def compare_heads(config: ComparisonConfig, out_dir: str | os.PathLike, verbose:
         return table
 
 
-def load_trained_model(out_dir: str | os.PathLike, head: str | None = None
-                       ) -> tuple[keras.Model, str]:
-    """A head's trained model from a comparison folder, ready for ``read_times``.
-
-    Args:
-        out_dir: the folder ``compare_heads`` wrote.
-        head: row label (``multi_head``, ``classification-720``, ...); default the best row of
-            ``comparison.json``.
-
-    Returns:
-        (the model, with its ``clock_head`` attached, and the row label).
-
-    Raises:
-        ComparisonRunError: no such folder or head, or the head was trained before models were
-            saved.
-    """
-    out = Path(out_dir)
-    if head is None:
-        summary = out / "comparison.json"
-        if not summary.is_file():
-            raise ComparisonRunError(f"{out} holds no finished comparison (no comparison.json). Run "
-                             f"hpsearch clock compare --out {out} first, or name a head.")
-        head = rundir.read_json(summary, "a finished comparison")["best"]["head"]
-    result_path, model_path = out / "heads" / f"{head}.json", out / "heads" / f"{head}.keras"
-    if not result_path.is_file():
-        found = sorted(path.stem for path in (out / "heads").glob("*.json"))
-        raise ComparisonRunError(f"{out} has no trained head {head!r}; it has: "
-                         f"{', '.join(found) or 'none'}.")
-    if not model_path.is_file():
-        raise ComparisonRunError(f"{model_path} is missing: this head was trained before hpsearch saved "
-                         f"models. Train it again into a new folder.")
-    kind, _, classes = head.partition("-")
-    model = keras.models.load_model(model_path, compile=False)
-    hypermodel = ClockHyperModel(model.input_shape[1:], head=kind,
-                                 num_classes=int(classes) if classes else None)
-    values = rundir.read_json(result_path, "one head's result")["hyperparameters"]
-    model.clock_head = hypermodel.head_for(_fixed_hyperparameters(values))
-    return model, head
-
-
-def read_times(model: keras.Model, images, rotations: int = 1) -> np.ndarray:
-    """Minutes after 12:00 read by a trained clock model from uint8 (N, S, S) images.
-
-    ``rotations`` > 1 averages that many evenly turned reads of each image (see
-    ``ClockHyperModel.predict_minutes``).
-    """
-    images = np.asarray(images)
-    side = model.input_shape[1]
-    if images.ndim != 3 or images.shape[1:] != (side, side):
-        raise UsageError(f"Expected images of shape (N, {side}, {side}) for this model, got "
-                         f"{images.shape}.")
-    reads = ClockHyperModel.rotated_outputs(model, scale_pixels(images)[..., None], rotations)
-    return model.clock_head.decode(model.clock_head.average(reads))
-
-
 def format_table(table: pd.DataFrame) -> str:
     """The comparison as a Markdown table (errors in minutes, shares in %)."""
     lines = ["| head | outputs | loss | mean CSE (min) | median | within 1 min | within 5 min "
@@ -252,7 +194,7 @@ def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: in
                                  num_classes=classes if head == "classification" else None,
                                  geometry=geometry is not None,
                                  steps_per_execution=config.steps_per_execution)
-    hp = _fixed_hyperparameters(config.hyperparameters)
+    hp = fixed_hyperparameters(config.hyperparameters)
     if config.trials:
         tuner = kt.RandomSearch(hypermodel, objective=kt.Objective("val_cse", "min"),
                                 max_trials=config.trials, hyperparameters=hp,
@@ -274,10 +216,11 @@ def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: in
     predicted = clock_head.decode(clock_head.average(reads))
     true = labels_to_minutes(data.y_test)
     summary = error_summary(true, predicted)
-    _write_predictions(out / "heads" / f"{label}-predictions.csv", true, predicted)
+    _write_predictions(out / HEADS_DIR / f"{label}-predictions.csv", true, predicted)
     single_read = (error_summary(true, clock_head.decode(reads[0]))
                    if config.test_rotations > 1 else None)
-    model.save(out / "heads" / f"{label}.keras")
+    model.save(out / HEADS_DIR / f"{label}.keras")
+    write_model_card(comparison_card_path(out, label), hypermodel, hp)
     # The first epoch also traces the graphs; the median is the steady training speed.
     loss = clock_head.describe_loss()
     if model.geometry_weight:
@@ -302,13 +245,6 @@ def _write_predictions(path: Path, true_minutes, predicted_minutes) -> None:
         "error_minutes": common_sense_error_minutes(true_minutes, predicted)})
     path.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(path, index_label="test_index")
-
-
-def _fixed_hyperparameters(values: dict) -> kt.HyperParameters:
-    hp = kt.HyperParameters()
-    for name, value in values.items():
-        hp.Fixed(name, value)
-    return hp
 
 
 def _check_or_write_config(out: Path, config: ComparisonConfig) -> None:

@@ -120,15 +120,16 @@ def compare_command(size, split, heads, num_classes, epochs, subset, trials, ass
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--head", default=None,
-              help="Row of the comparison to use, e.g. multi_head or classification-72 "
-                   "(default: its best).")
+              help="Row of the comparison to use, e.g. multi_head or classification-72, or a "
+                   "trial id of a `tune clock` run (default: the best).")
 @click.option("--test-rotations", type=click.IntRange(min=1), default=1, show_default=True,
               help="Read each image at this many evenly spaced rotations and average (1: off).")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None,
               help="Also write the readings to this CSV file (image, hour, minute, time).")
 @cli_errors
 def predict_command(run_dir, images, head, test_rotations, out_file):
-    """Read the time from clock images with a head trained by `hpsearch clock compare`.
+    """Read the time from clock images with a model trained by `hpsearch clock compare` (RUN_DIR
+    is its --out folder) or `hpsearch tune clock` (its --run-dir).
 
     IMAGES are .npy arrays of (N, S, S) uint8 images, picture files (PNG, JPEG, ...) or folders of
     pictures; pictures are made grayscale, cropped square and resized to the model's input.
@@ -139,15 +140,16 @@ def predict_command(run_dir, images, head, test_rotations, out_file):
     import pandas as pd
 
     from datasets.clock import read_clock_images
-    from tuner.clock import load_trained_model, read_times
+    from tuner.clock_models import load_trained_model, read_times
 
-    model, label = load_trained_model(run_dir, head)
-    pixels, names = read_clock_images(images, size=model.input_shape[1])
-    minutes = np.round(read_times(model, pixels, rotations=test_rotations)).astype(int) % 720
+    trained = load_trained_model(run_dir, head)
+    pixels, names = read_clock_images(images, size=trained.model.input_shape[1])
+    minutes = read_times(trained.model, pixels, rotations=test_rotations, head=trained.head)
+    minutes = np.round(minutes).astype(int) % 720
     table = pd.DataFrame({"image": names, "hour": minutes // 60, "minute": minutes % 60})
     table["time"] = [f"{hour}:{minute:02d}" for hour, minute in zip(table["hour"], table["minute"])]
     for name, time_read in zip(table["image"], table["time"]):
         click.echo(f"{time_read:>5}  {name}")
-    click.echo(f"Read {len(table)} image(s) with {label} from {run_dir}.", err=True)
+    click.echo(f"Read {len(table)} image(s) with {trained.label} from {run_dir}.", err=True)
     if out_file:
         table.to_csv(out_file, index=False)

@@ -32,6 +32,7 @@ from search_spaces.precision import precision_policy
 from top_configs import TopConfig, plain_value, strip_internal_keys
 from tuner.export import TOP_K, top_configs_of, write_top_configs
 from tuner import rundir
+from tuner.clock_models import TRIAL_CARD, write_model_card
 from tuner.config import (
     InvalidSettingError,
     RunConfig,
@@ -340,6 +341,7 @@ class _TrackedTuner:
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
+        self._write_model_card(trial)
         seconds = time.monotonic() - self._trial_started
         self._trials_this_call += 1
         self._seconds_this_call += seconds
@@ -369,6 +371,14 @@ class _TrackedTuner:
             f"{self._trial_epochs} epochs{reason}"
         )
         self._on_trial_done()
+
+    def _write_model_card(self, trial) -> None:
+        # A trial's checkpoint holds weights only; a clock model also needs to say what its head
+        # is (tuner/clock_models.py), which build() keeps only on the Python object.
+        if not hasattr(self.hypermodel, "describe_model"):
+            return
+        trial_dir = Path(self.get_trial_dir(trial.trial_id))
+        write_model_card(trial_dir / TRIAL_CARD, self.hypermodel, trial.hyperparameters)
 
     def _best_score_text(self) -> str:
         best = [t for t in self.oracle.get_best_trials(1) if t.status == "COMPLETED"]
