@@ -73,8 +73,9 @@ class ClockHyperModel(SearchSpace):
     with optional batch normalization and a pooling layer; the first block has ``filters``
     filters and each next block doubles them (at most 256); an optional strided stem (stride 2
     from 64 pixels up, a stride-4 patch convolution from 128 up, by default); then flatten or
-    global average pooling, one dense layer of ``dense_units`` with ``dropout``, and the head. Tuned as well: activation, optimizer and
-    learning rate, batch size, training-time augmentation (rotation, brightness, contrast).
+    global average pooling, one dense layer of ``dense_units`` with ``dropout``, and the head.
+    Tuned as well: activation, optimizer and learning rate, batch size, training-time
+    augmentation (rotation, brightness, contrast).
 
     The default point (stride-2 stem, 4 blocks from 32 filters, 3x3, batch norm with momentum
     0.9, max pooling, global average pooling, dense 256, no dropout, Adam 3e-4, batch 64,
