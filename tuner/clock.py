@@ -14,11 +14,12 @@ error in minutes), ``comparison.csv``, ``comparison.json`` and ``comparison.md``
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import keras
 import keras_tuner as kt
@@ -28,6 +29,7 @@ import yaml
 
 from datasets.clock import load_clock
 from search_spaces.clock import HEADS, HYPERPARAMETER_NAMES, ClockHyperModel
+from search_spaces.clock_heads import GEOMETRY_OUTPUT
 from search_spaces.clock_time import common_sense_error_minutes, error_summary, labels_to_minutes
 from search_spaces.precision import PRECISIONS, precision_policy
 from tuner import rundir
@@ -41,8 +43,10 @@ from tuner.search import oracle_seed
 TABLE_COLUMNS = ["head", "outputs", "loss", "cse_mean", "cse_median", "within_1min",
                  "within_5min", "seconds_per_epoch", "parameters", "epochs", "train_images",
                  "test_images"]
-
-
+# The held-out error shown per epoch (monitoring only): a fixed sample of at most this many
+# images, read once per epoch, and only while a read costs at most this share of an epoch.
+MONITOR_IMAGES = 500
+MONITOR_SHARE = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,8 +128,85 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(self._last - self._start)
 
 
+class EpochProgress(keras.callbacks.Callback):
+    """One progress line per training epoch of a head, through ``printer``::
+
+        multi_head  epoch 3/36  loss 0.912 (hour 0.51, minute 0.20, geometry 0.40)  held-out 12.3 min
+        (500 images, one read)  61 s/epoch  elapsed 3:05  left ~33:50
+
+    The held-out error is monitoring only: nothing is chosen by it. When the validation data is
+    the held-out set (the final split) it is the ``val_cse`` the epoch computed anyway; otherwise
+    one read of a fixed sample of at most ``MONITOR_IMAGES`` held-out images, made only while a
+    read costs at most ``MONITOR_SHARE`` of an epoch's training time.
+
+    Args:
+        label: the row label, padded to ``width``.
+        epochs: epochs of this training.
+        printer: called with each line (``click.echo``, ``print``).
+        timer: the ``EpochTimer`` of the same fit, listed before this callback.
+        head: the model's ``ClockHead``.
+        held_out: (x, y) of the held-out set.
+        validation_is_held_out: the fit's validation data is ``held_out`` itself, so its
+            ``val_cse`` is the held-out error.
+        width: column width of the label.
+        seed: seed of the monitored sample.
+    """
+
+    def __init__(self, label: str, epochs: int, printer: Callable[[str], None],
+                 timer: EpochTimer, head, held_out, validation_is_held_out: bool,
+                 width: int = 0, seed: int = 0):
+        super().__init__()
+        self.label, self.epochs, self.printer, self.timer = label.ljust(width), epochs, printer, timer
+        self.head = head
+        self.validation_is_held_out = validation_is_held_out
+        x, y = held_out
+        self.held_out_count = len(x)
+        if not validation_is_held_out and len(x) > MONITOR_IMAGES:
+            keep = np.sort(np.random.default_rng(seed).choice(len(x), MONITOR_IMAGES,
+                                                              replace=False))
+            x, y = x[keep], y[keep]
+        self.x, self.true_minutes = x, labels_to_minutes(y)
+        self.reading = len(x) > 0
+        self._started = 0.0
+
+    def on_train_begin(self, logs=None):
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        done = epoch + 1
+        parts = [f"{self.label}  epoch {done}/{self.epochs}"]
+        if "loss" in logs:
+            parts.append(f"loss {logs['loss']:.3f}" + _loss_parts(logs))
+        parts += self._held_out(logs)
+        epoch_seconds = self.timer.seconds[-1] if self.timer.seconds else math.nan
+        elapsed = time.perf_counter() - self._started
+        parts += [f"{_seconds(epoch_seconds)}/epoch", f"elapsed {_duration(elapsed)}",
+                  f"left ~{_duration(elapsed / done * (self.epochs - done))}"]
+        self.printer("  ".join(parts))
+
+    def _held_out(self, logs) -> list[str]:
+        if self.validation_is_held_out:
+            if "val_cse" not in logs:
+                return []
+            return [f"held-out {logs['val_cse']:.1f} min ({self.held_out_count} images, one read)"]
+        if not self.reading:
+            return []
+        started = time.perf_counter()
+        outputs = self.model.predict(self.x, batch_size=256, verbose=0)
+        error = common_sense_error_minutes(self.true_minutes, self.head.decode(outputs)).mean()
+        cost = time.perf_counter() - started
+        shown = f"held-out {error:.1f} min ({len(self.x)} images, one read"
+        epoch_seconds = self.timer.seconds[-1] if self.timer.seconds else math.inf
+        if cost > MONITOR_SHARE * epoch_seconds:
+            self.reading = False
+            shown += (f"; it took {_seconds(cost)}, over {MONITOR_SHARE:.0%} of the epoch: "
+                      "not read again")
+        return [shown + ")"]
+
+
 def compare_heads(config: ComparisonConfig, out_dir: str | os.PathLike, verbose: int = 0,
-                  data=None) -> pd.DataFrame:
+                  data=None, progress: Callable[[str], None] | None = None) -> pd.DataFrame:
     """Train (or tune) every head on the same data and budget; write and return the table.
 
     Args:
@@ -134,6 +215,8 @@ def compare_heads(config: ComparisonConfig, out_dir: str | os.PathLike, verbose:
             read back instead of trained again.
         verbose: Keras verbosity of the training runs (0 silent).
         data: a clock ``Dataset`` to use instead of loading one from ``config`` (notebooks, tests).
+        progress: called with progress lines (``print``, ``click.echo``): one per head as it
+            starts and ends, and one per epoch (see ``EpochProgress``). Default None: silent.
 
     Returns:
         The comparison table, one row per head, columns ``TABLE_COLUMNS``.
@@ -150,13 +233,16 @@ def compare_heads(config: ComparisonConfig, out_dir: str | os.PathLike, verbose:
             data = load_clock(data_dir=config.data_dir, size=config.size, split=config.split,
                               seed=config.seed, subset=config.subset, count=config.count)
         rows = []
+        say = _Printer(progress, max(len(label) for label, _, _ in config.runs()))
         with precision_policy(config.precision):
             for label, head, classes in config.runs():
                 path = out / HEADS_DIR / f"{label}.json"
                 if path.is_file():
                     rows.append(rundir.read_json(path, "one head's result")["row"])
+                    say(label, f"already trained in {out}: mean error "
+                               f"{rows[-1]['cse_mean']:.1f} min")
                     continue
-                result = _run_head(config, data, label, head, classes, out, verbose)
+                result = _run_head(config, data, label, head, classes, out, verbose, say)
                 _write_json(path, result)
                 rows.append(result["row"])
         table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
@@ -182,7 +268,8 @@ def format_table(table: pd.DataFrame) -> str:
 
 
 def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: int, out: Path,
-              verbose: int) -> dict[str, Any]:
+              verbose: int, say: _Printer) -> dict[str, Any]:
+    started = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
     geometry = data.geometry_train
     if geometry is None and config.hyperparameters.get("geometry_weight"):
@@ -196,6 +283,7 @@ def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: in
                                  steps_per_execution=config.steps_per_execution)
     hp = fixed_hyperparameters(config.hyperparameters)
     if config.trials:
+        say(label, f"tuning: {config.trials} random-search trials of {config.epochs} epochs")
         tuner = kt.RandomSearch(hypermodel, objective=kt.Objective("val_cse", "min"),
                                 max_trials=config.trials, hyperparameters=hp,
                                 directory=str(out / "tuning"), project_name=label,
@@ -206,12 +294,19 @@ def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: in
         keras.backend.clear_session()
         keras.utils.set_random_seed(config.seed)
     model = hypermodel.build(hp)
+    clock_head = model.clock_head
     timer = EpochTimer()
+    callbacks = [timer, keras.callbacks.TerminateOnNaN()]
+    if say.printer is not None:
+        epochs = f"{config.epochs} epoch" + ("s" if config.epochs > 1 else "")
+        say(label, f"training {epochs} on {len(data.x_train)} images; the "
+                   "held-out error per epoch is monitoring only (nothing is chosen by it)")
+        callbacks.append(EpochProgress(
+            label, config.epochs, say.printer, timer, clock_head, (data.x_test, data.y_test),
+            validation_is_held_out=data.x_val is data.x_test, width=say.width, seed=config.seed))
     history = hypermodel.fit(hp, model, data.x_train, data.y_train,
                              validation_data=(data.x_val, data.y_val), epochs=config.epochs,
-                             callbacks=[timer, keras.callbacks.TerminateOnNaN()], verbose=verbose,
-                             geometry=geometry)
-    clock_head = model.clock_head
+                             callbacks=callbacks, verbose=verbose, geometry=geometry)
     reads = hypermodel.rotated_outputs(model, data.x_test, config.test_rotations)
     predicted = clock_head.decode(clock_head.average(reads))
     true = labels_to_minutes(data.y_test)
@@ -230,6 +325,9 @@ def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: in
            "parameters": int(model.count_params()), "epochs": config.epochs,
            "train_images": len(data.x_train), "test_images": len(data.x_test)}
     keras.backend.clear_session()
+    reads_said = f", {config.test_rotations} rotations" if config.test_rotations > 1 else ""
+    say(label, f"done: mean error {summary['cse_mean']:.1f} min on {len(data.x_test)} held-out "
+               f"images{reads_said}, in {_duration(time.perf_counter() - started)}")
     return {"row": row, "hyperparameters": _plain(hp.values),
             "history": {key: [float(v) for v in values] for key, values in history.history.items()},
             "epoch_seconds": timer.seconds, "without_test_rotations": single_read}
@@ -270,6 +368,39 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+class _Printer(NamedTuple):
+    """Progress lines of a comparison: ``printer`` (None: silent) and the label column's width."""
+
+    printer: Callable[[str], None] | None
+    width: int
+
+    def __call__(self, label: str, text: str) -> None:
+        if self.printer is not None:
+            self.printer(f"{label.ljust(self.width)}  {text}")
+
+
+def _loss_parts(logs: dict[str, Any]) -> str:
+    names = [key[:-len("_loss")] for key in logs
+             if key.endswith("_loss") and not key.startswith("val_")]
+    # The time outputs first, in the head's order (hour before minute); the auxiliary one last.
+    names.sort(key=lambda name: (name == GEOMETRY_OUTPUT, name))
+    parts = [f"{name} {logs[name + '_loss']:.2f}" for name in names]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def _seconds(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
+
+
+def _duration(seconds: float) -> str:
+    """M:SS, or H:MM:SS from an hour."""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    if hours:
+        return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+    return f"{rest // 60}:{rest % 60:02d}"
 
 
 def parse_assignments(pairs: Sequence[str]) -> dict[str, Any]:

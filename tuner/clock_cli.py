@@ -90,14 +90,18 @@ def render_command(count, size, seed, processes, out_dir):
               help="Folder with the assignment's images.npy and labels.npy (default: rendered).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
               help="Results folder (finished heads are reused when rerun).")
-@click.option("-v", "--verbose", count=True, help="Show Keras training progress.")
+@click.option("-v", "--verbose", count=True, help="Also show Keras's own training progress.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress lines (one per epoch per head: loss, held-out error, time left).")
 @cli_errors
 def compare_command(size, split, heads, num_classes, epochs, subset, trials, assignments, seed,
-                    precision, test_rotations, count, data_dir, out_dir, verbose):
+                    precision, test_rotations, count, data_dir, out_dir, verbose, quiet):
     """Train every head with the same backbone, budget and data; write comparison.csv/.json/.md.
 
     On the rendered set every head also learns the auxiliary geometry output (where the 12 and
     the hands point), which lifts training off the chance plateau of freely rotated clocks.
+    Prints a line per epoch per head (loss, held-out error as monitoring only, time left) unless
+    --quiet.
 
     Example: hpsearch clock compare --size 75 --subset 7500 --epochs 10 --out runs/clock-75
     """
@@ -109,7 +113,8 @@ def compare_command(size, split, heads, num_classes, epochs, subset, trials, ass
         num_classes=tuple(num_classes) or (720,), epochs=epochs, subset=subset, trials=trials,
         seed=seed, count=count, data_dir=data_dir, precision=precision,
         test_rotations=test_rotations, hyperparameters=parse_assignments(assignments))
-    table = compare_heads(config, out_dir, verbose=2 if verbose else 0)
+    table = compare_heads(config, out_dir, verbose=2 if verbose else 0,
+                          progress=None if quiet else click.echo)
     click.echo(format_table(table))
     best = table.loc[table["cse_mean"].idxmin()]
     click.echo(f"Best: {best['head']}, mean common-sense error {best['cse_mean']:.1f} min. "
