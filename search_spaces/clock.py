@@ -43,13 +43,15 @@ from search_spaces.clock_heads import (
     add_geometry_output,
     check_class_count,
 )
+from search_spaces.clock_init import InitialWeights, WeightCopyReport, copy_weights
 from search_spaces.clock_pipeline import geometry_angles, rotate_images, training_dataset
 from search_spaces.clock_time import common_sense_error_minutes, error_summary, labels_to_minutes
 
 # The HyperModel, and the names of the pieces callers have always imported from here.
 __all__ = [
-    "CLASS_COUNTS", "HEADS", "HEAD_CHOICES", "HYPERPARAMETER_NAMES", "ClockHead", "ClockHyperModel",
-    "CommonSenseErrorCallback", "common_sense_error_minutes", "error_summary", "labels_to_minutes",
+    "CLASS_COUNTS", "HEADS", "HEAD_CHOICES", "HEAD_HYPERPARAMETERS", "HYPERPARAMETER_NAMES",
+    "TRAINING_HYPERPARAMETERS", "ClockHead", "ClockHyperModel", "CommonSenseErrorCallback",
+    "InitialWeights", "common_sense_error_minutes", "error_summary", "labels_to_minutes",
     "rotate_images",
 ]
 
@@ -62,6 +64,17 @@ HYPERPARAMETER_NAMES = (
     "convs_per_block", "stem_stride", "batch_norm", "pooling", "readout", "dense_units", "dropout",
     "activation", "augment", "batch_size", "optimizer", "learning_rate", "momentum", "nesterov",
     "beta_1", "rho", "weight_decay", "geometry_weight", "lr_schedule",
+)
+# The hyperparameters of how a model is trained rather than of what it is: a fine-tune
+# (``init_weights``) keeps the trained model's values of all the others and leaves these free.
+TRAINING_HYPERPARAMETERS = (
+    "learning_rate", "optimizer", "momentum", "nesterov", "beta_1", "rho", "weight_decay",
+    "lr_schedule", "batch_size", "augment", "dropout", "geometry_weight",
+)
+# The ones that choose the head (``choose_head``).
+HEAD_HYPERPARAMETERS = (
+    "head", "num_classes", "regression_loss", "periodic_encoding", "hour_output", "minute_output",
+    "minute_loss", "minute_loss_weight",
 )
 MAX_FILTERS = 256
 
@@ -97,6 +110,9 @@ class ClockHyperModel(SearchSpace):
             (must stay 720 or None) for the other fixed heads; the default of the searched one.
         geometry: the training data carries renderer geometry: declare ``geometry_weight``
             (0-2, default 1; 0 leaves the auxiliary output out). Default False.
+        init_weights: trained weights every built model starts from (a fine-tune; see
+            ``search_spaces.clock_init``), copied where they fit; ``last_initialization`` then
+            reports what was copied. Default None: random initialization.
         steps_per_execution: see ``SearchSpace``.
 
     Raises:
@@ -108,7 +124,8 @@ class ClockHyperModel(SearchSpace):
     objective = ("val_cse", "min")
 
     def __init__(self, input_shape: Sequence[int], head: str = "classification",
-                 num_classes: int | None = 720, geometry: bool = False, **kwargs: Any):
+                 num_classes: int | None = 720, geometry: bool = False,
+                 init_weights: InitialWeights | None = None, **kwargs: Any):
         if head not in HEAD_CHOICES:
             raise ValueError(
                 f"Unknown head {head!r}. Expected one of: {', '.join(HEAD_CHOICES)}.")
@@ -122,6 +139,8 @@ class ClockHyperModel(SearchSpace):
         super().__init__(input_shape, int(num_classes), **kwargs)
         self.head = head
         self.geometry = bool(geometry)
+        self.init_weights = init_weights
+        self.last_initialization: WeightCopyReport | None = None
         self._last_head: ClockHead | None = None
 
     def choose_head(self, hp: kt.HyperParameters) -> ClockHead:
@@ -238,6 +257,8 @@ class ClockHyperModel(SearchSpace):
         optimizer = choose_optimizer(hp, default="adam", default_learning_rate=3e-4)
         model.compile(optimizer=optimizer, steps_per_execution=self.steps_per_execution,
                       **compile_arguments)
+        if self.init_weights is not None:
+            self.last_initialization = copy_weights(self.init_weights, model, head)
         # The decoder travels with the model, so predictions of any trial decode correctly.
         model.clock_head = head
         model.geometry_weight = geometry_weight

@@ -421,9 +421,9 @@ def test_the_clock_modules_keep_the_old_names_and_the_data_flow():
     for name in clock.__all__:
         assert getattr(clock, name) is not None, name
     # Lower modules never import a later one: datasets -> search_spaces -> tuner, and within
-    # the clock space time -> heads -> pipeline -> clock.
+    # the clock space time -> heads -> pipeline -> init -> clock.
     order = ["search_spaces.clock_time", "search_spaces.clock_heads",
-             "search_spaces.clock_pipeline", "search_spaces.clock"]
+             "search_spaces.clock_pipeline", "search_spaces.clock_init", "search_spaces.clock"]
     for position, module in enumerate(order):
         source = Path(importlib.import_module(module).__file__).read_text()
         imported = {node.module for node in ast.walk(ast.parse(source))

@@ -33,8 +33,8 @@ from search_spaces.clock_heads import GEOMETRY_OUTPUT
 from search_spaces.clock_time import common_sense_error_minutes, error_summary, labels_to_minutes
 from search_spaces.precision import PRECISIONS, precision_policy
 from tuner import rundir
-from tuner.clock_models import (ComparisonRunError, comparison_card_path, fixed_hyperparameters,
-                                write_model_card)
+from tuner.clock_models import (ComparisonRunError, InitSource, comparison_card_path,
+                                fixed_hyperparameters, load_init_source, write_model_card)
 from tuner.errors import UsageError
 from tuner.rundir import (COMPARISON_CSV, COMPARISON_FILE, COMPARISON_JSON, COMPARISON_MD,
                           HEADS_DIR, run_lock)
@@ -67,6 +67,8 @@ class ComparisonConfig:
     steps_per_execution: int = 32       # as SearchSpace: per-step overhead dominates on CPU
     precision: str = "float32"          # Keras dtype policy, or auto (search_spaces.precision)
     test_rotations: int = 1             # test-time augmentation: rotated reads averaged; 1 = off
+    init_from: str | None = None        # a trained clock run every head starts from; None: random
+    init_head: str | None = None        # which of its models (row label, trial id); None: its best
 
     def __post_init__(self):
         unknown = [head for head in self.heads if head not in HEADS]
@@ -87,6 +89,10 @@ class ComparisonConfig:
         if not isinstance(self.test_rotations, int) or self.test_rotations < 1:
             raise UsageError(f"test_rotations must be a whole number >= 1 (1: no test-time "
                              f"augmentation), got {self.test_rotations!r}.")
+        if self.init_head is not None and self.init_from is None:
+            raise UsageError(f"init_head {self.init_head!r} names a model of the init_from run, "
+                             "but no init_from was given. Pass --init-from RUN too, or leave "
+                             "--init-head out.")
         if self.epochs < 1 or self.trials < 0:
             raise UsageError(f"epochs must be >= 1 and trials >= 0, got {self.epochs} and "
                              f"{self.trials}.")
@@ -219,39 +225,51 @@ def compare_heads(config: ComparisonConfig, out_dir: str | os.PathLike, verbose:
             starts and ends, and one per epoch (see ``EpochProgress``). Default None: silent.
 
     Returns:
-        The comparison table, one row per head, columns ``TABLE_COLUMNS``.
+        The comparison table, one row per head, columns ``TABLE_COLUMNS``. With
+        ``config.init_from``, ``table.attrs["initialization"]`` holds, per row, what its model
+        took from the trained one (``WeightCopyReport.to_dict()``; also in ``comparison.json``
+        and each head's result file).
 
     Raises:
         SettingsMismatchError: ``out_dir`` holds results of a different configuration.
         RunLockedError: another process works in ``out_dir``.
         DatasetError: the data cannot be loaded.
+        ClockRunError: ``config.init_from`` is not a clock run or lacks ``config.init_head``.
+        UsageError: ``config.init_from`` was trained on images of another size.
     """
     out = Path(out_dir)
+    source = _init_source(config, data)
     with run_lock(out, "output folder"):
         _check_or_write_config(out, config)
         if data is None:
             data = load_clock(data_dir=config.data_dir, size=config.size, split=config.split,
                               seed=config.seed, subset=config.subset, count=config.count)
-        rows = []
+        rows, initialization = [], {}
         say = _Printer(progress, max(len(label) for label, _, _ in config.runs()))
         with precision_policy(config.precision):
             for label, head, classes in config.runs():
                 path = out / HEADS_DIR / f"{label}.json"
                 if path.is_file():
-                    rows.append(rundir.read_json(path, "one head's result")["row"])
+                    result = rundir.read_json(path, "one head's result")
                     say(label, f"already trained in {out}: mean error "
-                               f"{rows[-1]['cse_mean']:.1f} min")
-                    continue
-                result = _run_head(config, data, label, head, classes, out, verbose, say)
-                _write_json(path, result)
+                               f"{result['row']['cse_mean']:.1f} min")
+                else:
+                    result = _run_head(config, data, label, head, classes, out, verbose, say,
+                                       source)
+                    _write_json(path, result)
                 rows.append(result["row"])
+                initialization[label] = result.get("initialization")
         table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
         rundir.write_csv(out / COMPARISON_CSV, table)
         best = table.loc[table["cse_mean"].idxmin()]
-        _write_json(out / COMPARISON_JSON, {
-            "config": config.to_dict(), "data": data.summary(), "split": data.description,
-            "rows": table.to_dict(orient="records"),
-            "best": {"head": str(best["head"]), "cse_mean": float(best["cse_mean"])}})
+        summary = {"config": config.to_dict(), "data": data.summary(), "split": data.description,
+                   "rows": table.to_dict(orient="records"),
+                   "best": {"head": str(best["head"]), "cse_mean": float(best["cse_mean"])}}
+        if source is not None:
+            summary["init_from"] = source.to_dict()
+            summary["initialization"] = initialization
+            table.attrs["initialization"] = initialization
+        _write_json(out / COMPARISON_JSON, summary)
         rundir.write_text(out / COMPARISON_MD, format_table(table) + "\n")
         return table
 
@@ -267,8 +285,23 @@ def format_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _init_source(config: ComparisonConfig, data) -> InitSource | None:
+    """The trained model every head starts from, checked against the images it will read."""
+    if config.init_from is None:
+        return None
+    source = load_init_source(config.init_from, config.init_head)
+    if data is not None:
+        source.check_input_shape(data.input_shape, "this comparison (its data)")
+    else:
+        side = source.input_shape[0]
+        source.check_input_shape((config.size, config.size, 1),
+                                 f"this comparison (--size {config.size})",
+                                 f"--size {side}" if side in (75, 150) else None)
+    return source
+
+
 def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: int, out: Path,
-              verbose: int, say: _Printer) -> dict[str, Any]:
+              verbose: int, say: _Printer, source: InitSource | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
     geometry = data.geometry_train
@@ -280,8 +313,11 @@ def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: in
     hypermodel = ClockHyperModel(data.input_shape, head=head,
                                  num_classes=classes if head == "classification" else None,
                                  geometry=geometry is not None,
+                                 init_weights=None if source is None else source.weights,
                                  steps_per_execution=config.steps_per_execution)
-    hp = fixed_hyperparameters(config.hyperparameters)
+    # A fine-tune has the trained model's architecture; --set values win over it.
+    fixed = source.architecture(head) if source is not None else {}
+    hp = fixed_hyperparameters({**fixed, **config.hyperparameters})
     if config.trials:
         say(label, f"tuning: {config.trials} random-search trials of {config.epochs} epochs")
         tuner = kt.RandomSearch(hypermodel, objective=kt.Objective("val_cse", "min"),
@@ -295,6 +331,9 @@ def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: in
         keras.utils.set_random_seed(config.seed)
     model = hypermodel.build(hp)
     clock_head = model.clock_head
+    initialization = hypermodel.last_initialization
+    if initialization is not None:
+        say(label, f"initialized: {initialization.describe()}")
     timer = EpochTimer()
     callbacks = [timer, keras.callbacks.TerminateOnNaN()]
     if say.printer is not None:
@@ -315,7 +354,12 @@ def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: in
     single_read = (error_summary(true, clock_head.decode(reads[0]))
                    if config.test_rotations > 1 else None)
     model.save(out / HEADS_DIR / f"{label}.keras")
-    write_model_card(comparison_card_path(out, label), hypermodel, hp)
+    initialized = None
+    if initialization is not None:
+        initialized = {**source.to_dict(), **initialization.to_dict(),
+                       "summary": initialization.describe()}
+    write_model_card(comparison_card_path(out, label), hypermodel, hp,
+                     {"initialized_from": initialized})
     # The first epoch also traces the graphs; the median is the steady training speed.
     loss = clock_head.describe_loss()
     if model.geometry_weight:
@@ -330,7 +374,8 @@ def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: in
                f"images{reads_said}, in {_duration(time.perf_counter() - started)}")
     return {"row": row, "hyperparameters": _plain(hp.values),
             "history": {key: [float(v) for v in values] for key, values in history.history.items()},
-            "epoch_seconds": timer.seconds, "without_test_rotations": single_read}
+            "epoch_seconds": timer.seconds, "without_test_rotations": single_read,
+            "initialization": initialized}
 
 
 def _write_predictions(path: Path, true_minutes, predicted_minutes) -> None:

@@ -24,6 +24,20 @@ def _size_option(default: int):
                         help="Image side in pixels.")
 
 
+def init_from_options(command):
+    """``--init-from RUN`` and ``--init-head LABEL``: a fine-tune (``clock compare``, ``tune``)."""
+    command = click.option(
+        "--init-head", default=None, metavar="LABEL",
+        help="Which model of --init-from: a comparison row (multi_head, classification-72) or a "
+             "trial id of a tune run (default: its best).")(command)
+    return click.option(
+        "--init-from", type=click.Path(exists=True, file_okay=False), default=None,
+        metavar="RUN",
+        help="Start from a trained clock model instead of random weights: a `clock compare` "
+             "--out folder or a `tune clock` --run-dir. Its architecture is kept and its weights "
+             "copied where they fit; the training hyperparameters stay free.")(command)
+
+
 @click.group(name="clock")
 def clock_group():
     """Tell the time: render the clock images, compare label representations (heads).
@@ -90,20 +104,25 @@ def render_command(count, size, seed, processes, out_dir):
               help="Folder with the assignment's images.npy and labels.npy (default: rendered).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
               help="Results folder (finished heads are reused when rerun).")
+@init_from_options
 @click.option("-v", "--verbose", count=True, help="Also show Keras's own training progress.")
 @click.option("-q", "--quiet", is_flag=True,
               help="No progress lines (one per epoch per head: loss, held-out error, time left).")
 @cli_errors
 def compare_command(size, split, heads, num_classes, epochs, subset, trials, assignments, seed,
-                    precision, test_rotations, count, data_dir, out_dir, verbose, quiet):
+                    precision, test_rotations, count, data_dir, out_dir, init_from, init_head,
+                    verbose, quiet):
     """Train every head with the same backbone, budget and data; write comparison.csv/.json/.md.
 
     On the rendered set every head also learns the auxiliary geometry output (where the 12 and
     the hands point), which lifts training off the chance plateau of freely rotated clocks.
     Prints a line per epoch per head (loss, held-out error as monitoring only, time left) unless
-    --quiet.
+    --quiet. --init-from RUN fine-tunes a trained model instead of starting from random weights.
 
+    \b
     Example: hpsearch clock compare --size 75 --subset 7500 --epochs 10 --out runs/clock-75
+             hpsearch clock compare --init-from runs/clock-75 --head multi_head \\
+                 --data-dir my_clocks/ --epochs 10 --out runs/clock-75-mine
     """
     import_tensorflow()
     from tuner.clock import ComparisonConfig, compare_heads, format_table, parse_assignments
@@ -112,10 +131,14 @@ def compare_command(size, split, heads, num_classes, epochs, subset, trials, ass
         size=size, split=split, heads=tuple(heads) or HEADS,
         num_classes=tuple(num_classes) or (720,), epochs=epochs, subset=subset, trials=trials,
         seed=seed, count=count, data_dir=data_dir, precision=precision,
-        test_rotations=test_rotations, hyperparameters=parse_assignments(assignments))
+        test_rotations=test_rotations, hyperparameters=parse_assignments(assignments),
+        init_from=init_from, init_head=init_head)
     table = compare_heads(config, out_dir, verbose=2 if verbose else 0,
                           progress=None if quiet else click.echo)
     click.echo(format_table(table))
+    for label, initialized in table.attrs.get("initialization", {}).items():
+        if initialized:
+            click.echo(f"{label}: {initialized['summary']}")
     best = table.loc[table["cse_mean"].idxmin()]
     click.echo(f"Best: {best['head']}, mean common-sense error {best['cse_mean']:.1f} min. "
                f"Written to {out_dir}/comparison.csv")

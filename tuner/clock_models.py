@@ -17,6 +17,7 @@ a search trial from the run's settings and the trial's values.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from pathlib import Path
@@ -27,7 +28,8 @@ import keras_tuner as kt
 import numpy as np
 
 from datasets.splits import scale_pixels
-from search_spaces.clock import ClockHyperModel
+from search_spaces.clock import (HEAD_HYPERPARAMETERS, TRAINING_HYPERPARAMETERS, ClockHyperModel,
+                                 InitialWeights)
 from search_spaces.clock_heads import ClockHead
 from tuner import rundir
 from tuner.config import read_run_config
@@ -162,6 +164,93 @@ def read_times(model: keras.Model, images, rotations: int = 1,
                          f"{images.shape}.")
     reads = ClockHyperModel.rotated_outputs(model, scale_pixels(images)[..., None], rotations)
     return head.decode(head.average(reads))
+
+
+@dataclasses.dataclass(frozen=True)
+class InitSource:
+    """A trained clock model new models start from (``--init-from RUN``): a fine-tune.
+
+    Attributes:
+        run: the comparison folder or clock search run it comes from.
+        label: which of its models (row label or ``trial <id>``).
+        card: its model card.
+        weights: its trained weights.
+    """
+
+    run: Path
+    label: str
+    card: dict[str, Any]
+    weights: InitialWeights
+
+    @property
+    def head(self) -> ClockHead:
+        """The trained model's head."""
+        return self.weights.head
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The trained model's input shape, (S, S, 1)."""
+        return tuple(int(side) for side in self.card["input_shape"])
+
+    def architecture(self, target_head: str) -> dict[str, Any]:
+        """The trained model's hyperparameter values that say what it is, for a new model.
+
+        Every value except the training ones (``TRAINING_HYPERPARAMETERS``: learning rate,
+        optimizer and its parameters, schedule, batch size, augmentation, dropout, geometry
+        weight), which stay free. The head's values are kept when the new hypermodel's head
+        (``target_head``) is of the same kind; ``head`` and ``num_classes``, declared only by a
+        searched head, are dropped for a fixed one; a searched head is searched again.
+
+        Args:
+            target_head: the new ``ClockHyperModel``'s ``head`` (a kind, or ``"search"``).
+        """
+        values = {name: value for name, value in self.card["hyperparameters"].items()
+                  if not name.startswith("tuner/") and name not in TRAINING_HYPERPARAMETERS}
+        if target_head == "search" or target_head != self.head.kind:
+            dropped = set(HEAD_HYPERPARAMETERS)
+        else:
+            dropped = {"head", "num_classes"}
+        return {name: value for name, value in values.items() if name not in dropped}
+
+    def check_input_shape(self, input_shape, reader: str, fix: str | None = None) -> None:
+        """Refuse data of another image size than the trained model reads.
+
+        Args:
+            input_shape: the new model's input shape.
+            reader: what reads that data, for the message ("this comparison (--size 150)").
+            fix: an option that would make it fit, if there is one ("--size 75").
+
+        Raises:
+            UsageError: the sizes differ (exit code 2 on the command line).
+        """
+        trained = self.input_shape
+        wanted = tuple(int(side) for side in input_shape)
+        if trained != wanted:
+            instead = f"Pass {fix}, or start" if fix else "Start"
+            raise UsageError(
+                f"--init-from {self.run} ({self.label}) was trained on {trained[0]}x{trained[1]} "
+                f"images, but {reader} reads {wanted[0]}x{wanted[1]}. {instead} from a run "
+                f"trained on {wanted[0]}-pixel images.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Where the weights come from, in plain values (for result files)."""
+        return {"run": str(self.run), "label": self.label, "head": self.head.to_dict(),
+                "input_shape": list(self.input_shape)}
+
+
+def load_init_source(run: str | os.PathLike, label: str | None = None) -> InitSource:
+    """The trained model of ``run`` that new models should start from.
+
+    Args:
+        run: a ``hpsearch clock compare`` folder or a ``hpsearch tune clock`` run directory.
+        label: a comparison's row label or a search's trial id; default the best.
+
+    Raises:
+        ClockRunError: ``run`` is not a clock run or lacks the model asked for.
+    """
+    trained = load_trained_model(run, label)
+    weights = InitialWeights.of_model(trained.model, trained.head, f"{run} ({trained.label})")
+    return InitSource(Path(run), trained.label, trained.card, weights)
 
 
 def fixed_hyperparameters(values: dict[str, Any]) -> kt.HyperParameters:
