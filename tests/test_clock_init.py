@@ -15,10 +15,12 @@ from datasets.clock_render import time_labels
 from search_spaces.clock import ClockHyperModel
 from search_spaces.clock_heads import ClockHead
 from search_spaces.clock_init import layer_keys
+from tuner.cli import main
 from tuner.clock import ComparisonConfig, compare_heads
 from tuner.clock_cli import clock_group
 from tuner.clock_models import fixed_hyperparameters, load_init_source, load_trained_model
 from tests.test_clock_models import TINY, tiny_clock_data
+from top_configs import read_top_config
 
 TINY_BACKBONE = [option for name, value in TINY.items() for option in ("--set", f"{name}={value}")]
 
@@ -164,3 +166,54 @@ def test_init_from_errors_about_the_run(tmp_path, clock_files):
     alone = CliRunner().invoke(clock_group, [*arguments, "--init-head", "multi_head"])
     assert alone.exit_code == 2
     assert alone.output.splitlines()[-1].startswith("Error: init_head 'multi_head' names a model")
+
+
+def test_tune_clock_init_from_searches_the_training_hyperparameters_only(tmp_path, trained_run,
+                                                                         clock_files):
+    run = tmp_path / "tuned"
+    result = CliRunner().invoke(main, [
+        "tune", "clock", "--init-from", str(trained_run), "--data-dir", str(clock_files),
+        "--tuner", "random", "--max-trials", "1", "--max-epochs", "1", "--subset", "all",
+        "--run-dir", str(run)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    document = yaml.safe_load((run / "run.yaml").read_text())
+    assert document["config"]["init_from"] == str(trained_run)
+    assert document["config"]["head"] == "multi_head"    # the trained model's, without --head
+    assert document["init_from"]["fixed_hyperparameters"]["filters"] == 16
+    assert document["init_from"]["initialization"]["initialized_tensors"] == 0
+    trials = pd.read_csv(run / "trials.csv")
+    assert len(trials) == 1 and trials.loc[0, "status"] == "COMPLETED"
+    # The first trial is the fine-tune's default point: Adam 3e-4, batch 64, augmentation on.
+    assert bool(trials.loc[0, "is_textbook"])
+    assert (trials.loc[0, "filters"], trials.loc[0, "conv_blocks"]) == (16, 2)
+    assert trials.loc[0, "minute_output"] == "periodic" and trials.loc[0, "optimizer"] == "adam"
+    space = json.loads((run / "search_space.json").read_text())
+    kinds = {entry["config"]["name"]: entry["class_name"] for entry in space["space"]}
+    assert kinds["filters"] == "Fixed" and kinds["learning_rate"] == "Float"
+    top = yaml.safe_load((run / "top_configs" / "rank_1.yaml").read_text())
+    assert top["init_from"] == str(trained_run) and top["epochs"] == 1
+    assert read_top_config(run / "top_configs" / "rank_1.yaml").init_from == str(trained_run)
+    assert (f"Fine-tuning {trained_run} (multi_head): its architecture is fixed (13 values); "
+            f"searching the training hyperparameters. Each trial copied 21 tensors (backbone, "
+            f"time head) from {trained_run} (multi_head), 0 freshly initialized.") in result.output
+    assert (f"Fine-tune of {trained_run} (its architecture kept), rank 1: learning_rate 0.0003, "
+            "optimizer adam, beta_1 0.9, lr_schedule constant, batch_size 64, augment True, "
+            "dropout 0; 1 epoch (its best epoch).") in result.output
+    # The search's best trial reads the time, and starts a further fine-tune.
+    keras.backend.clear_session()
+    assert load_init_source(run).head == ClockHead("multi_head", minute_output="periodic")
+
+
+def test_tune_init_from_a_run_of_another_size_is_refused(tmp_path, clock_files):
+    # A 32-pixel comparison: the search reads 75-pixel clocks.
+    source = tmp_path / "small"
+    compare_heads(ComparisonConfig(heads=("periodic",), epochs=1, hyperparameters=TINY),
+                  source, data=tiny_clock_data())
+    result = CliRunner().invoke(main, [
+        "tune", "clock", "--init-from", str(source), "--data-dir", str(clock_files),
+        "--tuner", "random", "--max-trials", "1", "--max-epochs", "1", "--subset", "all",
+        "--run-dir", str(tmp_path / "tuned")])
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines()[-1] == (
+        f"Error: --init-from {source} (periodic) was trained on 32x32 images, but this search (its "
+        "clock data) reads 75x75. Start from a run trained on 75-pixel images.")
