@@ -27,7 +27,7 @@ import yaml  # noqa: E402
 from clock_second_drawing import render_second_drawing  # noqa: E402
 from datasets.clock_render import render_images  # noqa: E402
 from search_spaces.clock import error_summary  # noqa: E402
-from tuner.clock_reader import load_trained_model, read_times  # noqa: E402
+from tuner.clock_models import load_trained_model, read_times  # noqa: E402
 
 # Seeds of the evaluation images: none of them is a training set's seed (rendered sets use 0,
 # the fine-tuning benchmark draws its training clocks with 101).
@@ -41,7 +41,8 @@ def evaluate(run_dir: str, count: int, styles: list[str], head: str | None = Non
              ) -> list[dict]:
     """Rows of one trained model: its in-style error and its error on each unseen drawing."""
     config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
-    model, label = load_trained_model(run_dir, head)
+    trained = load_trained_model(run_dir, head)
+    model, label = trained.model, trained.label
     size = int(model.input_shape[1])
     table = pd.read_csv(Path(run_dir) / "comparison.csv").set_index("head")
     in_style = table.loc[label]
@@ -63,7 +64,8 @@ def evaluate(run_dir: str, count: int, styles: list[str], head: str | None = Non
         true = (labels[:, 0] % 12) * 60 + labels[:, 1]
         for turns in sorted({1, rotations}):
             started = time.perf_counter()
-            summary = error_summary(true, read_times(model, images, rotations=turns))
+            summary = error_summary(true, read_times(model, images, rotations=turns,
+                                                    head=trained.head))
             print(f"{label} ({run_dir}) on {name}, {turns} rotation(s): mean "
                   f"{summary['cse_mean']:.2f} min, median {summary['cse_median']:.1f}, within 5 "
                   f"min {summary['within_5min']:.1%} ({time.perf_counter() - started:.0f} s)",

@@ -21,8 +21,8 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 from datasets.clock import load_clock  # noqa: E402
-from search_spaces.clock import error_summary, labels_to_minutes  # noqa: E402
-from tuner.clock import load_trained_model, read_times  # noqa: E402
+from search_spaces.clock_time import error_summary, labels_to_minutes  # noqa: E402
+from tuner.clock_models import load_trained_model, read_times  # noqa: E402
 
 ROTATIONS = (1, 2, 4, 8, 16)
 
@@ -35,11 +35,12 @@ def main() -> None:
     config = yaml.safe_load((Path(args.run_dir) / "config.yaml").read_text())
     data = load_clock(data_dir=config["data_dir"], size=config["size"], split=config["split"],
                       seed=config["seed"], subset=config["subset"], count=config["count"])
-    model, head = load_trained_model(args.run_dir, args.head)
+    trained = load_trained_model(args.run_dir, args.head)
+    model = trained.model
     pixels = np.round(data.x_test[..., 0] * 255.0).astype(np.uint8)
     true = labels_to_minutes(data.y_test)
     read_times(model, pixels[:256])  # warm-up: traces the prediction graph
-    print(f"{head} of {args.run_dir}, {len(pixels)} held-out images:")
+    print(f"{trained.label} of {args.run_dir}, {len(pixels)} held-out images:")
     print("| rotations | mean CSE (min) | median | within 1 min | within 5 min | seconds | time ratio |")
     print("|---|---|---|---|---|---|---|")
     first = None

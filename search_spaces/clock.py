@@ -1,16 +1,10 @@
 """The tell-the-time CNN: a tunable convolutional backbone and four ways to represent the time.
 
-Heads (how the label (hour, minute) is represented at the output):
-
-- ``classification``: ``n`` classes of ``720 / n`` minutes each (24, 72, 144, 360, 720, ...),
-  softmax + cross-entropy, decoded to the centre of the predicted class;
-- ``regression``: one linear output, the time in hours (3:00 -> 3.0, 5:30 -> 5.5), with a choice
-  of loss, of which the circular ones measure the error around the dial (11.9 vs 0.1 is 0.2 h);
-- ``multi_head``: an hour output and a minute output with their own losses and loss weights
-  (hour: 12-way classification or sin/cos of the hour hand; minute: regression, sin/cos or 60-way
-  classification); the minute sets the minutes and the hour output picks the hour;
-- ``periodic``: sin / cos on the unit circle, of the total time (2 outputs) or of both hands
-  (4 outputs), tanh to fit [-1, 1], decoded with atan2.
+The pieces live in their own modules: ``clock_time`` (minutes on the dial, the common-sense
+error), ``clock_heads`` (``ClockHead``: the four label representations, ``classification``,
+``regression``, ``multi_head`` and ``periodic``, and the auxiliary geometry output),
+``clock_pipeline`` (augmented training batches, geometry targets). This module puts them together
+as a KerasTuner HyperModel; the names callers use are importable from here as well.
 
 Every head is decoded to minutes after 12:00 (0-719) and scored the same way, by the common-sense
 error ``min(|d|, 720 - |d|)``; its mean on the validation set is ``val_cse``, the objective.
@@ -22,7 +16,6 @@ error ``min(|d|, 720 - |d|)``; its mean on the validation set is ``val_cse``, th
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import time
 from typing import Any, Sequence
@@ -39,15 +32,30 @@ from search_spaces._layers import (
     schedule_callbacks,
 )
 from search_spaces.base import SearchSpace
+from search_spaces.clock_heads import (
+    CLASS_COUNTS,
+    HEADS,
+    HOUR_OUTPUTS,
+    MINUTE_OUTPUTS,
+    PERIODIC_ENCODINGS,
+    REGRESSION_LOSSES,
+    ClockHead,
+    add_geometry_output,
+    check_class_count,
+)
+from search_spaces.clock_init import InitialWeights, WeightCopyReport, copy_weights
+from search_spaces.clock_pipeline import geometry_angles, rotate_images, training_dataset
+from search_spaces.clock_time import common_sense_error_minutes, error_summary, labels_to_minutes
 
-MINUTES_PER_DIAL = 720
-HEADS = ("classification", "regression", "multi_head", "periodic")
+# The HyperModel, and the names of the pieces callers have always imported from here.
+__all__ = [
+    "CLASS_COUNTS", "HEADS", "HEAD_CHOICES", "HEAD_HYPERPARAMETERS", "HYPERPARAMETER_NAMES",
+    "TRAINING_HYPERPARAMETERS", "ClockHead", "ClockHyperModel", "CommonSenseErrorCallback",
+    "InitialWeights", "common_sense_error_minutes", "error_summary", "labels_to_minutes",
+    "rotate_images",
+]
+
 HEAD_CHOICES = HEADS + ("search",)
-CLASS_COUNTS = (24, 72, 144, 360, 720)
-REGRESSION_LOSSES = ("mse", "mae", "huber", "circular_mse", "circular_mae")
-PERIODIC_ENCODINGS = ("total", "hands")
-HOUR_OUTPUTS = ("classification", "periodic")
-MINUTE_OUTPUTS = ("regression", "periodic", "classification")
 MAX_BLOCKS = 5
 # Every name build() may declare, for checking values fixed from outside (CLI --set).
 HYPERPARAMETER_NAMES = (
@@ -57,226 +65,18 @@ HYPERPARAMETER_NAMES = (
     "activation", "augment", "batch_size", "optimizer", "learning_rate", "momentum", "nesterov",
     "beta_1", "rho", "weight_decay", "geometry_weight", "lr_schedule",
 )
-# The auxiliary output: sin and cos of the image-frame directions of the twelve o'clock mark, the
-# hour hand and the minute hand (renderer geometry columns 2-4), sin first.
-GEOMETRY_OUTPUT = "geometry"
-GEOMETRY_ANGLE_COLUMNS = slice(2, 5)
+# The hyperparameters of how a model is trained rather than of what it is: a fine-tune
+# (``init_weights``) keeps the trained model's values of all the others and leaves these free.
+TRAINING_HYPERPARAMETERS = (
+    "learning_rate", "optimizer", "momentum", "nesterov", "beta_1", "rho", "weight_decay",
+    "lr_schedule", "batch_size", "augment", "dropout", "geometry_weight",
+)
+# The ones that choose the head (``choose_head``).
+HEAD_HYPERPARAMETERS = (
+    "head", "num_classes", "regression_loss", "periodic_encoding", "hour_output", "minute_output",
+    "minute_loss", "minute_loss_weight",
+)
 MAX_FILTERS = 256
-
-
-def common_sense_error_minutes(true_minutes, predicted_minutes) -> np.ndarray:
-    """Distance in minutes between two times on a 12-hour dial: ``min(|d|, 720 - |d|)``.
-
-    Args:
-        true_minutes, predicted_minutes: minutes after 12:00 (any real numbers; taken modulo 720),
-            arrays of the same shape or broadcastable.
-
-    Returns:
-        float64 array in [0, 360]. 11:55 vs 0:05 is 10; 6:00 vs 0:00 is 360; 0:00 vs 11:59 is 1.
-    """
-    difference = np.abs(np.asarray(true_minutes, dtype=np.float64)
-                        - np.asarray(predicted_minutes, dtype=np.float64)) % MINUTES_PER_DIAL
-    return np.minimum(difference, MINUTES_PER_DIAL - difference)
-
-
-def labels_to_minutes(labels) -> np.ndarray:
-    """(N, 2) (hour 0-11, minute 0-59) -> (N,) minutes after 12:00."""
-    labels = np.asarray(labels)
-    if labels.ndim != 2 or labels.shape[1] != 2:
-        raise ValueError(
-            f"Expected clock labels of shape (N, 2) = (hour, minute), got {labels.shape}.")
-    return (labels[:, 0].astype(np.int64) % 12) * 60 + labels[:, 1].astype(np.int64)
-
-
-def error_summary(true_minutes, predicted_minutes) -> dict[str, float]:
-    """Mean and median common-sense error, and the shares within 1 and 5 minutes."""
-    errors = common_sense_error_minutes(true_minutes, predicted_minutes)
-    if errors.size == 0:
-        raise ValueError("Cannot summarize the error of an empty set of predictions.")
-    return {"cse_mean": float(errors.mean()), "cse_median": float(np.median(errors)),
-            "within_1min": float(np.mean(errors <= 1.0)),
-            "within_5min": float(np.mean(errors <= 5.0))}
-
-
-@dataclasses.dataclass(frozen=True)
-class ClockHead:
-    """One label representation: how (hour, minute) becomes targets and outputs become minutes.
-
-    Attributes:
-        kind: one of ``HEADS``.
-        num_classes: classification only; must divide 720.
-        loss: regression only; one of ``REGRESSION_LOSSES``.
-        encoding: periodic only; ``"total"`` (sin/cos of the time) or ``"hands"`` (of both hands).
-        hour_output, minute_output, minute_loss, hour_loss_weight, minute_loss_weight: multi_head.
-    """
-
-    kind: str
-    num_classes: int = 720
-    loss: str = "circular_mse"
-    encoding: str = "hands"
-    hour_output: str = "classification"
-    minute_output: str = "regression"
-    minute_loss: str = "circular_mse"
-    hour_loss_weight: float = 1.0
-    minute_loss_weight: float = 1.0
-
-    def __post_init__(self):
-        _check_choice("head", self.kind, HEADS)
-        if self.kind == "classification":
-            _check_class_count(self.num_classes)
-        if self.kind == "regression":
-            _check_choice("regression loss", self.loss, REGRESSION_LOSSES)
-        if self.kind == "periodic":
-            _check_choice("periodic encoding", self.encoding, PERIODIC_ENCODINGS)
-        if self.kind == "multi_head":
-            _check_choice("hour output", self.hour_output, HOUR_OUTPUTS)
-            _check_choice("minute output", self.minute_output, MINUTE_OUTPUTS)
-            _check_choice("minute loss", self.minute_loss, REGRESSION_LOSSES)
-
-    def describe_outputs(self) -> str:
-        """The output layer(s) in words, for tables."""
-        if self.kind == "classification":
-            width = MINUTES_PER_DIAL // self.num_classes
-            return f"{self.num_classes}-way softmax ({width} min/class)"
-        if self.kind == "regression":
-            return "1 linear (hours, 0-12)"
-        if self.kind == "periodic":
-            return ("2 tanh (sin/cos of time)" if self.encoding == "total"
-                    else "4 tanh (sin/cos of both hands)")
-        hour = "12-way softmax" if self.hour_output == "classification" else "2 tanh sin/cos"
-        minute = {"regression": "1 linear", "periodic": "2 tanh sin/cos",
-                  "classification": "60-way softmax"}[self.minute_output]
-        return f"hour: {hour}; minute: {minute}"
-
-    def describe_loss(self) -> str:
-        """The loss(es) in words, for tables."""
-        if self.kind == "classification":
-            return "cross-entropy"
-        if self.kind == "regression":
-            return self.loss
-        if self.kind == "periodic":
-            return "mse"
-        hour = "cross-entropy" if self.hour_output == "classification" else "mse"
-        minute = {"regression": self.minute_loss, "periodic": "mse",
-                  "classification": "cross-entropy"}[self.minute_output]
-        return (f"{self.hour_loss_weight:g} x {hour} (hour) + "
-                f"{self.minute_loss_weight:g} x {minute} (minute)")
-
-    def output_layers(self, features) -> Any:
-        """The head's output tensor (or dict of tensors) on top of the backbone's features.
-
-        Outputs are float32 even under a mixed-precision policy, so losses and decoded angles keep
-        full precision.
-        """
-        if self.kind == "classification":
-            return _output(features, self.num_classes, "time", "softmax")
-        if self.kind == "regression":
-            return _output(features, 1, "time")
-        if self.kind == "periodic":
-            return _output(features, 2 if self.encoding == "total" else 4, "time", "tanh")
-        if self.hour_output == "classification":
-            hour = _output(features, 12, "hour", "softmax")
-        else:
-            hour = _output(features, 2, "hour", "tanh")
-        if self.minute_output == "regression":
-            minute = _output(features, 1, "minute")
-        elif self.minute_output == "periodic":
-            minute = _output(features, 2, "minute", "tanh")
-        else:
-            minute = _output(features, 60, "minute", "softmax")
-        return {"hour": hour, "minute": minute}
-
-    def compile_arguments(self) -> dict[str, Any]:
-        """``loss`` (and ``loss_weights``) for ``model.compile``."""
-        if self.kind == "classification":
-            return {"loss": "sparse_categorical_crossentropy"}
-        if self.kind == "regression":
-            return {"loss": _regression_loss(self.loss, period=12.0)}
-        if self.kind == "periodic":
-            return {"loss": "mse"}
-        hour = "sparse_categorical_crossentropy" if self.hour_output == "classification" else "mse"
-        minute = {"regression": _regression_loss(self.minute_loss, period=1.0),
-                  "periodic": "mse",
-                  "classification": "sparse_categorical_crossentropy"}[self.minute_output]
-        return {"loss": {"hour": hour, "minute": minute},
-                "loss_weights": {"hour": self.hour_loss_weight, "minute": self.minute_loss_weight}}
-
-    def encode(self, labels) -> Any:
-        """(N, 2) (hour, minute) -> the targets of this head's output(s) (float32 / int64)."""
-        total = labels_to_minutes(labels)
-        minute = total % 60
-        if self.kind == "classification":
-            return total // (MINUTES_PER_DIAL // self.num_classes)
-        if self.kind == "regression":
-            return (total / 60.0).astype(np.float32)[:, None]
-        if self.kind == "periodic":
-            parts = [_circle(total, MINUTES_PER_DIAL)]
-            if self.encoding == "hands":
-                parts.append(_circle(minute, 60))
-            return np.concatenate(parts, axis=1)
-        if self.hour_output == "classification":
-            hour = total // 60
-        else:
-            hour = _circle(total, MINUTES_PER_DIAL)
-        if self.minute_output == "regression":
-            minute_target = (minute / 60.0).astype(np.float32)[:, None]
-        elif self.minute_output == "periodic":
-            minute_target = _circle(minute, 60)
-        else:
-            minute_target = minute
-        return {"hour": hour, "minute": minute_target}
-
-    def average(self, outputs: Sequence[Any]) -> Any:
-        """The mean of several predictions of the same images (e.g. rotated copies), per output.
-
-        Probabilities and sin/cos pairs are averaged as they are; linear outputs (hours,
-        fractions of an hour) are averaged on their circle, so 11:50 and 0:10 average to 12:00,
-        not to 6:00. The auxiliary geometry output is dropped.
-        """
-        outputs = [_time_outputs(output) for output in outputs]
-        if not outputs:
-            raise ValueError("Nothing to average: expected at least one set of outputs.")
-        if self.kind != "multi_head":
-            period = 12.0 if self.kind == "regression" else None
-            return _mean([np.asarray(output, dtype=np.float64) for output in outputs], period)
-        outputs = [_as_output_dict(output) for output in outputs]
-        minute_period = 1.0 if self.minute_output == "regression" else None
-        return {"hour": _mean([np.asarray(o["hour"], dtype=np.float64) for o in outputs], None),
-                "minute": _mean([np.asarray(o["minute"], dtype=np.float64) for o in outputs],
-                                minute_period)}
-
-    def decode(self, outputs) -> np.ndarray:
-        """The model's outputs -> minutes after 12:00 in [0, 720), float64.
-
-        Continuous heads are rounded to the nearest whole minute (the labels are whole minutes);
-        classification gives the centre of the predicted class. An auxiliary geometry output, if
-        the model has one, is ignored.
-        """
-        outputs = _time_outputs(outputs)
-        if self.kind == "classification":
-            width = MINUTES_PER_DIAL // self.num_classes
-            return np.argmax(np.asarray(outputs), axis=-1) * width + (width - 1) / 2.0
-        if self.kind == "regression":
-            hours = np.asarray(outputs, dtype=np.float64).reshape(-1)
-            return np.round(hours * 60.0) % MINUTES_PER_DIAL
-        if self.kind == "periodic":
-            outputs = np.asarray(outputs, dtype=np.float64)
-            total = _angle(outputs[:, 0:2], MINUTES_PER_DIAL)
-            if self.encoding == "total":
-                return np.round(total) % MINUTES_PER_DIAL
-            return _combine(total, np.round(_angle(outputs[:, 2:4], 60)) % 60)
-        outputs = _as_output_dict(outputs)
-        minute_output = np.asarray(outputs["minute"], dtype=np.float64)
-        if self.minute_output == "regression":
-            minute = np.round(minute_output.reshape(-1) * 60.0) % 60
-        elif self.minute_output == "periodic":
-            minute = np.round(_angle(minute_output, 60)) % 60
-        else:
-            minute = np.argmax(minute_output, axis=-1).astype(np.float64)
-        hour_output = np.asarray(outputs["hour"], dtype=np.float64)
-        if self.hour_output == "classification":
-            return np.argmax(hour_output, axis=-1) * 60.0 + minute
-        return _combine(_angle(hour_output, MINUTES_PER_DIAL), minute)
 
 
 class ClockHyperModel(SearchSpace):
@@ -285,9 +85,10 @@ class ClockHyperModel(SearchSpace):
     Backbone: ``conv_blocks`` blocks (2-5) of ``convs_per_block`` convolutions (``kernel_size``)
     with optional batch normalization and a pooling layer; the first block has ``filters``
     filters and each next block doubles them (at most 256); an optional strided stem (stride 2
-    from 64 pixels up, a stride-4 patch convolution from 128 up, by default); then flatten or global average pooling, one dense layer of
-    ``dense_units`` with ``dropout``, and the head. Tuned as well: activation, optimizer and
-    learning rate, batch size, training-time augmentation (rotation, brightness, contrast).
+    from 64 pixels up, a stride-4 patch convolution from 128 up, by default); then flatten or
+    global average pooling, one dense layer of ``dense_units`` with ``dropout``, and the head.
+    Tuned as well: activation, optimizer and learning rate, batch size, training-time
+    augmentation (rotation, brightness, contrast).
 
     The default point (stride-2 stem, 4 blocks from 32 filters, 3x3, batch norm with momentum
     0.9, max pooling, global average pooling, dense 256, no dropout, Adam 3e-4, batch 64,
@@ -309,6 +110,9 @@ class ClockHyperModel(SearchSpace):
             (must stay 720 or None) for the other fixed heads; the default of the searched one.
         geometry: the training data carries renderer geometry: declare ``geometry_weight``
             (0-2, default 1; 0 leaves the auxiliary output out). Default False.
+        init_weights: trained weights every built model starts from (a fine-tune; see
+            ``search_spaces.clock_init``), copied where they fit; ``last_initialization`` then
+            reports what was copied. Default None: random initialization.
         steps_per_execution: see ``SearchSpace``.
 
     Raises:
@@ -320,18 +124,23 @@ class ClockHyperModel(SearchSpace):
     objective = ("val_cse", "min")
 
     def __init__(self, input_shape: Sequence[int], head: str = "classification",
-                 num_classes: int | None = 720, geometry: bool = False, **kwargs: Any):
-        _check_choice("head", head, HEAD_CHOICES)
+                 num_classes: int | None = 720, geometry: bool = False,
+                 init_weights: InitialWeights | None = None, **kwargs: Any):
+        if head not in HEAD_CHOICES:
+            raise ValueError(
+                f"Unknown head {head!r}. Expected one of: {', '.join(HEAD_CHOICES)}.")
         if num_classes is None:
             num_classes = 720
         if head in ("regression", "multi_head", "periodic") and num_classes != 720:
             raise ValueError(
                 f"num_classes={num_classes} only applies to the classification head; the {head} "
                 f"head has no classes. Use head='classification' or leave num_classes out.")
-        _check_class_count(num_classes)
+        check_class_count(num_classes)
         super().__init__(input_shape, int(num_classes), **kwargs)
         self.head = head
         self.geometry = bool(geometry)
+        self.init_weights = init_weights
+        self.last_initialization: WeightCopyReport | None = None
         self._last_head: ClockHead | None = None
 
     def choose_head(self, hp: kt.HyperParameters) -> ClockHead:
@@ -441,18 +250,70 @@ class ClockHyperModel(SearchSpace):
             x = keras.layers.Dropout(dropout)(x)
         outputs, compile_arguments = head.output_layers(x), head.compile_arguments()
         if geometry_weight > 0:
-            outputs, compile_arguments = _add_geometry_output(x, outputs, compile_arguments,
+            outputs, compile_arguments = add_geometry_output(x, outputs, compile_arguments,
                                                               geometry_weight)
         model = keras.Model(inputs, outputs, name=f"clock_{head.kind}")
         # 1e-3 saturated the tanh outputs and stalled the heads in short runs; 3e-4 trains them.
         optimizer = choose_optimizer(hp, default="adam", default_learning_rate=3e-4)
         model.compile(optimizer=optimizer, steps_per_execution=self.steps_per_execution,
                       **compile_arguments)
+        if self.init_weights is not None:
+            self.last_initialization = copy_weights(self.init_weights, model, head)
         # The decoder travels with the model, so predictions of any trial decode correctly.
         model.clock_head = head
         model.geometry_weight = geometry_weight
         self._last_head = head
         return model
+
+    def describe_model(self, hp: kt.HyperParameters) -> dict[str, Any]:
+        """What the model ``build(hp)`` gives is, in plain values.
+
+        Keras saves a model's layers and weights but not the attributes ``build`` sets on it
+        (``clock_head``, ``geometry_weight``); this description, kept next to a saved model, is
+        enough to decode its outputs and to build the same model again
+        (``ClockHyperModel.from_description``).
+
+        Args:
+            hp: the values the model was built with.
+
+        Returns:
+            ``head`` (``ClockHead.to_dict()``), ``geometry_weight`` (0: no geometry output),
+            ``input_shape``, ``space`` (this hypermodel's ``head``, ``num_classes`` and
+            ``geometry``) and ``hyperparameters`` (every value of ``hp``).
+        """
+        values = {name: value.item() if isinstance(value, np.generic) else value
+                  for name, value in hp.values.items()}
+        geometry_weight = float(values.get("geometry_weight", 1.0)) if self.geometry else 0.0
+        return {"head": self.head_for(hp).to_dict(), "geometry_weight": geometry_weight,
+                "input_shape": list(self.input_shape),
+                "space": {"head": self.head, "num_classes": self.num_classes,
+                          "geometry": self.geometry},
+                "hyperparameters": values}
+
+    @classmethod
+    def from_description(cls, description: dict[str, Any], **kwargs: Any
+                         ) -> tuple["ClockHyperModel", kt.HyperParameters]:
+        """The hypermodel and the (fixed) hyperparameters that build a described model again.
+
+        Args:
+            description: what ``describe_model`` returned.
+            **kwargs: other constructor arguments (``steps_per_execution``).
+
+        Raises:
+            ValueError: the description lacks a field or holds an invalid value.
+        """
+        try:
+            space, values = description["space"], description["hyperparameters"]
+            hypermodel = cls(description["input_shape"], head=space["head"],
+                             num_classes=space["num_classes"], geometry=space["geometry"],
+                             **kwargs)
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"Not a clock model description: missing or invalid {error}.") from None
+        hp = kt.HyperParameters()
+        for name, value in values.items():
+            if not name.startswith("tuner/"):
+                hp.Fixed(name, value)
+        return hypermodel, hp
 
     def head_for(self, hp: kt.HyperParameters | None = None) -> ClockHead:
         """The head of ``hp`` (default: of the last built model, else the default point's)."""
@@ -518,9 +379,9 @@ class ClockHyperModel(SearchSpace):
         targets = head.encode(y)
         angles = None
         if getattr(model, "geometry_weight", 0.0) > 0:
-            angles = _geometry_angles(geometry, len(x))
+            angles = geometry_angles(geometry, len(x))
             targets = dict(targets) if isinstance(targets, dict) else {"time": targets}
-        training = _training_dataset(np.asarray(x, dtype=np.float32), targets, batch_size,
+        training = training_dataset(np.asarray(x, dtype=np.float32), targets, batch_size,
                                      augment, angles)
         callbacks = list(callbacks or [])
         callbacks += schedule_callbacks(hp, kwargs.get("epochs", 1))
@@ -555,186 +416,3 @@ class CommonSenseErrorCallback(keras.callbacks.Callback):
         logs[f"{self.prefix}within_1min"] = summary["within_1min"]
         logs[f"{self.prefix}within_5min"] = summary["within_5min"]
         logs[f"{self.prefix}seconds"] = time.perf_counter() - start
-
-
-def _training_dataset(x: np.ndarray, targets, batch_size: int, augment: bool,
-                      angles: np.ndarray | None = None):
-    """Shuffled, batched, optionally augmented training data.
-
-    With ``angles`` ((N, 3) image-frame directions, radians clockwise from up), the targets get a
-    ``geometry`` entry: sin and cos of those directions, after the batch's rotation.
-    """
-    import tensorflow as tf  # The input pipeline is tf.data whatever the Keras backend.
-
-    images = tf.constant(x)
-    target_tensors = tf.nest.map_structure(tf.constant, targets)
-    angle_tensor = None if angles is None else tf.constant(angles, dtype=tf.float32)
-    count = len(x)
-    dataset = tf.data.Dataset.range(count).shuffle(count, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
-
-    def gather(index):
-        batch_angles = (tf.zeros([tf.shape(index)[0], 3]) if angle_tensor is None
-                        else tf.gather(angle_tensor, index))
-        return (tf.gather(images, index),
-                tf.nest.map_structure(lambda t: tf.gather(t, index), target_tensors), batch_angles)
-
-    dataset = dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
-    # Brightness / contrast as in lighting changes.
-    photometric = [keras.layers.RandomBrightness(0.1, value_range=(0.0, 1.0)),
-                   keras.layers.RandomContrast(0.2)]
-
-    def finish(batch, batch_targets, batch_angles):
-        if augment:
-            # Any in-plane rotation: the rendered and real clocks are not always upright, and a
-            # rotated clock shows the same time; the image-frame directions turn with it.
-            rotation = tf.random.uniform([tf.shape(batch)[0]], 0.0, 2.0 * math.pi)
-            batch = rotate_images(batch, rotation)
-            batch_angles = batch_angles + rotation[:, None]
-            for layer in photometric:
-                batch = layer(batch, training=True)
-            batch = tf.clip_by_value(batch, 0.0, 1.0)
-        if angle_tensor is not None:
-            batch_targets = dict(batch_targets)
-            batch_targets[GEOMETRY_OUTPUT] = tf.concat([tf.sin(batch_angles),
-                                                        tf.cos(batch_angles)], axis=1)
-        return batch, batch_targets
-
-    dataset = dataset.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.prefetch(tf.data.AUTOTUNE)
-
-
-def rotate_images(images, angles):
-    """Turn each image (N, H, W, C) clockwise by ``angles`` (N,) radians about its centre.
-
-    Bilinear; pixels that come from outside the image repeat the nearest edge pixel (a
-    reflection would add mirror-image clocks, which show other times).
-    """
-    import tensorflow as tf
-
-    images = tf.convert_to_tensor(images, dtype=tf.float32)
-    angles = tf.cast(tf.convert_to_tensor(angles), tf.float32)
-    height = tf.cast(tf.shape(images)[1], tf.float32)
-    width = tf.cast(tf.shape(images)[2], tf.float32)
-    cx, cy = (width - 1.0) / 2.0, (height - 1.0) / 2.0
-    cos, sin = tf.cos(angles), tf.sin(angles)
-    zeros = tf.zeros_like(angles)
-    # Output pixel (x, y) (y down) samples the input at the point turned back by the angle.
-    transforms = tf.stack([cos, sin, cx - cos * cx - sin * cy,
-                           -sin, cos, cy + sin * cx - cos * cy, zeros, zeros], axis=1)
-    return tf.raw_ops.ImageProjectiveTransformV3(
-        images=images, transforms=transforms, output_shape=tf.shape(images)[1:3],
-        fill_value=0.0, interpolation="BILINEAR", fill_mode="NEAREST")
-
-
-def _add_geometry_output(features, outputs, compile_arguments: dict[str, Any], weight: float):
-    """The head's outputs and compile arguments, plus the auxiliary geometry output."""
-    outputs = dict(outputs) if isinstance(outputs, dict) else {"time": outputs}
-    losses = compile_arguments["loss"]
-    losses = dict(losses) if isinstance(losses, dict) else {"time": losses}
-    weights = dict(compile_arguments.get("loss_weights") or {name: 1.0 for name in losses})
-    outputs[GEOMETRY_OUTPUT] = _output(features, 6, GEOMETRY_OUTPUT)
-    losses[GEOMETRY_OUTPUT] = "mse"
-    weights[GEOMETRY_OUTPUT] = float(weight)
-    return outputs, {"loss": losses, "loss_weights": weights}
-
-
-def _output(features, units: int, name: str, activation: str | None = None):
-    return keras.layers.Dense(units, activation=activation, name=name, dtype="float32")(features)
-
-
-def _geometry_angles(geometry, count: int) -> np.ndarray:
-    if geometry is None:
-        raise ValueError(
-            "This clock model has the auxiliary geometry output (geometry_weight > 0) but no "
-            "geometry was given to fit. Pass geometry=data.geometry_train (rendered sets have it), "
-            "or build the ClockHyperModel with geometry=False for data without it.")
-    geometry = np.asarray(geometry, dtype=np.float32)
-    if geometry.ndim != 2 or geometry.shape[0] != count or geometry.shape[1] < 5:
-        raise ValueError(f"Expected geometry of shape ({count}, 5), one row per training image, "
-                         f"got {geometry.shape}.")
-    return geometry[:, GEOMETRY_ANGLE_COLUMNS]
-
-
-def _regression_loss(name: str, period: float):
-    """A regression loss measured in turns of the dial (differences divided by ``period``).
-
-    The unit keeps the loss on the scale of the other heads' losses and of the auxiliary
-    geometry output's: in hours, the chance-level circular MSE of the 12-hour regression is about
-    12, which swamped the geometry loss (chance 0.5) and kept the head at chance (BENCHMARKS.md).
-    """
-    base = {"mse": keras.losses.mean_squared_error, "mae": keras.losses.mean_absolute_error,
-            "huber": lambda y_true, y_pred: keras.losses.huber(y_true, y_pred, delta=1.0 / 12.0),
-            }.get(name)
-
-    def regression_loss(y_true, y_pred):
-        y_true = keras.ops.cast(y_true, y_pred.dtype) / period
-        y_pred = y_pred / period
-        if base is not None:
-            return base(y_true, y_pred)
-        difference = y_pred - y_true
-        difference = difference - keras.ops.round(difference)
-        if name == "circular_mse":
-            return keras.ops.mean(keras.ops.square(difference), axis=-1)
-        return keras.ops.mean(keras.ops.abs(difference), axis=-1)
-
-    regression_loss.__name__ = name
-    return regression_loss
-
-
-def _mean(arrays: list[np.ndarray], period: float | None) -> np.ndarray:
-    """Element-wise mean; on the circle of ``period`` when one is given."""
-    if period is None:
-        return np.mean(arrays, axis=0)
-    angles = 2.0 * math.pi * np.stack(arrays) / period
-    mean = np.arctan2(np.mean(np.sin(angles), axis=0), np.mean(np.cos(angles), axis=0))
-    return (mean % (2.0 * math.pi)) / (2.0 * math.pi) * period
-
-
-def _circle(value: np.ndarray, period: float) -> np.ndarray:
-    angle = 2.0 * math.pi * np.asarray(value, dtype=np.float64) / period
-    return np.stack([np.sin(angle), np.cos(angle)], axis=1).astype(np.float32)
-
-
-def _angle(sin_cos: np.ndarray, period: float) -> np.ndarray:
-    angle = np.arctan2(sin_cos[:, 0], sin_cos[:, 1]) % (2.0 * math.pi)
-    return angle / (2.0 * math.pi) * period
-
-
-def _combine(hour_hand_minutes: np.ndarray, minute: np.ndarray) -> np.ndarray:
-    """Whole hours from the hour hand, minutes from the minute output.
-
-    The hour is the one whose ``hour * 60 + minute`` lies nearest the hour hand's reading, so an
-    hour hand just short of 3 with the minute at 58 reads 2:58, not 3:58.
-    """
-    hours = np.round((hour_hand_minutes - minute) / 60.0) % 12
-    return (hours * 60.0 + minute) % MINUTES_PER_DIAL
-
-
-def _time_outputs(outputs):
-    """Drop the auxiliary geometry output; a lone ``time`` output becomes the bare array."""
-    if not isinstance(outputs, dict) or GEOMETRY_OUTPUT not in outputs:
-        return outputs
-    outputs = {name: value for name, value in outputs.items() if name != GEOMETRY_OUTPUT}
-    return outputs["time"] if set(outputs) == {"time"} else outputs
-
-
-def _as_output_dict(outputs) -> dict[str, np.ndarray]:
-    if isinstance(outputs, dict):
-        return outputs
-    hour, minute = outputs
-    return {"hour": hour, "minute": minute}
-
-
-def _check_choice(what: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(
-            f"Unknown {what} {value!r}. Expected one of: {', '.join(map(str, choices))}.")
-
-
-def _check_class_count(num_classes) -> None:
-    if (not isinstance(num_classes, (int, np.integer)) or num_classes < 2
-            or MINUTES_PER_DIAL % int(num_classes)):
-        raise ValueError(
-            f"num_classes must divide 720 (the minutes on the dial) and be at least 2, e.g. "
-            f"{', '.join(map(str, CLASS_COUNTS))}; got {num_classes!r}.")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import warnings
@@ -24,7 +25,7 @@ TINY_BACKBONE = ["--set", "conv_blocks=2", "--set", "filters=16", "--set", "dens
 
 def _tiny_config(*assignments, **settings) -> ComparisonConfig:
     """A comparison of the small backbone (plus ``assignments``) for one-epoch tests."""
-    return ComparisonConfig(epochs=1, **settings, hyperparameters=parse_assignments(
+    return ComparisonConfig(**{"epochs": 1, **settings}, hyperparameters=parse_assignments(
         [*TINY_BACKBONE[1::2], *assignments]))
 
 
@@ -120,7 +121,8 @@ def test_compare_trains_each_head_writes_the_table_and_resumes(tmp_path, clock_f
     assert len(predictions) == 8
     assert predictions["error_minutes"].mean() == pytest.approx(table.loc[0, "cse_mean"])
     from datasets.clock import load_clock
-    from search_spaces.clock import ClockHead, labels_to_minutes
+    from search_spaces.clock_heads import ClockHead
+    from search_spaces.clock_time import labels_to_minutes
 
     model = keras.models.load_model(out / "heads" / "periodic.keras", compile=False)
     data = load_clock(data_dir=clock_files, size=75, split="final")
@@ -215,7 +217,11 @@ def test_compare_on_rendered_data_trains_the_geometry_output_in_mixed_precision(
     data = load_clock(data_dir=rendered_files, size=75, split="final")
     assert data.geometry_train.shape == (32, 5)
     config = _tiny_config(heads=("periodic",), precision="mixed_bfloat16")
-    table = compare_heads(config, tmp_path / "geometry", data=data)
+    lines = []
+    table = compare_heads(config, tmp_path / "geometry", data=data, progress=lines.append)
+    # The epoch's loss and its parts: the time head's and the geometry output's.
+    assert re.search(r"^periodic  epoch 1/1  loss \d+\.\d{3} \(time \d+\.\d\d, geometry "
+                     r"\d+\.\d\d\)  held-out ", lines[1]), lines
     assert table.loc[0, "loss"] == "mse + 1 x mse (auxiliary geometry)"
     assert 0.0 <= table.loc[0, "cse_mean"] <= 360.0
     history = json.loads((tmp_path / "geometry" / "heads" / "periodic.json").read_text())
@@ -320,3 +326,54 @@ def test_predict_refuses_what_it_cannot_read(tmp_path, clock_files, make_input, 
     unknown = CliRunner().invoke(clock_group, ["predict", str(out), str(path), "--head", "ordinal"])
     assert unknown.exit_code == 1
     assert "has no trained head 'ordinal'; it has: periodic." in unknown.output
+
+
+EPOCH_LINE = re.compile(r"^periodic  epoch (\d)/2  loss \d+\.\d{3}  held-out \d+\.\d min \(8 images, "
+                        r"one read\)  \d+(\.\d)? s/epoch  elapsed \d+:\d\d  left ~\d+:\d\d$")
+
+
+def test_compare_prints_a_line_per_epoch_unless_quiet(tmp_path, clock_files):
+    arguments = ["compare", "--data-dir", str(clock_files), "--epochs", "2", "--head", "periodic",
+                 *TINY_BACKBONE]
+    result = CliRunner().invoke(clock_group, [*arguments, "--out", str(tmp_path / "loud")],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == ("periodic  training 2 epochs on 32 images; the held-out error per epoch "
+                        "is monitoring only (nothing is chosen by it)")
+    # The final split's validation set is the held-out set: its val_cse, at no extra cost.
+    assert [EPOCH_LINE.match(line).group(1) for line in lines[1:3]] == ["1", "2"], lines
+    assert lines[2].endswith("left ~0:00")
+    assert re.match(r"^periodic  done: mean error \d+\.\d min on 8 held-out images, in \d+:\d\d$",
+                    lines[3])
+    quiet = CliRunner().invoke(clock_group, [*arguments, "-q", "--out", str(tmp_path / "quiet")],
+                               catch_exceptions=False)
+    assert quiet.exit_code == 0 and quiet.output.startswith("| head |"), quiet.output
+    again = CliRunner().invoke(clock_group, [*arguments, "--out", str(tmp_path / "loud")],
+                               catch_exceptions=False)
+    assert again.output.startswith(f"periodic  already trained in {tmp_path / 'loud'}: mean error ")
+
+
+def test_held_out_monitor_reads_a_sample_and_stops_when_too_dear(tmp_path, clock_files,
+                                                                 monkeypatch):
+    from datasets.clock import load_clock
+
+    data = load_clock(data_dir=clock_files, size=75, split="tuning")
+    assert data.x_val is not data.x_test and len(data.x_test) == 4
+    monkeypatch.setattr(clock_tuner, "MONITOR_IMAGES", 3)
+    # A one-epoch read of 3 images costs more than a tenth of a 32-image epoch: allow any cost.
+    monkeypatch.setattr(clock_tuner, "MONITOR_SHARE", 1e9)
+    lines = []
+    compare_heads(_tiny_config(heads=("periodic",), epochs=2), tmp_path / "sampled", data=data,
+                  progress=lines.append)
+    epochs = [line for line in lines if re.search(r"  epoch \d/2  ", line)]
+    assert len(epochs) == 2 and all("held-out" in line and "(3 images, one read)" in line
+                                    for line in epochs), lines
+    monkeypatch.setattr(clock_tuner, "MONITOR_SHARE", 0.0)
+    lines = []
+    compare_heads(_tiny_config(heads=("periodic",), epochs=2), tmp_path / "dear", data=data,
+                  progress=lines.append)
+    epochs = [line for line in lines if re.search(r"  epoch \d/2  ", line)]
+    assert re.search(r"\(3 images, one read; it took \d+\.\d s, over 0% of the epoch: not read "
+                     r"again\)", epochs[0]), epochs
+    assert "held-out" not in epochs[1]

@@ -212,14 +212,14 @@ def test_augmentation_only_touches_training_batches(tiny_data, monkeypatch):
 
     x, y, x_val, y_val = tiny_data
     seen = {}
-    original = clock_space._training_dataset
+    original = clock_space.training_dataset
 
     def spy(images, targets, batch_size, augment, angles=None):
         seen["augment"] = augment
         seen["count"] = len(images)
         return original(images, targets, batch_size, augment, angles)
 
-    monkeypatch.setattr(clock_space, "_training_dataset", spy)
+    monkeypatch.setattr(clock_space, "training_dataset", spy)
     hypermodel = ClockHyperModel(SHAPE, head="periodic")
     hp = kt.HyperParameters()
     hp.Fixed("conv_blocks", 2)
@@ -279,7 +279,7 @@ def test_short_training_gives_inference_statistics_that_match_training(tiny_data
 # Auxiliary geometry output
 
 def test_rotate_images_turns_clockwise_about_the_centre():
-    from search_spaces.clock import rotate_images
+    from search_spaces.clock_pipeline import rotate_images
 
     image = np.random.default_rng(0).random((1, 9, 9, 1), dtype=np.float32)
     turned = np.asarray(rotate_images(image, [math.pi / 2]))
@@ -324,7 +324,7 @@ def test_geometry_targets_turn_with_the_augmented_image():
     # A clean clock at 2:10 rotated by the pipeline: the target directions it is given must be
     # where the hands and the 12 now point, measured on the rotated image.
     from datasets import clock_render
-    from search_spaces.clock import _training_dataset
+    from search_spaces.clock_pipeline import training_dataset
 
     image, geometry = clock_render.render_clock(2, 10, np.random.default_rng(0), size=75,
                                                 clean=True, with_geometry=True)
@@ -332,7 +332,7 @@ def test_geometry_targets_turn_with_the_augmented_image():
     targets = {"time": np.zeros((8, 2), np.float32)}
     angles = np.repeat(geometry[None, 2:5], 8, axis=0)
     keras.utils.set_random_seed(3)
-    batch, batch_targets = next(iter(_training_dataset(x, targets, 8, True, angles)))
+    batch, batch_targets = next(iter(training_dataset(x, targets, 8, True, angles)))
     sin_cos = np.asarray(batch_targets["geometry"])
     target_degrees = np.degrees(np.arctan2(sin_cos[:, :3], sin_cos[:, 3:])) % 360.0
     face_radius = 0.42 * 75 / 1.14
@@ -407,3 +407,27 @@ def test_rotated_reads_make_the_prediction_independent_of_quarter_turns():
     assert four.max() <= 1  # (rounding to whole minutes aside)
     with pytest.raises(ValueError, match="rotations must be"):
         hypermodel.predict_minutes(model, x, rotations=0)
+
+
+# Module layout
+
+def test_the_clock_modules_keep_the_old_names_and_the_data_flow():
+    import ast
+    import importlib
+    from pathlib import Path
+
+    from search_spaces import clock
+
+    for name in clock.__all__:
+        assert getattr(clock, name) is not None, name
+    # Lower modules never import a later one: datasets -> search_spaces -> tuner, and within
+    # the clock space time -> heads -> pipeline -> init -> clock.
+    order = ["search_spaces.clock_time", "search_spaces.clock_heads",
+             "search_spaces.clock_pipeline", "search_spaces.clock_init", "search_spaces.clock"]
+    for position, module in enumerate(order):
+        source = Path(importlib.import_module(module).__file__).read_text()
+        imported = {node.module for node in ast.walk(ast.parse(source))
+                    if isinstance(node, ast.ImportFrom) and node.module}
+        assert not {name for name in imported if name.split(".")[0] in ("tuner", "analysis",
+                                                                          "top_configs")}
+        assert not imported & set(order[position + 1:]), module

@@ -12,6 +12,7 @@ One file per configuration (``rank_1.yaml``...)::
     trial_id: '0021'
     epochs: 6
     head: null                 # clock search space only
+    init_from: runs/clock-75   # only for a fine-tune's search (clock): the run it started from
     hyperparameters:
       num_layers: 2
       units_0: 300
@@ -65,10 +66,14 @@ class TopConfig:
     epochs: int
     hyperparameters: dict[str, Any]
     head: str | None = None
+    # A fine-tune's search: the trained run its trials started from (written only when set).
+    init_from: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         document = {"format": FORMAT}
         document.update(dataclasses.asdict(self))
+        if self.init_from is None:
+            del document["init_from"]
         return document
 
 
@@ -151,12 +156,14 @@ def read_top_config(path: str | os.PathLike) -> TopConfig:
         raise TopConfigError(
             f"{path}: field 'direction' should be 'max' or 'min', got {fields['direction']!r}."
         )
-    head = document.get("head")
-    if head is not None and not isinstance(head, str):
-        raise TopConfigError(f"{path}: field 'head' should be a string or null, got {head!r}.")
+    optional = {}
+    for key in ("head", "init_from"):
+        value = optional[key] = document.get(key)
+        if value is not None and not isinstance(value, str):
+            raise TopConfigError(f"{path}: field '{key}' should be a string or null, got {value!r}.")
     for name, value in fields["hyperparameters"].items():
         if not isinstance(value, (int, float, str, bool)):
             raise TopConfigError(
                 f"{path}: hyperparameter '{name}' should be a number, string or boolean, got {value!r}."
             )
-    return TopConfig(head=head, **fields)
+    return TopConfig(**optional, **fields)

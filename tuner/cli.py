@@ -17,7 +17,7 @@ from search_spaces.precision import PRECISIONS
 from tuner.cli_errors import cli_errors, import_tensorflow, set_verbose
 from tuner.config import STRATEGIES, TUNERS, RunConfig, check_subset
 from tuner.errors import UsageError
-from tuner.clock_cli import clock_group
+from tuner.clock_cli import clock_group, init_from_options
 from tuner.report_cli import export, repair, report
 
 
@@ -103,9 +103,8 @@ def main(verbose):
 @click.option(
     "--dataset",
     type=click.Choice(available_datasets()),
-    default="fashion_mnist",
-    show_default=True,
-    help="Dataset to search on.",
+    default=None,
+    help="Dataset to search on (default: clock for the clock space, else fashion_mnist).",
 )
 @click.option(
     "--run-dir",
@@ -180,6 +179,7 @@ def main(verbose):
     help="Training images used: a count (at least 10), a fraction in (0, 1] such as 0.1, or 'all'.",
 )
 @click.option("--head", default=None, help="Clock space only: label representation.")
+@init_from_options
 @click.option("--overwrite", is_flag=True, help="Discard an existing run in --run-dir first.")
 @click.option("--quiet", is_flag=True, help="Print only the final summary.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
@@ -217,6 +217,8 @@ def tune(
     force_direction,
     subset,
     head,
+    init_from,
+    init_head,
     overwrite,
     quiet,
     workers,
@@ -240,6 +242,8 @@ def tune(
       hpsearch tune cnn --tuner bayesian --max-trials 8 --max-epochs 3 --subset 3000 --run-dir runs/cnn
       hpsearch tune mlp --tuner random --max-trials 20 --workers 2 --run-dir runs/mlp-parallel
       hpsearch tune mlp --run-dir /shared/runs/mlp --serve 10.0.0.5:8000 --allow-remote
+      hpsearch tune clock --dataset clock --init-from runs/clock-75 --data-dir my_clocks/ \\
+          --tuner bayesian --max-trials 6 --max-epochs 15 --run-dir runs/clock-finetune
     """
     started = time.monotonic()
     serve = None
@@ -259,7 +263,7 @@ def tune(
     imports_seconds = time.monotonic() - started
     config = RunConfig(
         space=space,
-        dataset=dataset,
+        dataset=dataset or ("clock" if space == "clock" else "fashion_mnist"),
         tuner=tuner_name,
         objective=objective,
         direction=direction,
@@ -271,6 +275,8 @@ def tune(
         seed=seed,
         subset=subset,
         head=head,
+        init_from=init_from,
+        init_head=init_head,
         precision=precision,
         tensorboard=tensorboard,
         strategy=strategy,
@@ -500,22 +506,39 @@ def format_summary(result, imports_seconds: float = 0.0) -> str:
             f"precision {result.precision}."
         )
     lines += [
-        f"{'':<10} {'trial':>6} {config.objective:>14} {'vs ' + baseline:>12} {'epochs':>7}",
+        f"{'':<10} {'trial':>6} {config.objective:>14} {'vs ' + baseline:>12} {'best epoch':>10}",
     ]
     textbook = result.textbook_score
     if math.isfinite(textbook):
-        lines.append(f"{baseline:<10} {'':>6} {textbook:>14.4f} {'':>12} {'':>7}")
+        lines.append(f"{baseline:<10} {'':>6} {textbook:>14.4f} {'':>12} {'':>10}")
     for top in result.top_configs:
         delta = f"{top.score - textbook:+.4f}" if math.isfinite(textbook) else "-"
         lines.append(
             f"{'rank ' + str(top.rank):<10} {top.trial_id:>6} {top.score:>14.4f} "
-            f"{delta:>12} {top.epochs:>7}"
+            f"{delta:>12} {top.epochs:>10}"
         )
+    if result.top_configs and config.init_from:
+        lines.append(_fine_tune_line(config.init_from, result.top_configs[0]))
     if result.top_configs:
         lines.append(f"Top configurations: {result.run_dir / 'top_configs'}/rank_*.yaml")
     else:
         lines.append("No trial completed, so no configuration was exported.")
     return "\n".join(lines)
+
+
+def _fine_tune_line(init_from: str, top) -> str:
+    """What a fine-tune's search found: rank 1's training values and its best epoch count."""
+    from search_spaces.clock import TRAINING_HYPERPARAMETERS
+
+    values = ", ".join(f"{name} {_shown(top.hyperparameters[name])}"
+                       for name in TRAINING_HYPERPARAMETERS if name in top.hyperparameters)
+    epochs = f"{top.epochs} epoch" + ("s" if top.epochs != 1 else "")
+    return (f"Fine-tune of {init_from} (its architecture kept), rank 1: {values}; "
+            f"{epochs} (its best epoch).")
+
+
+def _shown(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 main.add_command(report)

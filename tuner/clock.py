@@ -6,18 +6,20 @@
 
 Writes into ``out_dir``: ``config.yaml`` (the run configuration), ``heads/<head>.json`` (one result
 per head, written when the head finishes, so an interrupted comparison resumes with the heads still
-missing), ``heads/<head>.keras`` (the trained model; ``keras.models.load_model(path, compile=False)``
-reads it back), ``heads/<head>-predictions.csv`` (every held-out image: true and predicted time,
+missing), ``heads/<head>.keras`` (the trained model; ``tuner.clock_models.load_trained_model``
+reads it back with its head) and ``heads/<head>.head.json`` (its model card: what the head is),
+``heads/<head>-predictions.csv`` (every held-out image: true and predicted time,
 error in minutes), ``comparison.csv``, ``comparison.json`` and ``comparison.md`` (the table).
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import keras
 import keras_tuner as kt
@@ -26,21 +28,25 @@ import pandas as pd
 import yaml
 
 from datasets.clock import load_clock
+from search_spaces.clock import HEADS, HYPERPARAMETER_NAMES, ClockHyperModel
+from search_spaces.clock_heads import GEOMETRY_OUTPUT
+from search_spaces.clock_time import common_sense_error_minutes, error_summary, labels_to_minutes
+from search_spaces.precision import PRECISIONS, precision_policy
 from tuner import rundir
-from tuner.errors import RunDirError, UsageError
-from tuner.search import oracle_seed
+from tuner.clock_models import (ComparisonRunError, InitSource, comparison_card_path,
+                                fixed_hyperparameters, load_init_source, write_model_card)
+from tuner.errors import UsageError
 from tuner.rundir import (COMPARISON_CSV, COMPARISON_FILE, COMPARISON_JSON, COMPARISON_MD,
                           HEADS_DIR, run_lock)
-from datasets.splits import scale_pixels
-from search_spaces.clock import (HEADS, HYPERPARAMETER_NAMES, ClockHyperModel,
-                                 common_sense_error_minutes, error_summary, labels_to_minutes)
-from search_spaces.precision import PRECISIONS, precision_policy
+from tuner.search import oracle_seed
 
 TABLE_COLUMNS = ["head", "outputs", "loss", "cse_mean", "cse_median", "within_1min",
                  "within_5min", "seconds_per_epoch", "parameters", "epochs", "train_images",
                  "test_images"]
-
-
+# The held-out error shown per epoch (monitoring only): a fixed sample of at most this many
+# images, read once per epoch, and only while a read costs at most this share of an epoch.
+MONITOR_IMAGES = 500
+MONITOR_SHARE = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +68,8 @@ class ComparisonConfig:
     steps_per_execution: int = 32       # as SearchSpace: per-step overhead dominates on CPU
     precision: str = "float32"          # Keras dtype policy, or auto (search_spaces.precision)
     test_rotations: int = 1             # test-time augmentation: rotated reads averaged; 1 = off
+    init_from: str | None = None        # a trained clock run every head starts from; None: random
+    init_head: str | None = None        # which of its models (row label, trial id); None: its best
 
     def __post_init__(self):
         unknown = [head for head in self.heads if head not in HEADS]
@@ -82,6 +90,10 @@ class ComparisonConfig:
         if not isinstance(self.test_rotations, int) or self.test_rotations < 1:
             raise UsageError(f"test_rotations must be a whole number >= 1 (1: no test-time "
                              f"augmentation), got {self.test_rotations!r}.")
+        if self.init_head is not None and self.init_from is None:
+            raise UsageError(f"init_head {self.init_head!r} names a model of the init_from run, "
+                             "but no init_from was given. Pass --init-from RUN too, or leave "
+                             "--init-head out.")
         if self.epochs < 1 or self.trials < 0:
             raise UsageError(f"epochs must be >= 1 and trials >= 0, got {self.epochs} and "
                              f"{self.trials}.")
@@ -104,11 +116,6 @@ class ComparisonConfig:
         return values
 
 
-class ComparisonRunError(RunDirError, ValueError):
-    """A comparison folder or its data lacks what was asked of it (a finished comparison, a head,
-    a model, the geometry an auxiliary output needs)."""
-
-
 class EpochTimer(keras.callbacks.Callback):
     """Training seconds of every epoch: from its start to its last training step (so the
     validation predictions made at the end of the epoch are not counted)."""
@@ -128,8 +135,85 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(self._last - self._start)
 
 
+class EpochProgress(keras.callbacks.Callback):
+    """One progress line per training epoch of a head, through ``printer``::
+
+        multi_head  epoch 3/36  loss 0.912 (hour 0.51, minute 0.20, geometry 0.40)  held-out 12.3 min
+        (500 images, one read)  61 s/epoch  elapsed 3:05  left ~33:50
+
+    The held-out error is monitoring only: nothing is chosen by it. When the validation data is
+    the held-out set (the final split) it is the ``val_cse`` the epoch computed anyway; otherwise
+    one read of a fixed sample of at most ``MONITOR_IMAGES`` held-out images, made only while a
+    read costs at most ``MONITOR_SHARE`` of an epoch's training time.
+
+    Args:
+        label: the row label, padded to ``width``.
+        epochs: epochs of this training.
+        printer: called with each line (``click.echo``, ``print``).
+        timer: the ``EpochTimer`` of the same fit, listed before this callback.
+        head: the model's ``ClockHead``.
+        held_out: (x, y) of the held-out set.
+        validation_is_held_out: the fit's validation data is ``held_out`` itself, so its
+            ``val_cse`` is the held-out error.
+        width: column width of the label.
+        seed: seed of the monitored sample.
+    """
+
+    def __init__(self, label: str, epochs: int, printer: Callable[[str], None],
+                 timer: EpochTimer, head, held_out, validation_is_held_out: bool,
+                 width: int = 0, seed: int = 0):
+        super().__init__()
+        self.label, self.epochs, self.printer, self.timer = label.ljust(width), epochs, printer, timer
+        self.head = head
+        self.validation_is_held_out = validation_is_held_out
+        x, y = held_out
+        self.held_out_count = len(x)
+        if not validation_is_held_out and len(x) > MONITOR_IMAGES:
+            keep = np.sort(np.random.default_rng(seed).choice(len(x), MONITOR_IMAGES,
+                                                              replace=False))
+            x, y = x[keep], y[keep]
+        self.x, self.true_minutes = x, labels_to_minutes(y)
+        self.reading = len(x) > 0
+        self._started = 0.0
+
+    def on_train_begin(self, logs=None):
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        done = epoch + 1
+        parts = [f"{self.label}  epoch {done}/{self.epochs}"]
+        if "loss" in logs:
+            parts.append(f"loss {logs['loss']:.3f}" + _loss_parts(logs))
+        parts += self._held_out(logs)
+        epoch_seconds = self.timer.seconds[-1] if self.timer.seconds else math.nan
+        elapsed = time.perf_counter() - self._started
+        parts += [f"{_seconds(epoch_seconds)}/epoch", f"elapsed {_duration(elapsed)}",
+                  f"left ~{_duration(elapsed / done * (self.epochs - done))}"]
+        self.printer("  ".join(parts))
+
+    def _held_out(self, logs) -> list[str]:
+        if self.validation_is_held_out:
+            if "val_cse" not in logs:
+                return []
+            return [f"held-out {logs['val_cse']:.1f} min ({self.held_out_count} images, one read)"]
+        if not self.reading:
+            return []
+        started = time.perf_counter()
+        outputs = self.model.predict(self.x, batch_size=256, verbose=0)
+        error = common_sense_error_minutes(self.true_minutes, self.head.decode(outputs)).mean()
+        cost = time.perf_counter() - started
+        shown = f"held-out {error:.1f} min ({len(self.x)} images, one read"
+        epoch_seconds = self.timer.seconds[-1] if self.timer.seconds else math.inf
+        if cost > MONITOR_SHARE * epoch_seconds:
+            self.reading = False
+            shown += (f"; it took {_seconds(cost)}, over {MONITOR_SHARE:.0%} of the epoch: "
+                      "not read again")
+        return [shown + ")"]
+
+
 def compare_heads(config: ComparisonConfig, out_dir: str | os.PathLike, verbose: int = 0,
-                  data=None) -> pd.DataFrame:
+                  data=None, progress: Callable[[str], None] | None = None) -> pd.DataFrame:
     """Train (or tune) every head on the same data and budget; write and return the table.
 
     Args:
@@ -138,96 +222,58 @@ def compare_heads(config: ComparisonConfig, out_dir: str | os.PathLike, verbose:
             read back instead of trained again.
         verbose: Keras verbosity of the training runs (0 silent).
         data: a clock ``Dataset`` to use instead of loading one from ``config`` (notebooks, tests).
+        progress: called with progress lines (``print``, ``click.echo``): one per head as it
+            starts and ends, and one per epoch (see ``EpochProgress``). Default None: silent.
 
     Returns:
-        The comparison table, one row per head, columns ``TABLE_COLUMNS``.
+        The comparison table, one row per head, columns ``TABLE_COLUMNS``. With
+        ``config.init_from``, ``table.attrs["initialization"]`` holds, per row, what its model
+        took from the trained one (``WeightCopyReport.to_dict()``; also in ``comparison.json``
+        and each head's result file).
 
     Raises:
         SettingsMismatchError: ``out_dir`` holds results of a different configuration.
         RunLockedError: another process works in ``out_dir``.
         DatasetError: the data cannot be loaded.
+        ClockRunError: ``config.init_from`` is not a clock run or lacks ``config.init_head``.
+        UsageError: ``config.init_from`` was trained on images of another size.
     """
     out = Path(out_dir)
+    source = _init_source(config, data)
     with run_lock(out, "output folder"):
         _check_or_write_config(out, config)
         if data is None:
             data = load_clock(data_dir=config.data_dir, size=config.size, split=config.split,
                               seed=config.seed, subset=config.subset, count=config.count,
                               style=config.style)
-        rows = []
+        rows, initialization = [], {}
+        say = _Printer(progress, max(len(label) for label, _, _ in config.runs()))
         with precision_policy(config.precision):
             for label, head, classes in config.runs():
                 path = out / HEADS_DIR / f"{label}.json"
                 if path.is_file():
-                    rows.append(rundir.read_json(path, "one head's result")["row"])
-                    continue
-                result = _run_head(config, data, label, head, classes, out, verbose)
-                _write_json(path, result)
+                    result = rundir.read_json(path, "one head's result")
+                    say(label, f"already trained in {out}: mean error "
+                               f"{result['row']['cse_mean']:.1f} min")
+                else:
+                    result = _run_head(config, data, label, head, classes, out, verbose, say,
+                                       source)
+                    _write_json(path, result)
                 rows.append(result["row"])
+                initialization[label] = result.get("initialization")
         table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
         rundir.write_csv(out / COMPARISON_CSV, table)
         best = table.loc[table["cse_mean"].idxmin()]
-        _write_json(out / COMPARISON_JSON, {
-            "config": config.to_dict(), "data": data.summary(), "split": data.description,
-            "rows": table.to_dict(orient="records"),
-            "best": {"head": str(best["head"]), "cse_mean": float(best["cse_mean"])}})
+        summary = {"config": config.to_dict(), "data": data.summary(), "split": data.description,
+                   "rows": table.to_dict(orient="records"),
+                   "best": {"head": str(best["head"]), "cse_mean": float(best["cse_mean"])}}
+        if source is not None:
+            summary["init_from"] = source.to_dict()
+            summary["initialization"] = initialization
+            table.attrs["initialization"] = initialization
+        _write_json(out / COMPARISON_JSON, summary)
         rundir.write_text(out / COMPARISON_MD, format_table(table) + "\n")
         return table
-
-
-def load_trained_model(out_dir: str | os.PathLike, head: str | None = None
-                       ) -> tuple[keras.Model, str]:
-    """A head's trained model from a comparison folder, ready for ``read_times``.
-
-    Args:
-        out_dir: the folder ``compare_heads`` wrote.
-        head: row label (``multi_head``, ``classification-720``, ...); default the best row of
-            ``comparison.json``.
-
-    Returns:
-        (the model, with its ``clock_head`` attached, and the row label).
-
-    Raises:
-        ComparisonRunError: no such folder or head, or the head was trained before models were
-            saved.
-    """
-    out = Path(out_dir)
-    if head is None:
-        summary = out / "comparison.json"
-        if not summary.is_file():
-            raise ComparisonRunError(f"{out} holds no finished comparison (no comparison.json). Run "
-                             f"hpsearch clock compare --out {out} first, or name a head.")
-        head = rundir.read_json(summary, "a finished comparison")["best"]["head"]
-    result_path, model_path = out / "heads" / f"{head}.json", out / "heads" / f"{head}.keras"
-    if not result_path.is_file():
-        found = sorted(path.stem for path in (out / "heads").glob("*.json"))
-        raise ComparisonRunError(f"{out} has no trained head {head!r}; it has: "
-                         f"{', '.join(found) or 'none'}.")
-    if not model_path.is_file():
-        raise ComparisonRunError(f"{model_path} is missing: this head was trained before hpsearch saved "
-                         f"models. Train it again into a new folder.")
-    kind, _, classes = head.partition("-")
-    model = keras.models.load_model(model_path, compile=False)
-    hypermodel = ClockHyperModel(model.input_shape[1:], head=kind,
-                                 num_classes=int(classes) if classes else None)
-    values = rundir.read_json(result_path, "one head's result")["hyperparameters"]
-    model.clock_head = hypermodel.head_for(_fixed_hyperparameters(values))
-    return model, head
-
-
-def read_times(model: keras.Model, images, rotations: int = 1) -> np.ndarray:
-    """Minutes after 12:00 read by a trained clock model from uint8 (N, S, S) images.
-
-    ``rotations`` > 1 averages that many evenly turned reads of each image (see
-    ``ClockHyperModel.predict_minutes``).
-    """
-    images = np.asarray(images)
-    side = model.input_shape[1]
-    if images.ndim != 3 or images.shape[1:] != (side, side):
-        raise UsageError(f"Expected images of shape (N, {side}, {side}) for this model, got "
-                         f"{images.shape}.")
-    reads = ClockHyperModel.rotated_outputs(model, scale_pixels(images)[..., None], rotations)
-    return model.clock_head.decode(model.clock_head.average(reads))
 
 
 def format_table(table: pd.DataFrame) -> str:
@@ -241,8 +287,24 @@ def format_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _init_source(config: ComparisonConfig, data) -> InitSource | None:
+    """The trained model every head starts from, checked against the images it will read."""
+    if config.init_from is None:
+        return None
+    source = load_init_source(config.init_from, config.init_head)
+    if data is not None:
+        source.check_input_shape(data.input_shape, "this comparison (its data)")
+    else:
+        side = source.input_shape[0]
+        source.check_input_shape((config.size, config.size, 1),
+                                 f"this comparison (--size {config.size})",
+                                 f"--size {side}" if side in (75, 150) else None)
+    return source
+
+
 def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: int, out: Path,
-              verbose: int) -> dict[str, Any]:
+              verbose: int, say: _Printer, source: InitSource | None = None) -> dict[str, Any]:
+    started = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
     geometry = data.geometry_train
     if geometry is None and config.hyperparameters.get("geometry_weight"):
@@ -253,9 +315,13 @@ def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: in
     hypermodel = ClockHyperModel(data.input_shape, head=head,
                                  num_classes=classes if head == "classification" else None,
                                  geometry=geometry is not None,
+                                 init_weights=None if source is None else source.weights,
                                  steps_per_execution=config.steps_per_execution)
-    hp = _fixed_hyperparameters(config.hyperparameters)
+    # A fine-tune has the trained model's architecture; --set values win over it.
+    fixed = source.architecture(head) if source is not None else {}
+    hp = fixed_hyperparameters({**fixed, **config.hyperparameters})
     if config.trials:
+        say(label, f"tuning: {config.trials} random-search trials of {config.epochs} epochs")
         tuner = kt.RandomSearch(hypermodel, objective=kt.Objective("val_cse", "min"),
                                 max_trials=config.trials, hyperparameters=hp,
                                 directory=str(out / "tuning"), project_name=label,
@@ -266,20 +332,36 @@ def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: in
         keras.backend.clear_session()
         keras.utils.set_random_seed(config.seed)
     model = hypermodel.build(hp)
+    clock_head = model.clock_head
+    initialization = hypermodel.last_initialization
+    if initialization is not None:
+        say(label, f"initialized: {initialization.describe()}")
     timer = EpochTimer()
+    callbacks = [timer, keras.callbacks.TerminateOnNaN()]
+    if say.printer is not None:
+        epochs = f"{config.epochs} epoch" + ("s" if config.epochs > 1 else "")
+        say(label, f"training {epochs} on {len(data.x_train)} images; the "
+                   "held-out error per epoch is monitoring only (nothing is chosen by it)")
+        callbacks.append(EpochProgress(
+            label, config.epochs, say.printer, timer, clock_head, (data.x_test, data.y_test),
+            validation_is_held_out=data.x_val is data.x_test, width=say.width, seed=config.seed))
     history = hypermodel.fit(hp, model, data.x_train, data.y_train,
                              validation_data=(data.x_val, data.y_val), epochs=config.epochs,
-                             callbacks=[timer, keras.callbacks.TerminateOnNaN()], verbose=verbose,
-                             geometry=geometry)
-    clock_head = model.clock_head
+                             callbacks=callbacks, verbose=verbose, geometry=geometry)
     reads = hypermodel.rotated_outputs(model, data.x_test, config.test_rotations)
     predicted = clock_head.decode(clock_head.average(reads))
     true = labels_to_minutes(data.y_test)
     summary = error_summary(true, predicted)
-    _write_predictions(out / "heads" / f"{label}-predictions.csv", true, predicted)
+    _write_predictions(out / HEADS_DIR / f"{label}-predictions.csv", true, predicted)
     single_read = (error_summary(true, clock_head.decode(reads[0]))
                    if config.test_rotations > 1 else None)
-    model.save(out / "heads" / f"{label}.keras")
+    model.save(out / HEADS_DIR / f"{label}.keras")
+    initialized = None
+    if initialization is not None:
+        initialized = {**source.to_dict(), **initialization.to_dict(),
+                       "summary": initialization.describe()}
+    write_model_card(comparison_card_path(out, label), hypermodel, hp,
+                     {"initialized_from": initialized})
     # The first epoch also traces the graphs; the median is the steady training speed.
     loss = clock_head.describe_loss()
     if model.geometry_weight:
@@ -289,9 +371,13 @@ def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: in
            "parameters": int(model.count_params()), "epochs": config.epochs,
            "train_images": len(data.x_train), "test_images": len(data.x_test)}
     keras.backend.clear_session()
+    reads_said = f", {config.test_rotations} rotations" if config.test_rotations > 1 else ""
+    say(label, f"done: mean error {summary['cse_mean']:.1f} min on {len(data.x_test)} held-out "
+               f"images{reads_said}, in {_duration(time.perf_counter() - started)}")
     return {"row": row, "hyperparameters": _plain(hp.values),
             "history": {key: [float(v) for v in values] for key, values in history.history.items()},
-            "epoch_seconds": timer.seconds, "without_test_rotations": single_read}
+            "epoch_seconds": timer.seconds, "without_test_rotations": single_read,
+            "initialization": initialized}
 
 
 def _write_predictions(path: Path, true_minutes, predicted_minutes) -> None:
@@ -304,13 +390,6 @@ def _write_predictions(path: Path, true_minutes, predicted_minutes) -> None:
         "error_minutes": common_sense_error_minutes(true_minutes, predicted)})
     path.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(path, index_label="test_index")
-
-
-def _fixed_hyperparameters(values: dict) -> kt.HyperParameters:
-    hp = kt.HyperParameters()
-    for name, value in values.items():
-        hp.Fixed(name, value)
-    return hp
 
 
 def _check_or_write_config(out: Path, config: ComparisonConfig) -> None:
@@ -336,6 +415,39 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+class _Printer(NamedTuple):
+    """Progress lines of a comparison: ``printer`` (None: silent) and the label column's width."""
+
+    printer: Callable[[str], None] | None
+    width: int
+
+    def __call__(self, label: str, text: str) -> None:
+        if self.printer is not None:
+            self.printer(f"{label.ljust(self.width)}  {text}")
+
+
+def _loss_parts(logs: dict[str, Any]) -> str:
+    names = [key[:-len("_loss")] for key in logs
+             if key.endswith("_loss") and not key.startswith("val_")]
+    # The time outputs first, in the head's order (hour before minute); the auxiliary one last.
+    names.sort(key=lambda name: (name == GEOMETRY_OUTPUT, name))
+    parts = [f"{name} {logs[name + '_loss']:.2f}" for name in names]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def _seconds(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
+
+
+def _duration(seconds: float) -> str:
+    """M:SS, or H:MM:SS from an hour."""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    if hours:
+        return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+    return f"{rest // 60}:{rest % 60:02d}"
 
 
 def parse_assignments(pairs: Sequence[str]) -> dict[str, Any]:

@@ -25,6 +25,20 @@ def _size_option(default: int):
                         help="Image side in pixels.")
 
 
+def init_from_options(command):
+    """``--init-from RUN`` and ``--init-head LABEL``: a fine-tune (``clock compare``, ``tune``)."""
+    command = click.option(
+        "--init-head", default=None, metavar="LABEL",
+        help="Which model of --init-from: a comparison row (multi_head, classification-72) or a "
+             "trial id of a tune run (default: its best).")(command)
+    return click.option(
+        "--init-from", type=click.Path(exists=True, file_okay=False), default=None,
+        metavar="RUN",
+        help="Start from a trained clock model instead of random weights: a `clock compare` "
+             "--out folder or a `tune clock` --run-dir. Its architecture is kept and its weights "
+             "copied where they fit; the training hyperparameters stay free.")(command)
+
+
 @click.group(name="clock")
 def clock_group():
     """Tell the time: render the clock images, compare label representations (heads).
@@ -98,16 +112,25 @@ def render_command(count, size, seed, processes, style, out_dir):
                    "hands, seconds hand, shadows, occlusion) or classic (one design).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
               help="Results folder (finished heads are reused when rerun).")
-@click.option("-v", "--verbose", count=True, help="Show Keras training progress.")
+@init_from_options
+@click.option("-v", "--verbose", count=True, help="Also show Keras's own training progress.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress lines (one per epoch per head: loss, held-out error, time left).")
 @cli_errors
 def compare_command(size, split, heads, num_classes, epochs, subset, trials, assignments, seed,
-                    precision, test_rotations, count, data_dir, style, out_dir, verbose):
+                    precision, test_rotations, count, data_dir, style, out_dir, init_from, init_head,
+                    verbose, quiet):
     """Train every head with the same backbone, budget and data; write comparison.csv/.json/.md.
 
     On the rendered set every head also learns the auxiliary geometry output (where the 12 and
     the hands point), which lifts training off the chance plateau of freely rotated clocks.
+    Prints a line per epoch per head (loss, held-out error as monitoring only, time left) unless
+    --quiet. --init-from RUN fine-tunes a trained model instead of starting from random weights.
 
+    \b
     Example: hpsearch clock compare --size 75 --subset 7500 --epochs 10 --out runs/clock-75
+             hpsearch clock compare --init-from runs/clock-75 --head multi_head \\
+                 --data-dir my_clocks/ --epochs 10 --out runs/clock-75-mine
     """
     import_tensorflow()
     from tuner.clock import ComparisonConfig, compare_heads, format_table, parse_assignments
@@ -116,9 +139,14 @@ def compare_command(size, split, heads, num_classes, epochs, subset, trials, ass
         size=size, split=split, heads=tuple(heads) or HEADS,
         num_classes=tuple(num_classes) or (720,), epochs=epochs, subset=subset, trials=trials,
         seed=seed, count=count, data_dir=data_dir, style=style, precision=precision,
-        test_rotations=test_rotations, hyperparameters=parse_assignments(assignments))
-    table = compare_heads(config, out_dir, verbose=2 if verbose else 0)
+        test_rotations=test_rotations, hyperparameters=parse_assignments(assignments),
+        init_from=init_from, init_head=init_head)
+    table = compare_heads(config, out_dir, verbose=2 if verbose else 0,
+                          progress=None if quiet else click.echo)
     click.echo(format_table(table))
+    for label, initialized in table.attrs.get("initialization", {}).items():
+        if initialized:
+            click.echo(f"{label}: {initialized['summary']}")
     best = table.loc[table["cse_mean"].idxmin()]
     click.echo(f"Best: {best['head']}, mean common-sense error {best['cse_mean']:.1f} min. "
                f"Written to {out_dir}/comparison.csv")
@@ -128,15 +156,16 @@ def compare_command(size, split, heads, num_classes, epochs, subset, trials, ass
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--head", default=None,
-              help="Row of the comparison to use, e.g. multi_head or classification-72 "
-                   "(default: its best).")
+              help="Row of the comparison to use, e.g. multi_head or classification-72, or a "
+                   "trial id of a `tune clock` run (default: the best).")
 @click.option("--test-rotations", type=click.IntRange(min=1), default=1, show_default=True,
               help="Read each image at this many evenly spaced rotations and average (1: off).")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None,
               help="Also write the readings to this CSV file (image, hour, minute, time).")
 @cli_errors
 def predict_command(run_dir, images, head, test_rotations, out_file):
-    """Read the time from clock images with a head trained by `hpsearch clock compare`.
+    """Read the time from clock images with a model trained by `hpsearch clock compare` (RUN_DIR
+    is its --out folder) or `hpsearch tune clock` (its --run-dir).
 
     IMAGES are .npy arrays of (N, S, S) uint8 images, picture files (PNG, JPEG, ...) or folders of
     pictures; pictures are made grayscale, cropped square and resized to the model's input.
@@ -147,15 +176,16 @@ def predict_command(run_dir, images, head, test_rotations, out_file):
     import pandas as pd
 
     from datasets.clock import read_clock_images
-    from tuner.clock import load_trained_model, read_times
+    from tuner.clock_models import load_trained_model, read_times
 
-    model, label = load_trained_model(run_dir, head)
-    pixels, names = read_clock_images(images, size=model.input_shape[1])
-    minutes = np.round(read_times(model, pixels, rotations=test_rotations)).astype(int) % 720
+    trained = load_trained_model(run_dir, head)
+    pixels, names = read_clock_images(images, size=trained.model.input_shape[1])
+    minutes = read_times(trained.model, pixels, rotations=test_rotations, head=trained.head)
+    minutes = np.round(minutes).astype(int) % 720
     table = pd.DataFrame({"image": names, "hour": minutes // 60, "minute": minutes % 60})
     table["time"] = [f"{hour}:{minute:02d}" for hour, minute in zip(table["hour"], table["minute"])]
     for name, time_read in zip(table["image"], table["time"]):
         click.echo(f"{time_read:>5}  {name}")
-    click.echo(f"Read {len(table)} image(s) with {label} from {run_dir}.", err=True)
+    click.echo(f"Read {len(table)} image(s) with {trained.label} from {run_dir}.", err=True)
     if out_file:
         table.to_csv(out_file, index=False)

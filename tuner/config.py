@@ -40,6 +40,8 @@ IDENTITY_FIELDS = (
     "factor",
     "hyperband_iterations",
     "head",
+    "init_from",
+    "init_head",
 )
 
 
@@ -157,6 +159,11 @@ class RunConfig:
     validation_fraction: float = 0.1  # held-out share of the training set, as the assignment asks
     steps_per_execution: int = 32  # batches per TF call; halves small-model epoch time on CPU
     head: str | None = None  # clock search space only: which label representation
+    # Clock search space only: a fine-tune. Every trial starts from the trained model of this
+    # `clock compare` folder or `tune clock` run (init_head: which one; None: its best), with its
+    # architecture fixed; only the training hyperparameters are searched.
+    init_from: str | None = None
+    init_head: str | None = None
     # Keras dtype policy; "auto": mixed_bfloat16 where the hardware has bfloat16 (AMX,
     # AVX512-BF16, GPUs of compute capability 8+), float32 elsewhere. Not part of a run's identity:
     # the resolved policy is recorded in run.yaml.
@@ -193,6 +200,11 @@ class RunConfig:
         if self.strategy not in (None, *STRATEGIES):
             raise InvalidSettingError(
                 f"Unknown strategy '{self.strategy}'. Expected one of: {', '.join(STRATEGIES)}."
+            )
+        if self.init_head is not None and self.init_from is None:
+            raise InvalidSettingError(
+                f"--init-head {self.init_head} names a model of the --init-from run, but no "
+                "--init-from was given. Pass --init-from RUN too, or leave --init-head out."
             )
         if not 0.0 < self.validation_fraction < 1.0:
             raise InvalidSettingError(

@@ -615,7 +615,7 @@ def run_parallel_search(
         As ``run_search``; SearchError when the chief fails or every worker failed.
     """
     from tuner.config import read_run_config
-    from tuner.search import _result, export_results, validate_search
+    from tuner.search import _result, export_results, resolve_init_source, validate_search
 
     started = time.monotonic()
     progress = progress or (lambda line: None)
@@ -627,6 +627,8 @@ def run_parallel_search(
             "on every GPU of the host, --workers N trains N trials at once, one GPU each. "
             "Pick one.")
     config = validate_search(config, force_direction)
+    # The chief resolves a fine-tune's head the same way; the results below are exported with it.
+    config, _ = resolve_init_source(config)
     run_dir = Path(run_dir)
     log_before = len(_trial_log_lines(run_dir)) if not overwrite else 0
     port = _free_port()

@@ -22,11 +22,12 @@ TOP_K = 3  # the top configurations a search exports to ``top_configs/``
 
 def top_configs_of(trials: pd.DataFrame, hp_values: dict[str, dict[str, Any]], space: str,
                    dataset: str, objective: str, direction: str, head: str | None = None,
-                   count: int = TOP_K) -> list[TopConfig]:
+                   count: int = TOP_K, init_from: str | None = None) -> list[TopConfig]:
     """The best ``count`` distinct configurations among the COMPLETED trials, as TopConfigs
     (``tuner/*`` keys stripped; epochs up to the best epoch, counting those a promoted Hyperband
     trial inherited from its parent). A Hyperband trial and the trials it was promoted from share
-    their hyperparameters: only the best-scoring of them is exported."""
+    their hyperparameters: only the best-scoring of them is exported. ``init_from``: the trained
+    run a fine-tune's trials started from, recorded in each configuration."""
     top, seen = [], []
     for _, row in completed_ranking(trials, direction).iterrows():
         if len(top) == count:
@@ -52,6 +53,7 @@ def top_configs_of(trials: pd.DataFrame, hp_values: dict[str, dict[str, Any]], s
             epochs=epochs,
             hyperparameters=values,
             head=head,
+            init_from=init_from,
         ))
     return top
 
@@ -102,5 +104,6 @@ def export_top_configs(run_dir: str | os.PathLike, out_dir: str | os.PathLike,
     space = settings["space"] if search.kind == rundir.SEARCH else "keras_tuner"
     top = top_configs_of(search.trials, read_trial_values(run_dir), space,
                          settings.get("dataset") or "unknown", search.objective,
-                         search.direction, settings.get("head"), count)
+                         search.direction, settings.get("head"), count,
+                         settings.get("init_from"))
     return write_top_configs(top, out_dir)

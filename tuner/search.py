@@ -32,6 +32,8 @@ from search_spaces.precision import precision_policy
 from top_configs import TopConfig, plain_value, strip_internal_keys
 from tuner.export import TOP_K, top_configs_of, write_top_configs
 from tuner import rundir
+from tuner.clock_models import (TRIAL_CARD, InitSource, fixed_hyperparameters, load_init_source,
+                                write_model_card)
 from tuner.config import (
     InvalidSettingError,
     RunConfig,
@@ -340,6 +342,7 @@ class _TrackedTuner:
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
+        self._write_model_card(trial)
         seconds = time.monotonic() - self._trial_started
         self._trials_this_call += 1
         self._seconds_this_call += seconds
@@ -369,6 +372,14 @@ class _TrackedTuner:
             f"{self._trial_epochs} epochs{reason}"
         )
         self._on_trial_done()
+
+    def _write_model_card(self, trial) -> None:
+        # A trial's checkpoint holds weights only; a clock model also needs to say what its head
+        # is (tuner/clock_models.py), which build() keeps only on the Python object.
+        if not hasattr(self.hypermodel, "describe_model"):
+            return
+        trial_dir = Path(self.get_trial_dir(trial.trial_id))
+        write_model_card(trial_dir / TRIAL_CARD, self.hypermodel, trial.hyperparameters)
 
     def _best_score_text(self) -> str:
         best = [t for t in self.oracle.get_best_trials(1) if t.status == "COMPLETED"]
@@ -404,7 +415,7 @@ def oracle_seed(seed: int) -> int:
 class _HyperbandTuner(_TrackedTuner, kt.tuners.Hyperband):
     oracle_class: type = _HyperbandOracle
 
-    def __init__(self, hypermodel, config: RunConfig, objective, **kwargs):
+    def __init__(self, hypermodel, config: RunConfig, objective, hyperparameters=None, **kwargs):
         oracle = self.oracle_class(
             objective=objective,
             max_epochs=config.max_epochs,
@@ -412,6 +423,7 @@ class _HyperbandTuner(_TrackedTuner, kt.tuners.Hyperband):
             hyperband_iterations=config.hyperband_iterations,
             seed=oracle_seed(config.seed),
             max_consecutive_failed_trials=MAX_CONSECUTIVE_FAILED_TRIALS,
+            hyperparameters=hyperparameters,
         )
         kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
 
@@ -421,12 +433,13 @@ class _TrialBudgetTuner(_TrackedTuner, kt.Tuner):
 
     oracle_class: type
 
-    def __init__(self, hypermodel, config: RunConfig, objective, **kwargs):
+    def __init__(self, hypermodel, config: RunConfig, objective, hyperparameters=None, **kwargs):
         oracle = self.oracle_class(
             objective=objective,
             max_trials=config.trial_budget,
             seed=oracle_seed(config.seed),
             max_consecutive_failed_trials=MAX_CONSECUTIVE_FAILED_TRIALS,
+            hyperparameters=hyperparameters,
             **self._oracle_options(config),
         )
         super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
@@ -557,13 +570,15 @@ def _check_space_and_dataset(config: RunConfig) -> None:
             f"The '{config.space}' search space cannot be trained on '{config.dataset}': the clock "
             "space needs --dataset clock and the classifiers (mlp, cnn) need fashion_mnist or cifar10."
         )
-    if config.head and config.space != "clock":
-        raise InvalidSettingError(
-            f"--head only applies to the clock search space, not '{config.space}'."
-        )
+    for option, value in (("--head", config.head), ("--init-from", config.init_from)):
+        if value and config.space != "clock":
+            raise InvalidSettingError(
+                f"{option} only applies to the clock search space, not '{config.space}'."
+            )
 
 
-def _hypermodel(config: RunConfig, input_shape, num_classes, geometry) -> search_spaces.SearchSpace:
+def _hypermodel(config: RunConfig, input_shape, num_classes, geometry,
+                source: InitSource | None = None) -> search_spaces.SearchSpace:
     options: dict[str, Any] = {
         "input_shape": input_shape,
         "steps_per_execution": config.steps_per_execution,
@@ -574,6 +589,10 @@ def _hypermodel(config: RunConfig, input_shape, num_classes, geometry) -> search
         if num_classes:
             options["num_classes"] = num_classes
         options["geometry"] = bool(geometry)
+        if source is not None:
+            options["init_weights"] = source.weights
+            if config.head == source.head.kind == "classification":
+                options["num_classes"] = source.head.num_classes
     else:
         options["num_classes"] = num_classes
     return search_spaces.get(config.space, **options)
@@ -655,12 +674,50 @@ def _check_resume(run_dir: Path, config: RunConfig, overwrite: bool) -> bool:
     return True
 
 
-def build_hypermodel(config: RunConfig, data: datasets.Dataset) -> search_spaces.SearchSpace:
-    """The search space of ``config`` for ``data``'s input shape and classes."""
+def build_hypermodel(config: RunConfig, data: datasets.Dataset,
+                     source: InitSource | None = None) -> search_spaces.SearchSpace:
+    """The search space of ``config`` for ``data``'s input shape and classes.
+
+    A fine-tune (``config.init_from``) starts every model from ``source``'s weights (loaded from
+    ``config.init_from`` when not given).
+
+    Raises:
+        UsageError: the ``init_from`` model reads images of another size than ``data``'s.
+        ClockRunError: ``config.init_from`` is not a clock run or lacks ``config.init_head``.
+    """
     _check_space_and_dataset(config)
+    if config.init_from and source is None:
+        source = load_init_source(config.init_from, config.init_head)
+    if source is not None:
+        source.check_input_shape(data.input_shape, "this search (its clock data)")
     # Rendered clock sets carry the geometry for the auxiliary training output.
     return _hypermodel(config, data.input_shape, data.num_classes,
-                       data.geometry_train is not None)
+                       data.geometry_train is not None, source)
+
+
+def resolve_init_source(config: RunConfig) -> tuple[RunConfig, InitSource | None]:
+    """The trained model a fine-tune starts from, and the config with its head filled in.
+
+    Without ``--head``, a fine-tune keeps the trained model's head (its kind; the head's own
+    values are part of the fixed architecture, see ``InitSource.architecture``).
+
+    Raises:
+        ClockRunError: ``config.init_from`` is not a clock run or lacks ``config.init_head``.
+    """
+    if not config.init_from:
+        return config, None
+    source = load_init_source(config.init_from, config.init_head)
+    if config.head is None:
+        config = dataclasses.replace(config, head=source.head.kind)
+    return config, source
+
+
+def fixed_architecture(config: RunConfig, source: InitSource | None) -> kt.HyperParameters | None:
+    """A fine-tune's fixed hyperparameters (the trained model's architecture), as the search's
+    starting space: the same mechanism as ``clock compare --set``. None without ``init_from``."""
+    if source is None:
+        return None
+    return fixed_hyperparameters(source.architecture(config.head or "classification"))
 
 
 def load_dataset(config: RunConfig, data_dir=None) -> datasets.Dataset:
@@ -735,6 +792,7 @@ def run_search(
     progress = progress or (lambda line: None)
     run_dir = Path(run_dir)
     config = validate_search(config, force_direction)
+    config, source = resolve_init_source(config)
     if force_direction and implied_direction(config.objective) not in (None, config.direction):
         progress(f"Warning: {config.objective} is {config.direction}imized as forced.")
     with run_lock(run_dir), precision_policy(config.precision) as precision:
@@ -742,12 +800,24 @@ def run_search(
         if data is None:
             data = load_dataset(config, data_dir)
         progress(f"Data: {data.summary()}")
-        hypermodel = build_hypermodel(config, data)
-        textbook = {k: plain_value(v) for k, v in hypermodel.textbook_values().items()}
+        hypermodel = build_hypermodel(config, data, source)
+        fixed = fixed_architecture(config, source)
+        textbook = {k: plain_value(v) for k, v in _default_values(hypermodel, fixed).items()}
+        extra = {}
+        if source is not None:
+            # Every trial has the same architecture and head, so the default point's copy
+            # (made by _default_values) says what each trial takes from the trained model.
+            copied = hypermodel.last_initialization
+            extra["init_from"] = {**source.to_dict(), "fixed_hyperparameters": dict(fixed.values),
+                                  "initialization": copied.to_dict()}
+            progress(f"Fine-tuning {source.run} ({source.label}): its architecture is fixed "
+                     f"({len(fixed.values)} values); searching the training hyperparameters. "
+                     f"Each trial {copied.describe()}.")
         write_run_config(
             run_dir,
             config,
             {
+                **extra,
                 "precision": precision,
                 "textbook_values": textbook,
                 "data": {
@@ -766,7 +836,7 @@ def run_search(
             },
         )
         keras.utils.set_random_seed(config.seed)
-        tuner = new_tuner(config, hypermodel, run_dir, trains=serve is None)
+        tuner = new_tuner(config, hypermodel, run_dir, trains=serve is None, hyperparameters=fixed)
         if config.uses_hyperband:
             # KerasTuner keeps the saved value on reload; a larger budget must reach the oracle.
             tuner.oracle.hyperband_iterations = config.hyperband_iterations
@@ -860,11 +930,13 @@ def distribution_strategy(config: RunConfig, gpus: int | None = None):
     return tf.distribute.MirroredStrategy()
 
 
-def new_tuner(config: RunConfig, hypermodel, run_dir: Path, trains: bool = True) -> kt.Tuner:
+def new_tuner(config: RunConfig, hypermodel, run_dir: Path, trains: bool = True,
+              hyperparameters: kt.HyperParameters | None = None) -> kt.Tuner:
     """hpsearch's tuner of ``config.tuner`` over the KerasTuner project of ``run_dir``
     (reloaded when present). In a worker of a distributed search (KerasTuner's environment
     variables set), its oracle is a client of the chief's. A tuner that ``trains`` nothing (a
-    chief) gets no distribution strategy.
+    chief) gets no distribution strategy. ``hyperparameters``: values fixed for every trial
+    (KerasTuner's ``hyperparameters=``; a fine-tune's architecture).
 
     Raises:
         CorruptRunError: the project cannot be reloaded (names the repair).
@@ -886,6 +958,7 @@ def new_tuner(config: RunConfig, hypermodel, run_dir: Path, trains: bool = True)
                 overwrite=False,
                 executions_per_trial=config.executions_per_trial,
                 distribution_strategy=strategy,
+                hyperparameters=hyperparameters,
             )
     except (json.JSONDecodeError, KeyError, RuntimeError) as error:
         raise CorruptRunError(
@@ -948,9 +1021,20 @@ def export_results(
     trials = read_trials(run_dir, textbook)
     rundir.write_csv(run_dir / TRIALS_CSV, trials)
     top = top_configs_of(trials, read_trial_values(run_dir), config.space, config.dataset,
-                         config.objective, config.direction, config.head, TOP_K)
+                         config.objective, config.direction, config.head, TOP_K,
+                         config.init_from)
     write_top_configs(top, run_dir / TOP_DIR)
     return trials, top
+
+
+def _default_values(hypermodel, fixed: kt.HyperParameters | None) -> dict[str, Any]:
+    """The values of the search's first trial: the textbook model, or for a fine-tune the
+    space's defaults (Adam 3e-4, batch 64, augmentation on) on the fixed architecture."""
+    if fixed is None:
+        return hypermodel.textbook_values()
+    hp = fixed.copy()
+    hypermodel.build(hp)
+    return dict(hp.values)
 
 
 def _version(package: str) -> str:
