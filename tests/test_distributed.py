@@ -169,9 +169,14 @@ def test_chief_and_two_workers_run_each_trial_once_and_a_killed_worker_s_trial_a
     assert sorted(finished) == ["0", "1", "2", "3"]  # each run to the end exactly once
     assert {json.loads(line)["worker"] for line in
             (run_dir / "trial_log.jsonl").read_text().splitlines()} <= {"worker0", "worker1"}
+    assert set(trials["worker"]) <= {"worker0", "worker1"} and all(trials["worker"])
     assert len(list((run_dir / "top_configs").glob("rank_*.yaml"))) == 3
     final = format_status(search_status(run_dir))
     assert "finished. 4/4 trials done (4 completed, 0 failed)" in final
+    # --watch stops by itself once the search has finished.
+    watched = CliRunner().invoke(main, ["status", str(run_dir), "--watch", "1"],
+                                 catch_exceptions=False)
+    assert watched.exit_code == 0 and watched.output.count("finished. 4/4 trials done") == 1
     for beat in read_heartbeats(run_dir).values():  # no orphans
         with pytest.raises(ProcessLookupError):
             os.kill(int(beat["pid"]), 0)

@@ -337,18 +337,27 @@ def worker(address, run_dir, tuner_id, threads, connect_timeout, call_timeout, d
 
 @main.command(short_help="Show a search's progress: trials done, running, best, time left.")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--watch", type=click.FloatRange(min=1.0), default=None, metavar="SECONDS",
+              help="Show it again every SECONDS until the search has finished (Ctrl-C stops).")
 @cli_errors
-def status(run_dir):
+def status(run_dir, watch):
     """Where the search in RUN_DIR stands, read from its files (safe while it runs): trials
     done, running and failed, which worker runs what, the best so far and the time left.
 
     \b
     Example:
       hpsearch status runs/mlp-parallel
+      hpsearch status runs/mlp-parallel --watch 10
     """
     from tuner.status import format_status, search_status
 
-    click.echo(format_status(search_status(run_dir)))
+    while True:
+        state = search_status(run_dir)
+        click.echo(format_status(state))
+        if watch is None or state.finished:
+            return
+        time.sleep(watch)
+        click.echo("")
 
 
 @main.command(short_help="Retrain the top configurations on another dataset; test accuracy.")

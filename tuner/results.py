@@ -35,6 +35,7 @@ META_COLUMNS = [
     "best_step",
     "epochs",
     "seconds",
+    "worker",
     "bracket",
     "round",
     "is_textbook",
@@ -87,7 +88,8 @@ def read_trials(
     Columns: ``trial_id``, ``status`` (COMPLETED, FAILED, RUNNING, INVALID...), ``score`` (the
     objective at the best epoch; NaN when there is none), ``best_step`` (that epoch, 0-based),
     ``epochs`` (epochs trained in this trial; a promoted Hyperband trial counts only the epochs it
-    added), ``seconds`` (wall time of the trial, NaN if unknown), ``bracket``/``round`` (Hyperband,
+    added), ``seconds`` (wall time of the trial, NaN if unknown), ``worker`` (the tuner id of the
+    distributed worker that trained it, "" in a one-process search), ``bracket``/``round`` (Hyperband,
     else NaN), ``is_textbook`` (the trial's values are the textbook model's), ``message`` (why it
     failed), then one column per hyperparameter (NaN where inactive).
 
@@ -122,6 +124,8 @@ def read_trials(
                 "best_step": trial.get("best_step"),
                 "epochs": epochs,
                 "seconds": logged.get("seconds", math.nan),
+                # The tuner id of the worker that trained it ("" in a one-process search).
+                "worker": logged.get("worker", ""),
                 "bracket": values.get("tuner/bracket", math.nan),
                 "round": values.get("tuner/round", math.nan),
                 "is_textbook": bool(textbook_values)
