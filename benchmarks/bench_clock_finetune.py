@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-from clock_second_drawing import render_second_drawing  # noqa: E402
+from clock_second_drawing import cached_second_drawing  # noqa: E402
 from datasets.splits import Dataset, scale_pixels  # noqa: E402
 from tuner import rundir  # noqa: E402
 from tuner.clock import ComparisonConfig, compare_heads  # noqa: E402
@@ -77,8 +77,8 @@ def main() -> None:
                     if key not in TRAINING_HYPERPARAMETERS}
     size = int(source_config["size"])
     rotations = int(source_config.get("test_rotations", 1))
-    pool_images, pool_labels = render_second_drawing(max(args.images), size=size, seed=TRAIN_SEED)
-    eval_images, eval_labels = render_second_drawing(args.eval_images, size=size, seed=EVAL_SEED)
+    pool_images, pool_labels = cached_second_drawing(max(args.images), size=size, seed=TRAIN_SEED)
+    eval_images, eval_labels = cached_second_drawing(args.eval_images, size=size, seed=EVAL_SEED)
     rows = []
     for count in args.images:
         data = _dataset(pool_images[:count], pool_labels[:count], eval_images, eval_labels,

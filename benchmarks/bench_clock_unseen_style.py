@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-from clock_second_drawing import render_second_drawing  # noqa: E402
+from clock_second_drawing import cached_second_drawing  # noqa: E402
 from datasets.clock_render import render_images  # noqa: E402
 from search_spaces.clock import error_summary  # noqa: E402
 from tuner.clock_models import load_trained_model, read_times  # noqa: E402
@@ -55,7 +55,7 @@ def evaluate(run_dir: str, count: int, styles: list[str], head: str | None = Non
              "eval_data": "held-out 20% of its own set (in style)",
              "in_style_cse_mean": float(in_style["cse_mean"]), "ratio_to_in_style": 1.0}]
     sets = {"second drawing (independent, never trained on)":
-            render_second_drawing(count, size=size, seed=SECOND_DRAWING_SEED)}
+            cached_second_drawing(count, size=size, seed=SECOND_DRAWING_SEED)}
     for style in styles:
         labels = np.random.default_rng(RENDERER_SEED).integers(0, [12, 60], size=(count, 2))
         sets[f"renderer, {style} style (fresh seed)"] = (

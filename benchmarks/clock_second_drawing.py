@@ -153,6 +153,27 @@ def render_second_drawing(
     return images, labels
 
 
+def cached_second_drawing(count: int, size: int = 75, seed: int = 12345,
+                          cache_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``render_second_drawing``, kept in ``cache_dir`` (default ``~/.cache/hpsearch/second-drawing``).
+
+    Image i depends only on (seed, i), so the first ``count`` images of a larger cached set are
+    the set itself; a smaller cached set is rendered again at the new count.
+    """
+    cache = Path(cache_dir or Path.home() / ".cache" / "hpsearch" / "second-drawing")
+    path = cache / f"seed{seed}-{size}px.npz"
+    if path.is_file():
+        with np.load(path) as stored:
+            if len(stored["labels"]) >= count:
+                return stored["images"][:count], stored["labels"][:count]
+    images, labels = render_second_drawing(count, size=size, seed=seed)
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial.npz")
+    np.savez(partial, images=images, labels=labels)
+    os.replace(partial, path)
+    return images, labels
+
+
 def write_preview(images: np.ndarray, labels: np.ndarray, path: str | Path, columns: int = 4) -> None:
     """Save a grid of clocks, each with its labelled time written under it, as a PNG.
 
