@@ -689,8 +689,8 @@ def _wall(rng: np.random.Generator, grain: np.random.Generator, work: int, scale
         count = rng.uniform(3, 7)
         plank = (u * count).astype(np.int32)
         table = rng.normal(1, 0.1, 16).astype(np.float32)
-        grain = u * (count * rng.uniform(4, 9)) + 2 * np.sin(6 * v + plank)
-        figure = 1 + 0.08 * np.sin(2 * math.pi * grain)
+        rings = u * (count * rng.uniform(4, 9)) + 2 * np.sin(6 * v + plank)
+        figure = 1 + 0.08 * np.sin(2 * math.pi * rings)
         shade = table[plank % 16] * figure
         shade[(u * count) % 1 < 0.03] *= 0.6
         wall = base
