@@ -7,8 +7,8 @@ on the same 2,000 further clocks of that drawing (seed 202, never trained on) wi
 rotations of the pretrained run. Each (images, start) pair is one ``compare_heads`` call, so
 results are reused when the script is run again. Usage:
 
-    python benchmarks/bench_clock_finetune.py ~/runs/clock-75-varied --images 1000 4000 14400 \
-        --epochs 15 --out ~/runs/clock-finetune --csv docs/results/clock-finetune.csv
+    python benchmarks/bench_clock_finetune.py ~/runs/clock-150 --images 1000 4000 14400 \
+        --epochs 15 15 5 --out ~/runs/clock-finetune --csv docs/results/clock-finetune.csv
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ def main() -> None:
     parser.add_argument("run_dir", help="the pretrained model: a folder of hpsearch clock compare")
     parser.add_argument("--head", default=None, help="its row label (default: its best)")
     parser.add_argument("--images", type=int, nargs="+", default=[1000, 4000, 14400])
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, nargs="+", default=[15],
+                        help="epochs of every run, or one per --images count")
     parser.add_argument("--eval-images", type=int, default=2000)
     parser.add_argument("--starts", nargs="+", default=["pretrained", "scratch"],
                         choices=["pretrained", "scratch"])
@@ -79,6 +80,10 @@ def main() -> None:
     rotations = int(source_config.get("test_rotations", 1))
     pool_images, pool_labels = cached_second_drawing(max(args.images), size=size, seed=TRAIN_SEED)
     eval_images, eval_labels = cached_second_drawing(args.eval_images, size=size, seed=EVAL_SEED)
+    if len(args.epochs) not in (1, len(args.images)):
+        parser.error(f"--epochs takes one value or one per --images count ({len(args.images)})")
+    epochs_of = dict(zip(args.images, args.epochs * len(args.images) if len(args.epochs) == 1
+                         else args.epochs))
     rows = []
     for count in args.images:
         data = _dataset(pool_images[:count], pool_labels[:count], eval_images, eval_labels,
@@ -86,7 +91,7 @@ def main() -> None:
         for start in args.starts:
             config = ComparisonConfig(
                 size=size, heads=(kind,), num_classes=(int(classes) if classes else 720,),
-                epochs=args.epochs, seed=0, hyperparameters={**architecture, **RECIPE},
+                epochs=epochs_of[count], seed=0, hyperparameters={**architecture, **RECIPE},
                 test_rotations=rotations,
                 init_from=str(run) if start == "pretrained" else None,
                 init_head=label if start == "pretrained" else None)
@@ -96,7 +101,7 @@ def main() -> None:
             single = rundir.read_json(out / "heads" / f"{row['head']}.json",
                                       "one head's result").get("without_test_rotations")
             rows.append({"head": row["head"], "size": size, "images": count,
-                         "epochs": args.epochs, "test_rotations": rotations,
+                         "epochs": epochs_of[count], "test_rotations": rotations,
                          "cse_mean": row["cse_mean"], "cse_median": row["cse_median"],
                          "within_5min": row["within_5min"],
                          "start": (f"pretrained on {run.name}" if start == "pretrained"
