@@ -65,7 +65,7 @@ def test_each_style_is_deterministic_and_the_styles_differ(style):
 
 
 def test_unknown_style_is_refused():
-    with pytest.raises(ValueError, match="Unknown clock style 'fancy'. Expected one of: varied"):
+    with pytest.raises(ValueError, match="Unknown clock style 'fancy'. Expected one of: classic, varied"):
         clock_render.render_images(np.zeros((1, 2), dtype=int), style="fancy")
     with pytest.raises(ValueError, match="style must be one of"):
         load_clock(style="fancy")
@@ -208,7 +208,7 @@ def test_bad_geometry_file_is_rejected(tmp_path):
 
 def test_a_cached_set_without_geometry_is_rendered_again(tmp_path):
     first = load_clock(size=75, count=40, split="final")
-    cached = tmp_path / "cache" / "clock-40-75-seed0-varied"
+    cached = tmp_path / "cache" / "clock-40-75-seed0"
     (cached / "geometry.npy").unlink()
     again = load_clock(size=75, count=40, split="final")
     np.testing.assert_array_equal(first.x_train, again.x_train)
@@ -220,7 +220,7 @@ def test_a_cached_set_without_geometry_is_rendered_again(tmp_path):
 
 def test_load_renders_once_then_reuses_the_cache(tmp_path, monkeypatch):
     first = load_clock(size=75, count=40, split="tuning")
-    cached = tmp_path / "cache" / "clock-40-75-seed0-varied"
+    cached = tmp_path / "cache" / "clock-40-75-seed0"
     assert (cached / "images.npy").is_file() and (cached / "preview.png").is_file()
 
     def no_render(*args, **kwargs):
