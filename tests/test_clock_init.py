@@ -121,6 +121,17 @@ def test_compare_init_from_copies_the_weights_before_training(tmp_path, trained_
     assert card["initialized_from"]["initialized_tensors"] == 2
 
 
+def test_compare_init_from_without_head_fine_tunes_the_run_s_own_head(tmp_path, trained_run,
+                                                                      clock_files):
+    out = tmp_path / "own-head"
+    result = CliRunner().invoke(clock_group, [
+        "compare", "--init-from", str(trained_run), "--data-dir", str(clock_files), "--epochs",
+        "1", "--quiet", "--out", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert list(pd.read_csv(out / "comparison.csv")["head"]) == ["multi_head"]
+    assert "multi_head: copied 21 tensors (backbone, time head)" in result.output
+
+
 def test_compare_init_from_on_data_with_geometry_builds_a_fresh_geometry_output(tmp_path,
                                                                                 trained_run):
     data = tiny_clock_data(count=40, size=75, geometry=True)

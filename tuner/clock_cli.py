@@ -125,7 +125,8 @@ def compare_command(size, split, heads, num_classes, epochs, subset, trials, ass
     On the rendered set every head also learns the auxiliary geometry output (where the 12 and
     the hands point), which lifts training off the chance plateau of freely rotated clocks.
     Prints a line per epoch per head (loss, held-out error as monitoring only, time left) unless
-    --quiet. --init-from RUN fine-tunes a trained model instead of starting from random weights.
+    --quiet. --init-from RUN fine-tunes a trained model instead of starting from random weights
+    (its own head only, unless --head names heads).
 
     \b
     Example: hpsearch clock compare --size 75 --subset 7500 --epochs 10 --out runs/clock-75
@@ -135,6 +136,14 @@ def compare_command(size, split, heads, num_classes, epochs, subset, trials, ass
     import_tensorflow()
     from tuner.clock import ComparisonConfig, compare_heads, format_table, parse_assignments
 
+    if init_from and not heads:
+        # A fine-tune trains the model it starts from: RUN's head, unless --head names others.
+        from tuner.clock_models import load_trained_model
+
+        source_head = load_trained_model(init_from, init_head).head
+        heads = (source_head.kind,)
+        if source_head.kind == "classification" and not num_classes:
+            num_classes = (source_head.num_classes,)
     config = ComparisonConfig(
         size=size, split=split, heads=tuple(heads) or HEADS,
         num_classes=tuple(num_classes) or (720,), epochs=epochs, subset=subset, trials=trials,
