@@ -28,13 +28,10 @@ from clock_second_drawing import cached_second_drawing  # noqa: E402
 from datasets.splits import Dataset, scale_pixels  # noqa: E402
 from tuner import rundir  # noqa: E402
 from tuner.clock import ComparisonConfig, compare_heads  # noqa: E402
+from tuner.clock_models import load_init_source  # noqa: E402
 
 TRAIN_SEED = 101   # the labelled clocks of the other drawing
 EVAL_SEED = 202    # the clocks every model is scored on (bench_clock_unseen_style.py's too)
-# What a fine-tune may change; everything else is the pretrained network's architecture.
-TRAINING_HYPERPARAMETERS = {"learning_rate", "optimizer", "momentum", "nesterov", "beta_1", "rho",
-                            "weight_decay", "lr_schedule", "batch_size", "augment", "dropout",
-                            "geometry_weight"}
 # The recipe that worked in the 30-line fine-tune: Adam 3e-4 at a constant rate, rotation
 # augmentation, batch 64.
 RECIPE = {"optimizer": "adam", "learning_rate": 3e-4, "lr_schedule": "constant", "batch_size": 64,
@@ -69,15 +66,12 @@ def main() -> None:
     args = parser.parse_args()
 
     run = Path(args.run_dir).expanduser()
-    source_config = yaml.safe_load((run / "config.yaml").read_text())
-    label = args.head or rundir.read_json(run / "comparison.json", "a comparison")["best"]["head"]
-    kind, _, classes = label.partition("-")
-    source_values = rundir.read_json(run / "heads" / f"{label}.json",
-                                     "one head's result")["hyperparameters"]
-    architecture = {key: value for key, value in source_values.items()
-                    if key not in TRAINING_HYPERPARAMETERS}
-    size = int(source_config["size"])
-    rotations = int(source_config.get("test_rotations", 1))
+    source = load_init_source(run, args.head)
+    label, head = source.label, source.head
+    # Scratch runs get the pretrained network's architecture too (fine-tunes get it anyway).
+    architecture = source.architecture(head.kind)
+    size = source.input_shape[0]
+    rotations = int(yaml.safe_load((run / "config.yaml").read_text()).get("test_rotations", 1))
     pool_images, pool_labels = cached_second_drawing(max(args.images), size=size, seed=TRAIN_SEED)
     eval_images, eval_labels = cached_second_drawing(args.eval_images, size=size, seed=EVAL_SEED)
     if len(args.epochs) not in (1, len(args.images)):
@@ -90,7 +84,8 @@ def main() -> None:
                         f"the second drawing (seed {TRAIN_SEED})")
         for start in args.starts:
             config = ComparisonConfig(
-                size=size, heads=(kind,), num_classes=(int(classes) if classes else 720,),
+                size=size, heads=(head.kind,),
+                num_classes=(head.num_classes if head.kind == "classification" else 720,),
                 epochs=epochs_of[count], seed=0, hyperparameters={**architecture, **RECIPE},
                 test_rotations=rotations,
                 init_from=str(run) if start == "pretrained" else None,
