@@ -1,6 +1,7 @@
 """Fine-tuning a trained clock model: ``--init-from RUN`` on ``clock compare`` and ``tune clock``."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 
@@ -15,10 +16,14 @@ from datasets.clock_render import time_labels
 from search_spaces.clock import ClockHyperModel
 from search_spaces.clock_heads import ClockHead
 from search_spaces.clock_init import layer_keys
+from tuner import rundir
 from tuner.cli import main
 from tuner.clock import ComparisonConfig, compare_heads
 from tuner.clock_cli import clock_group
 from tuner.clock_models import fixed_hyperparameters, load_init_source, load_trained_model
+from tuner.config import RunConfig, identity_defaults, write_run_config
+from tuner.rundir import SettingsMismatchError
+from tuner.search import load_dataset, resolve_init_source
 from tests.test_clock_models import TINY, tiny_clock_data
 from top_configs import read_top_config
 
@@ -226,5 +231,52 @@ def test_tune_init_from_a_run_of_another_size_is_refused(tmp_path, clock_files):
         "--run-dir", str(tmp_path / "tuned")])
     assert result.exit_code == 2, result.output
     assert result.output.splitlines()[-1] == (
-        f"Error: --init-from {source} (periodic) was trained on 32x32 images, but this search (its "
-        "clock data) reads 75x75. Start from a run trained on 75-pixel images.")
+        f"Error: --init-from {source} (periodic) was trained on 32x32 images, but a clock search "
+        "reads 75 or 150-pixel clocks. Start from a run trained on one of those sizes.")
+    assert not (tmp_path / "tuned" / "run.yaml").exists()
+
+
+def test_tune_clock_size_must_match_the_init_from_model(tmp_path, trained_run, clock_files):
+    result = CliRunner().invoke(main, [
+        "tune", "clock", "--init-from", str(trained_run), "--size", "150", "--data-dir",
+        str(clock_files), "--run-dir", str(tmp_path / "tuned")])
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines()[-1] == (
+        f"Error: --init-from {trained_run} (multi_head) was trained on 75x75 images, but this "
+        "search (--size 150) reads 150x150. Pass --size 75, or start from a run trained on "
+        "150-pixel images.")
+    assert not (tmp_path / "tuned" / "run.yaml").exists()
+
+
+def test_tune_size_is_refused_outside_the_clock_space(tmp_path):
+    result = CliRunner().invoke(main, ["tune", "mlp", "--size", "150",
+                                       "--run-dir", str(tmp_path / "mlp")])
+    assert result.exit_code == 2, result.output
+    assert "--size only applies to the clock search space, not 'mlp'." in result.output
+
+
+def test_a_clock_search_reads_the_size_it_is_given(tmp_path):
+    directory = tmp_path / "clock-150"
+    directory.mkdir()
+    rng = np.random.default_rng(0)
+    np.save(directory / "images.npy", rng.integers(0, 256, (20, 150, 150), dtype=np.uint8))
+    np.save(directory / "labels.npy", time_labels(20))
+    for size in (150, 75):
+        config = RunConfig(space="clock", dataset="clock", image_size=size, subset=None)
+        data = load_dataset(config, data_dir=tmp_path)
+        assert data.input_shape == (size, size, 1)
+    # Clock runs made before --size existed read 75-pixel clocks, and still resume as such.
+    config, _ = resolve_init_source(RunConfig(space="clock", dataset="clock"))
+    assert config.image_size == 75
+    run = tmp_path / "run"
+    run.mkdir()
+    write_run_config(run, config, {})
+    document = yaml.safe_load((run / "run.yaml").read_text())
+    del document["config"]["image_size"]
+    (run / "run.yaml").write_text(yaml.safe_dump(document))
+    rundir.check_settings(run / "run.yaml", "config", config.identity(), "", "",
+                          defaults=identity_defaults(config))
+    with pytest.raises(SettingsMismatchError, match="image_size"):
+        bigger = dataclasses.replace(config, image_size=150)
+        rundir.check_settings(run / "run.yaml", "config", bigger.identity(), "", "",
+                              defaults=identity_defaults(bigger))

@@ -179,6 +179,9 @@ def main(verbose):
     help="Training images used: a count (at least 10), a fraction in (0, 1] such as 0.1, or 'all'.",
 )
 @click.option("--head", default=None, help="Clock space only: label representation.")
+@click.option("--size", "image_size", type=click.Choice(["75", "150"]), default=None,
+              help="Clock space only: image side in pixels (default: the --init-from model's, "
+              "else 75).")
 @init_from_options
 @click.option("--overwrite", is_flag=True, help="Discard an existing run in --run-dir first.")
 @click.option("--quiet", is_flag=True, help="Print only the final summary.")
@@ -217,6 +220,7 @@ def tune(
     force_direction,
     subset,
     head,
+    image_size,
     init_from,
     init_head,
     overwrite,
@@ -244,6 +248,7 @@ def tune(
       hpsearch tune mlp --run-dir /shared/runs/mlp --serve 10.0.0.5:8000 --allow-remote
       hpsearch tune clock --dataset clock --init-from runs/clock-75 --data-dir my_clocks/ \\
           --tuner bayesian --max-trials 6 --max-epochs 15 --run-dir runs/clock-finetune
+      hpsearch tune clock --size 150 --subset all --max-epochs 9 --run-dir runs/clock-150-tune
     """
     started = time.monotonic()
     serve = None
@@ -275,6 +280,7 @@ def tune(
         seed=seed,
         subset=subset,
         head=head,
+        image_size=int(image_size) if image_size else None,
         init_from=init_from,
         init_head=init_head,
         precision=precision,

@@ -10,12 +10,15 @@ import re
 from pathlib import Path
 from typing import Any
 
+from datasets.clock_render import SIZES as CLOCK_SIZES
 from search_spaces.precision import PRECISIONS
 from tuner import rundir
 from tuner.errors import HpsearchError, UsageError
 from tuner.rundir import RUN_FILE
 
 TUNERS = ("hyperband", "bohb", "bayesian", "random")
+# The clock space's image side when neither --size nor an --init-from model says otherwise.
+DEFAULT_CLOCK_SIZE = 75
 # tf.distribute strategies a trial can train under (``RunConfig.strategy``).
 STRATEGIES = ("mirrored",)
 # Tuners that run Hyperband's brackets (bohb: with model-guided proposals, tuner/guided.py).
@@ -42,6 +45,7 @@ IDENTITY_FIELDS = (
     "head",
     "init_from",
     "init_head",
+    "image_size",
 )
 
 
@@ -164,6 +168,8 @@ class RunConfig:
     # architecture fixed; only the training hyperparameters are searched.
     init_from: str | None = None
     init_head: str | None = None
+    # Clock search space only: the image side, 75 or 150 (None: the --init-from model's, else 75).
+    image_size: int | None = None
     # Keras dtype policy; "auto": mixed_bfloat16 where the hardware has bfloat16 (AMX,
     # AVX512-BF16, GPUs of compute capability 8+), float32 elsewhere. Not part of a run's identity:
     # the resolved policy is recorded in run.yaml.
@@ -205,6 +211,11 @@ class RunConfig:
             raise InvalidSettingError(
                 f"--init-head {self.init_head} names a model of the --init-from run, but no "
                 "--init-from was given. Pass --init-from RUN too, or leave --init-head out."
+            )
+        if self.image_size is not None and self.image_size not in CLOCK_SIZES:
+            raise InvalidSettingError(
+                f"image_size must be one of {', '.join(map(str, CLOCK_SIZES))} (the clock set's "
+                f"sides), got {self.image_size!r}."
             )
         if not 0.0 < self.validation_fraction < 1.0:
             raise InvalidSettingError(
@@ -292,6 +303,15 @@ def read_run_config(run_dir: str | os.PathLike) -> tuple[RunConfig, dict[str, An
         return RunConfig.from_dict(document["config"]), document
     except (KeyError, TypeError, RunConfigError) as error:
         raise RunConfigError(f"{path} is not a valid run configuration: {error}") from None
+
+
+def identity_defaults(config: RunConfig) -> dict[str, Any]:
+    """What a ``run.yaml`` written before a setting existed stands for: each setting's default,
+    and 75-pixel images for a clock run (the only size a search read then)."""
+    defaults = RunConfig().identity()
+    if config.space == "clock":
+        defaults["image_size"] = DEFAULT_CLOCK_SIZE
+    return defaults
 
 
 def describe_mismatch(saved: RunConfig, requested: RunConfig) -> list[str]:

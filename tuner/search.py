@@ -35,10 +35,13 @@ from tuner import rundir
 from tuner.clock_models import (TRIAL_CARD, InitSource, fixed_hyperparameters, load_init_source,
                                 write_model_card)
 from tuner.config import (
+    CLOCK_SIZES,
+    DEFAULT_CLOCK_SIZE,
     InvalidSettingError,
     RunConfig,
     check_subset_size,
     hyperband_schedule,
+    identity_defaults,
     implied_direction,
     write_run_config,
 )
@@ -570,7 +573,8 @@ def _check_space_and_dataset(config: RunConfig) -> None:
             f"The '{config.space}' search space cannot be trained on '{config.dataset}': the clock "
             "space needs --dataset clock and the classifiers (mlp, cnn) need fashion_mnist or cifar10."
         )
-    for option, value in (("--head", config.head), ("--init-from", config.init_from)):
+    for option, value in (("--head", config.head), ("--init-from", config.init_from),
+                          ("--size", config.image_size)):
         if value and config.space != "clock":
             raise InvalidSettingError(
                 f"{option} only applies to the clock search space, not '{config.space}'."
@@ -662,7 +666,7 @@ def _check_resume(run_dir: Path, config: RunConfig, overwrite: bool) -> bool:
         config.identity(),
         consequence="resuming it would mix incomparable trials",
         fix="Use the saved settings to resume, --overwrite to start again, or another --run-dir.",
-        defaults=RunConfig().identity(),
+        defaults=identity_defaults(config),
     )
     # Named before KerasTuner reloads them (it would fail with a bare JSONDecodeError).
     hint = rundir.repair_hint(run_dir)
@@ -689,26 +693,40 @@ def build_hypermodel(config: RunConfig, data: datasets.Dataset,
     if config.init_from and source is None:
         source = load_init_source(config.init_from, config.init_head)
     if source is not None:
-        source.check_input_shape(data.input_shape, "this search (its clock data)")
+        source.check_input_shape(data.input_shape, "this search (its clock data)",
+                                 fix=f"--size {source.input_shape[0]}")
     # Rendered clock sets carry the geometry for the auxiliary training output.
     return _hypermodel(config, data.input_shape, data.num_classes,
                        data.geometry_train is not None, source)
 
 
 def resolve_init_source(config: RunConfig) -> tuple[RunConfig, InitSource | None]:
-    """The trained model a fine-tune starts from, and the config with its head filled in.
+    """The trained model a fine-tune starts from, and the config with its head and image size
+    filled in.
 
     Without ``--head``, a fine-tune keeps the trained model's head (its kind; the head's own
-    values are part of the fixed architecture, see ``InitSource.architecture``).
+    values are part of the fixed architecture, see ``InitSource.architecture``); without
+    ``image_size``, it reads images of the trained model's size.
 
     Raises:
         ClockRunError: ``config.init_from`` is not a clock run or lacks ``config.init_head``.
     """
-    if not config.init_from:
-        return config, None
-    source = load_init_source(config.init_from, config.init_head)
-    if config.head is None:
+    source = load_init_source(config.init_from, config.init_head) if config.init_from else None
+    if source is not None and config.head is None:
         config = dataclasses.replace(config, head=source.head.kind)
+    if source is not None and source.input_shape[0] not in CLOCK_SIZES:
+        side = source.input_shape[0]
+        raise InvalidSettingError(
+            f"--init-from {source.run} ({source.label}) was trained on {side}x{side} images, but a "
+            f"clock search reads {' or '.join(map(str, CLOCK_SIZES))}-pixel clocks. Start from a "
+            "run trained on one of those sizes.")
+    if source is not None and config.image_size is not None:
+        size = config.image_size
+        source.check_input_shape((size, size, 1), f"this search (--size {size})",
+                                 fix=f"--size {source.input_shape[0]}")
+    if config.space == "clock" and config.image_size is None:
+        size = source.input_shape[0] if source is not None else DEFAULT_CLOCK_SIZE
+        config = dataclasses.replace(config, image_size=size)
     return config, source
 
 
@@ -727,12 +745,14 @@ def load_dataset(config: RunConfig, data_dir=None) -> datasets.Dataset:
         InvalidSettingError: ``subset`` asks for more images than the dataset has, or leaves an
             empty training or validation split.
     """
+    options = {"size": config.image_size} if config.image_size else {}
     data = datasets.load(
         config.dataset,
         data_dir=data_dir,
         subset=config.subset,
         seed=config.seed,
         validation_fraction=config.validation_fraction,
+        **options,
     )
     check_subset_size(config.subset, data, config.dataset)
     return data
