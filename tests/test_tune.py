@@ -287,6 +287,20 @@ def test_batch_norm_uses_fast_moving_statistics(space):
     assert norms and {layer.momentum for layer in norms} == {0.9}
 
 
+def test_cnn_widths_stop_at_the_textbook_s_widest_layer():
+    import keras_tuner as kt
+
+    hp = kt.HyperParameters()
+    hp.values.update(filters=128, conv_blocks=3)
+    model = search_spaces.get("cnn", input_shape=(28, 28, 1), num_classes=10).build(hp)
+    widths = [layer.filters for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert widths == [128, 256, 256, 256, 256, 256, 256]
+    textbook = search_spaces.get("cnn", input_shape=(28, 28, 1), num_classes=10)
+    widths = [layer.filters for layer in textbook.build(kt.HyperParameters()).layers
+              if isinstance(layer, keras.layers.Conv2D)]
+    assert widths == [64, 128, 128, 256, 256]
+
+
 def test_bayesian_search_leaves_two_thirds_of_its_budget_to_the_model():
     # KerasTuner's default (3 x the number of hyperparameters, ~70 for the MLP space) made every
     # search of under 70 trials a random search.
