@@ -22,8 +22,8 @@ from search_spaces.base import SearchSpace, _require_classes
 
 MAX_BLOCKS = 3
 # Widest convolution, the textbook's: doubling 128 stem filters over 3 blocks would reach 1,024
-# channels, about 17 times the textbook's training cost (a single 13,500-image epoch of such a
-# trial ran 20+ minutes on 2 cores) for no accuracy on 28x28 images.
+# channels on 3x3 and 1x1 feature maps, 480 M multiply-adds per 28x28 image, 5.4 times the
+# textbook's 89 M (capped: 243 M, 2.7 times).
 MAX_CHANNELS = 256
 TEXTBOOK_DENSE_UNITS = (128, 64)
 
