@@ -8,6 +8,9 @@ format to a temporary folder (nothing else is read or written):
   every file of the run directory is readable (trials.csv, top_configs/rank_*.yaml, oracle.json,
   trial.json); then let it finish. Counted: completed trials lost (a trial seen COMPLETED after a
   kill that is later missing or changed) and completed trials retrained (logged as finished twice).
+  The ``workers`` search (``--workers 2``: a chief and two worker processes) is killed as a whole
+  process group, or every other time by its launcher alone; counted as well: kills after which a
+  chief or worker was still running 5 s later (orphans).
 * ``rss``: peak resident memory of one ``hpsearch tune`` process over a 50-trial random search,
   sampled every 0.2 s, with its value after trials 1, 10, 25 and 50.
 * ``bad-input``: each bad-input class once through the real command; exit code, first line of
@@ -47,7 +50,12 @@ BUDGETS = {  # small enough that a run finishes in about a minute on 2 cores
     "hyperband": ["--tuner", "hyperband", "--max-epochs", "4", "--factor", "2"],
     "bayesian": ["--tuner", "bayesian", "--max-trials", "12", "--max-epochs", "3"],
     "random": ["--tuner", "random", "--max-trials", "12", "--max-epochs", "3"],
+    # A chief and two workers (issue 12); each kill is of the launcher's whole process group or,
+    # every other time, of the launcher alone (its chief and workers must die with it).
+    "workers": ["--tuner", "random", "--max-trials", "12", "--max-epochs", "3", "--workers", "2"],
 }
+# Seconds the chief and workers of a killed launcher get to be gone before they count as orphans.
+ORPHAN_GRACE = 5.0
 
 
 def write_tiny_fashion_mnist(directory: Path, train: int, test: int = 50) -> Path:
@@ -101,21 +109,47 @@ def _wait_for_lines(process, log: Path, lines: int, timeout: float = 300.0) -> N
         time.sleep(0.005)
 
 
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _kill(process: subprocess.Popen, whole_group: bool) -> bool:
+    """SIGKILL the launcher (and its process group); True when processes of its group are still
+    there ``ORPHAN_GRACE`` seconds later (then they are killed too)."""
+    if whole_group:
+        os.killpg(process.pid, signal.SIGKILL)
+    else:
+        os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + ORPHAN_GRACE
+    while _group_alive(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not _group_alive(process.pid):
+        return False
+    os.killpg(process.pid, signal.SIGKILL)
+    return True
+
+
 def kills(data_dir: Path, work: Path, kills_per_tuner: int, rng: random.Random,
-          deadline: float) -> list[dict]:
+          deadline: float, tuners=tuple(BUDGETS)) -> list[dict]:
     results = []
-    for tuner, budget in BUDGETS.items():
+    for tuner in tuners:
+        budget = BUDGETS[tuner]
         run_dir = work / f"run-{tuner}"
         command = TUNE + ["--run-dir", str(run_dir), "--data-dir", str(data_dir)] + budget
         completed: dict[str, dict] = {}
-        unreadable = exit_errors = landed = 0
+        unreadable = exit_errors = landed = orphaned = 0
         moments: dict[str, int] = {}
         done = 0
         while done < kills_per_tuner and time.monotonic() < deadline:
             log = run_dir / "trial_log.jsonl"
             lines_before = log.read_text().count("\n") if log.exists() else 0
             process = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.PIPE)
+                                       stderr=subprocess.DEVNULL, start_new_session=True)
             # Three kinds of moment, in turn: during start-up (TensorFlow import, data, tuner
             # reload); right after a trial is logged, while trials.csv and the top-3 YAML files
             # are being replaced; at a random moment inside the following trials.
@@ -132,8 +166,7 @@ def kills(data_dir: Path, work: Path, kills_per_tuner: int, rng: random.Random,
                 if process.returncode != 0:
                     exit_errors += 1
                 break  # the search finished before this kill
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
+            orphaned += _kill(process, whole_group=tuner != "workers" or done % 2 == 0)
             done += 1
             try:
                 states = _states(run_dir)
@@ -161,8 +194,9 @@ def kills(data_dir: Path, work: Path, kills_per_tuner: int, rng: random.Random,
             "tuner": tuner, "kills": done, "moments": moments, "running_trial_on_disk": landed,
             "unreadable_after_kill": unreadable, "completed_before_final_run": len(completed),
             "lost": lost, "retrained": retrained, "final_exit": final.returncode,
+            "final_error": final.stderr.strip().splitlines()[-1:] if final.returncode else [],
             "final_trials": len(trials), "final_completed": int((trials.status == "COMPLETED").sum()),
-            "failed_exits_during_kills": exit_errors,
+            "failed_exits_during_kills": exit_errors, "orphaned_after_kill": orphaned,
             "top_configs": len(list((run_dir / "top_configs").glob("rank_*.yaml"))),
         })
         print(json.dumps(results[-1]), flush=True)
@@ -264,6 +298,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=25.0, help="bound on the kills part")
     parser.add_argument("--train", type=int, default=600, help="tiny training images")
     parser.add_argument("--parts", default="kills,rss,bad-input")
+    parser.add_argument("--tuners", default=",".join(BUDGETS),
+                        help=f"which searches the kills part runs (of {', '.join(BUDGETS)})")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     parts = args.parts.split(",")
@@ -273,7 +309,8 @@ def main() -> None:
         data_dir = write_tiny_fashion_mnist(work / "data", train=args.train)
         if "kills" in parts:
             report["kills"] = kills(data_dir, work, args.kills, random.Random(args.seed),
-                                    time.monotonic() + 60 * args.minutes)
+                                    time.monotonic() + 60 * args.minutes,
+                                    tuners=args.tuners.split(","))
         if "rss" in parts:
             report["rss"] = rss(data_dir, work)
         if "bad-input" in parts:

@@ -118,6 +118,25 @@ def test_resume_with_larger_budget_runs_only_new_trials(tiny_data_dir, tmp_path)
     assert "0 run now" in output
 
 
+def test_resume_under_another_tuner_id_keeps_the_finished_trials(tiny_data_dir, tmp_path,
+                                                                 monkeypatch):
+    # KerasTuner reloads its oracle only from a project its own tuner id saved: a search resumed
+    # by a chief or by workers (other ids than tuner0's) started again at trial 0, overwriting.
+    run_dir = tmp_path / "run"
+    runner = CliRunner()
+    tune(runner, run_dir, tiny_data_dir, "--tuner", "random", "--max-trials", "2")
+    before = {p.parent.name: p.read_text() for p in (run_dir / "kt").glob("trial_*/trial.json")}
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "worker7")
+    output = tune(runner, run_dir, tiny_data_dir, "--tuner", "random", "--max-trials", "3").output
+    assert "2 already run" in output and "1 run now" in output
+    after = {p.parent.name: p.read_text() for p in (run_dir / "kt").glob("trial_*/trial.json")}
+    assert sorted(after) == ["trial_0", "trial_1", "trial_2"]
+    assert all(after[name] == text for name, text in before.items())
+    log = [json.loads(line)["trial_id"]
+           for line in (run_dir / "trial_log.jsonl").read_text().splitlines()]
+    assert sorted(log) == ["0", "1", "2"]
+
+
 def test_mismatched_resume_is_refused_with_the_differences(tiny_data_dir, tmp_path):
     run_dir = tmp_path / "run"
     runner = CliRunner()

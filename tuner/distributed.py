@@ -30,6 +30,7 @@ import dataclasses
 import ipaddress
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -538,8 +539,9 @@ class _Child:
 
     def start(self) -> "_Child":
         code = "from tuner.distributed import process_main; process_main()"
+        spec = {**self.spec, "launcher_pid": os.getpid()}
         self.process = subprocess.Popen(
-            [sys.executable, "-c", code, json.dumps(self.spec)], env=self.env,
+            [sys.executable, "-c", code, json.dumps(spec)], env=self.env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             text=True, bufsize=1,
         )
@@ -720,11 +722,30 @@ def _trial_log_lines(run_dir: Path) -> list[str]:
             if line.strip().endswith("}")]
 
 
+def _die_with_launcher(launcher_pid: int | None) -> None:
+    """Have the kernel kill this process when its launcher dies (Linux).
+
+    Without it, ``kill -9`` of ``hpsearch tune --workers N`` alone left its chief and workers
+    running on: the chief holding the run's lock, so that running the command again was refused
+    until they were found and killed by hand.
+    """
+    if launcher_pid is None or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != launcher_pid:  # it died before prctl took effect
+        os._exit(1)
+
+
 def process_main() -> None:
     """Entry point of a chief or worker process started by ``run_parallel_search``."""
     from tuner.cli_errors import import_tensorflow, user_message
 
     spec = json.loads(sys.argv[-1])
+    _die_with_launcher(spec.get("launcher_pid"))
     # KerasTuner prints (its trial display, a stray print in conditions.py): only progress lines
     # and the error line reach the launcher.
     shown = sys.stdout

@@ -965,11 +965,16 @@ def new_tuner(config: RunConfig, hypermodel, run_dir: Path, trains: bool = True,
     objective = kt.Objective(config.objective, direction=config.direction)
     tuner_class = _TUNER_CLASSES[config.tuner]
     strategy = distribution_strategy(config) if trains else None
+    # KerasTuner reloads the oracle only when this tuner id saved a file in the project before.
+    # A chief never does, nor does a search resumed under another id (with --workers after a
+    # one-process run, or back): their oracle started again from trial 0, over finished trials.
+    tuner_id = os.environ.get("KERASTUNER_TUNER_ID", "tuner0")
+    reloads = (project_dir(run_dir) / f"{tuner_id}.json").is_file()
     try:
         # KerasTuner prints "Reloading Tuner from ..." whatever the verbosity; the progress
         # line of run_search says it.
         with contextlib.redirect_stdout(io.StringIO()):
-            return tuner_class(
+            tuner = tuner_class(
                 hypermodel,
                 config,
                 objective,
@@ -980,6 +985,10 @@ def new_tuner(config: RunConfig, hypermodel, run_dir: Path, trains: bool = True,
                 distribution_strategy=strategy,
                 hyperparameters=hyperparameters,
             )
+        if (not reloads and not tuner._is_worker()
+                and (project_dir(run_dir) / rundir.ORACLE_FILE).is_file()):
+            tuner.oracle.reload()
+        return tuner
     except (json.JSONDecodeError, KeyError, RuntimeError) as error:
         raise CorruptRunError(
             f"Cannot reload the KerasTuner project in {project_dir(run_dir)} "
