@@ -710,6 +710,8 @@ def resolve_init_source(config: RunConfig) -> tuple[RunConfig, InitSource | None
 
     Raises:
         ClockRunError: ``config.init_from`` is not a clock run or lacks ``config.init_head``.
+        UsageError: the trained model reads images of another size than ``image_size``, or of a
+            size the clock data does not come in (exit code 2 on the command line).
     """
     source = load_init_source(config.init_from, config.init_head) if config.init_from else None
     if source is not None and config.head is None:
