@@ -233,6 +233,7 @@ def split_clock(images: np.ndarray, labels: np.ndarray, source: str, split: str 
         input_shape=(int(images.shape[1]), int(images.shape[2]), 1),
         num_classes=None, class_names=(), source=source, description=description,
         geometry_train=None if geometry is None else geometry[np.sort(train_index)],
+        subset_drawn=total,
     )
 
 

@@ -40,6 +40,10 @@ class Dataset:
         geometry_train: clock sets only, when the renderer wrote it: (N_train, 5) float32 where the
             dial and hands are in each training image (``datasets.clock_render.GEOMETRY_COLUMNS``),
             for auxiliary training targets; None otherwise. Held-out images never carry it.
+        subset_drawn: for a set that draws its ``subset`` from all its images before splitting
+            (the clock set), how many it drew: the count asked for, or all of them when it asked
+            for more. None for the classification sets, which draw it from their training and
+            validation images and keep the whole test set.
     """
 
     name: str
@@ -55,6 +59,7 @@ class Dataset:
     source: str
     description: str = ""
     geometry_train: np.ndarray | None = None
+    subset_drawn: int | None = None
 
     def summary(self) -> str:
         """One line: name, split sizes, shape and source."""

@@ -21,7 +21,7 @@ from tuner.cli import main
 from tuner.clock import ComparisonConfig, compare_heads
 from tuner.clock_cli import clock_group
 from tuner.clock_models import fixed_hyperparameters, load_init_source, load_trained_model
-from tuner.config import RunConfig, identity_defaults, write_run_config
+from tuner.config import InvalidSettingError, RunConfig, identity_defaults, write_run_config
 from tuner.rundir import SettingsMismatchError
 from tuner.search import load_dataset, resolve_init_source
 from tests.test_clock_models import TINY, tiny_clock_data
@@ -265,6 +265,11 @@ def test_a_clock_search_reads_the_size_it_is_given(tmp_path):
         config = RunConfig(space="clock", dataset="clock", image_size=size, subset=None)
         data = load_dataset(config, data_dir=tmp_path)
         assert data.input_shape == (size, size, 1)
+    # The clock set's --subset counts all its images (split afterwards), not train + validation.
+    data = load_dataset(RunConfig(space="clock", dataset="clock", subset=15), data_dir=tmp_path)
+    assert len(data.x_train) + len(data.x_val) + len(data.x_test) == 15
+    with pytest.raises(InvalidSettingError, match="subset 25 is more than the 20 images"):
+        load_dataset(RunConfig(space="clock", dataset="clock", subset=25), data_dir=tmp_path)
     # Clock runs made before --size existed read 75-pixel clocks, and still resume as such.
     config, _ = resolve_init_source(RunConfig(space="clock", dataset="clock"))
     assert config.image_size == 75

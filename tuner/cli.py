@@ -176,7 +176,8 @@ def main(verbose):
     type=SubsetType(),
     default="10000",
     show_default=True,
-    help="Training images used: a count (at least 10), a fraction in (0, 1] such as 0.1, or 'all'.",
+    help="Training images used: a count (at least 10), a fraction in (0, 1] such as 0.1, or 'all' "
+    "(clock: images of the whole set, split 80/10/10 afterwards).",
 )
 @click.option("--head", default=None, help="Clock space only: label representation.")
 @click.option("--size", "image_size", type=click.Choice(["75", "150"]), default=None,

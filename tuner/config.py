@@ -112,10 +112,13 @@ def check_subset_size(subset: int | float | None, data, dataset: str) -> None:
         InvalidSettingError: the count is larger than the data (it would be silently capped and
             recorded as asked), or the splits came out empty.
     """
-    available = len(data.x_train) + len(data.x_val)
+    if data.subset_drawn is None:
+        available, which = len(data.x_train) + len(data.x_val), "training images"
+    else:  # the clock set: a subset of all its images, split afterwards
+        available, which = data.subset_drawn, "images (training and held-out together)"
     if isinstance(subset, int) and subset > available:
         raise InvalidSettingError(
-            f"subset {subset} is more than the {available} training images of {dataset}. Pass "
+            f"subset {subset} is more than the {available} {which} of {dataset}. Pass "
             f"--subset all, or a count up to {available}."
         )
     if len(data.x_train) == 0 or len(data.x_val) == 0:
