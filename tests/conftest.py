@@ -55,6 +55,18 @@ def write_fashion_mnist(directory: Path, train: int = 60, test: int = 20) -> Pat
     return directory
 
 
+def write_clock_files(directory: Path, count: int = 40, size: int = 75) -> Path:
+    """``count`` random size x size clock images and valid (hour, minute) labels in the
+    assignment's format (images.npy, labels.npy; no geometry.npy)."""
+    from datasets.clock_render import time_labels
+
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    np.save(directory / "images.npy", rng.integers(0, 256, (count, size, size), dtype=np.uint8))
+    np.save(directory / "labels.npy", time_labels(count))
+    return directory
+
+
 def write_cifar10(directory: Path, per_batch: int = 10, test: int = 20) -> Path:
     """``cifar-10-batches-py/`` with five tiny training batches, a test batch and batches.meta."""
     batch_dir = directory / "cifar-10-batches-py"

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from datasets.clock_render import time_labels
+from tests.conftest import write_clock_files
 from tuner import clock as clock_tuner
 from tuner.clock import ComparisonConfig, compare_heads, parse_assignments
 from tuner.clock_cli import clock_group
@@ -40,12 +40,7 @@ def _seeded(monkeypatch, tmp_path):
 @pytest.fixture
 def clock_files(tmp_path):
     """40 images of 75x75 in the assignment's on-disk format."""
-    directory = tmp_path / "clock-data"
-    directory.mkdir()
-    rng = np.random.default_rng(0)
-    np.save(directory / "images.npy", rng.integers(0, 256, (40, 75, 75), dtype=np.uint8))
-    np.save(directory / "labels.npy", time_labels(40))
-    return directory
+    return write_clock_files(tmp_path / "clock-data")
 
 
 def _commands(group: click.Group):

@@ -12,7 +12,6 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from datasets.clock_render import time_labels
 from search_spaces.clock import ClockHyperModel
 from search_spaces.clock_heads import ClockHead
 from search_spaces.clock_init import layer_keys
@@ -24,6 +23,7 @@ from tuner.clock_models import fixed_hyperparameters, load_init_source, load_tra
 from tuner.config import InvalidSettingError, RunConfig, identity_defaults, write_run_config
 from tuner.rundir import SettingsMismatchError
 from tuner.search import load_dataset, resolve_init_source
+from tests.conftest import write_clock_files
 from tests.test_clock_models import TINY, tiny_clock_data
 from top_configs import read_top_config
 
@@ -40,11 +40,7 @@ def _seeded(monkeypatch, tmp_path):
 @pytest.fixture(scope="module")
 def clock_files(tmp_path_factory):
     """40 images of 75x75 in the assignment's on-disk format (no geometry.npy)."""
-    directory = tmp_path_factory.mktemp("clock-data")
-    rng = np.random.default_rng(0)
-    np.save(directory / "images.npy", rng.integers(0, 256, (40, 75, 75), dtype=np.uint8))
-    np.save(directory / "labels.npy", time_labels(40))
-    return directory
+    return write_clock_files(tmp_path_factory.mktemp("clock-data"))
 
 
 @pytest.fixture(scope="module")
@@ -256,11 +252,7 @@ def test_tune_size_is_refused_outside_the_clock_space(tmp_path):
 
 
 def test_a_clock_search_reads_the_size_it_is_given(tmp_path):
-    directory = tmp_path / "clock-150"
-    directory.mkdir()
-    rng = np.random.default_rng(0)
-    np.save(directory / "images.npy", rng.integers(0, 256, (20, 150, 150), dtype=np.uint8))
-    np.save(directory / "labels.npy", time_labels(20))
+    write_clock_files(tmp_path / "clock-150", count=20, size=150)
     for size in (150, 75):
         config = RunConfig(space="clock", dataset="clock", image_size=size, subset=None)
         data = load_dataset(config, data_dir=tmp_path)
