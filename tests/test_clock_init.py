@@ -15,14 +15,13 @@ from click.testing import CliRunner
 from search_spaces.clock import ClockHyperModel
 from search_spaces.clock_heads import ClockHead
 from search_spaces.clock_init import layer_keys
-from tuner import rundir
 from tuner.cli import main
 from tuner.clock import ComparisonConfig, compare_heads
 from tuner.clock_cli import clock_group
 from tuner.clock_models import fixed_hyperparameters, load_init_source, load_trained_model
-from tuner.config import InvalidSettingError, RunConfig, identity_defaults, write_run_config
+from tuner.config import InvalidSettingError, RunConfig, write_run_config
 from tuner.rundir import SettingsMismatchError
-from tuner.search import load_dataset, resolve_init_source
+from tuner.search import _check_resume, load_dataset, resolve_init_source
 from tests.conftest import write_clock_files
 from tests.test_clock_models import TINY, tiny_clock_data
 from top_configs import read_top_config
@@ -271,9 +270,7 @@ def test_a_clock_search_reads_the_size_it_is_given(tmp_path):
     document = yaml.safe_load((run / "run.yaml").read_text())
     del document["config"]["image_size"]
     (run / "run.yaml").write_text(yaml.safe_dump(document))
-    rundir.check_settings(run / "run.yaml", "config", config.identity(), "", "",
-                          defaults=identity_defaults(config))
+    assert _check_resume(run, config, overwrite=False) is True
     with pytest.raises(SettingsMismatchError, match="image_size"):
         bigger = dataclasses.replace(config, image_size=150)
-        rundir.check_settings(run / "run.yaml", "config", bigger.identity(), "", "",
-                              defaults=identity_defaults(bigger))
+        _check_resume(run, bigger, overwrite=False)
