@@ -17,7 +17,9 @@ Achieved FLOP/s: multiply-adds counted per layer (Dense: in x out; Conv2D: kh x 
 x output pixels), 2 FLOPs each; a training sample costs 3x its forward pass (forward, gradient
 with respect to activations and to weights), a validation sample 1x. The peak is this CPU's
 fp32 FMA rate: cores x clock (``cpu MHz`` of /proc/cpuinfo) x 32 FLOP/cycle (two 256-bit FMA
-pipes, AVX2), an upper bound no framework reaches. Usage:
+pipes, AVX2), an upper bound no framework reaches. On a GPU (any Keras backend; under JAX every
+variant is compiled by XLA, so ``hpsearch+xla`` adds nothing there) it is the data sheet's dense
+fp32 rate of the GPUs in ``GPU_PEAKS``, with their TF32 tensor-core rate beside it. Usage:
 
     HPSEARCH_DATA_DIR=../shared/data python benchmarks/bench_trial_speed.py [--images 12000]
 """
@@ -53,6 +55,26 @@ def forward_flops(model: keras.Model) -> int:
             _, h, w, _ = layer.output.shape
             total += 2 * kh * kw * cin * cout * h * w
     return int(total)
+
+
+# Dense peaks in FLOP/s (NVIDIA data sheets, SXM boards): fp32 on CUDA cores, TF32 on tensor cores.
+GPU_PEAKS = {"H100": (67e12, 495e12), "H200": (67e12, 495e12), "A100": (19.5e12, 156e12)}
+
+
+def device_and_peak() -> tuple[str, float]:
+    """A line describing where training runs, and that device's fp32 peak in FLOP/s."""
+    from search_spaces.devices import visible_gpus
+
+    gpus = visible_gpus()
+    if not gpus:
+        peak = peak_flops()
+        return (f"CPU: {os.cpu_count()} cores, peak fp32 {peak / 1e9:.0f} GFLOP/s "
+                f"({FLOP_PER_CYCLE} FLOP/cycle/core)"), peak
+    gpu = gpus[0]
+    fp32, tf32 = next((peaks for name, peaks in GPU_PEAKS.items() if name in gpu.name), (0.0, 0.0))
+    peaks = (f"peak fp32 {fp32 / 1e12:.1f} TFLOP/s, TF32 tensor cores {tf32 / 1e12:.0f} TFLOP/s"
+             if fp32 else "peak not known for this GPU")
+    return f"GPU: {gpu.name} (Keras backend {keras.backend.backend()}), {peaks}", fp32
 
 
 def peak_flops() -> float:
@@ -138,9 +160,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     args = parser.parse_args()
-    peak = peak_flops()
-    print(f"CPU: {os.cpu_count()} cores, peak fp32 {peak / 1e9:.0f} GFLOP/s "
-          f"({FLOP_PER_CYCLE} FLOP/cycle/core)")
+    device, peak = device_and_peak()
+    print(device)
     for space in args.spaces:
         images = args.cnn_images if space == "cnn" else args.images
         data = datasets.load("fashion_mnist", subset=round(images * 0.9))
@@ -164,7 +185,8 @@ def main() -> None:
             print(
                 f"{space:4s} {variant:13s} first epoch {first:6.2f} s, then {later:6.2f} s/epoch "
                 f"(x{base / later:.2f} vs {args.variants[0]}), val_accuracy {accuracy:.4f}, "
-                f"{per_epoch / later / 1e9:6.1f} GFLOP/s = {100 * per_epoch / later / peak:.1f}% "
+                f"{per_epoch / later / 1e9:6.1f} GFLOP/s = "
+                f"{100 * per_epoch / later / peak if peak else float('nan'):.1f}% "
                 f"of peak ({flops / 1e6:.2f} MFLOP/sample forward)"
             )
 

@@ -1,8 +1,8 @@
 """Keras dtype policies for training: float32, mixed bfloat16 / float16, or ``auto``.
 
-``auto`` picks ``mixed_bfloat16`` where the hardware computes bfloat16 natively (a GPU of compute
-capability 8.0 or later, or a CPU with AMX or AVX512-BF16, read from /proc/cpuinfo) and
-``float32`` elsewhere: on CPUs without those instructions bfloat16 is emulated and gains little.
+``auto`` picks ``mixed_bfloat16`` where the hardware that trains computes bfloat16 natively (the
+visible GPUs, all of compute capability 8.0 or later, as the NVIDIA driver reports them; without
+a GPU, a CPU with AMX or AVX512-BF16, read from /proc/cpuinfo) and ``float32`` elsewhere: on CPUs without those instructions bfloat16 is emulated and gains little.
 Every space keeps its output layers in float32, so losses and metrics keep full precision.
 """
 
@@ -35,18 +35,12 @@ def resolve_precision(precision: str) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _native_bfloat16() -> bool:
-    if _cpu_flags() & set(BFLOAT16_CPU_FLAGS):
-        return True
-    try:
-        import tensorflow as tf
+    from search_spaces.devices import visible_gpus
 
-        for gpu in tf.config.list_physical_devices("GPU"):
-            capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
-            if capability and tuple(capability) >= (8, 0):
-                return True
-    except Exception:  # no TensorFlow GPU support: decide on the CPU alone
-        pass
-    return False
+    gpus = visible_gpus()
+    if gpus:  # training runs on the GPU: its arithmetic decides
+        return all(gpu.has_bfloat16 for gpu in gpus)
+    return bool(_cpu_flags() & set(BFLOAT16_CPU_FLAGS))
 
 
 def _cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:

@@ -40,6 +40,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+from search_spaces.devices import keras_backend, shared_gpu_env, visible_gpus
 from tuner import rundir
 from tuner.errors import HpsearchError, RunDirError, SearchError, UsageError
 from tuner.rundir import DISTRIBUTED_FILE, WORKERS_DIR
@@ -413,7 +414,9 @@ def check_same_run(run_dir: Path, chief_run_id: str, address: str) -> None:
 
 
 def _limit_threads(threads: int | None, progress: Callable[[str], None]) -> None:
-    if not threads:
+    from search_spaces.devices import keras_backend
+
+    if not threads or keras_backend() != "tensorflow":  # JAX and PyTorch read OMP_NUM_THREADS
         return
     import tensorflow as tf
 
@@ -518,13 +521,17 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _visible_gpus() -> int:
-    try:
-        import tensorflow as tf
+def worker_device_env(index: int, workers: int, gpus: list, threads: int,
+                      backend: str) -> dict[str, str]:
+    """Environment of worker ``index`` of ``workers``: its GPU (round robin), else its CPU threads.
 
-        return len(tf.config.list_physical_devices("GPU"))
-    except Exception:  # noqa: BLE001 - no TensorFlow GPU support at all: CPU
-        return 0
+    Workers that share a GPU take its memory as they need it instead of all of it at start.
+    """
+    if not gpus:
+        return {"OMP_NUM_THREADS": str(threads)}
+    return {"CUDA_DEVICE_ORDER": "PCI_BUS_ID",  # number the GPUs as nvidia-smi does
+            "CUDA_VISIBLE_DEVICES": str(gpus[index % len(gpus)].index),
+            **(shared_gpu_env(backend) if workers > len(gpus) else {})}
 
 
 class _Child:
@@ -597,8 +604,9 @@ def run_parallel_search(
     """Run (or resume) a search with ``workers`` processes training trials on this machine.
 
     A chief on 127.0.0.1 (a free port) and ``workers`` worker processes named ``worker0``...
-    Each worker gets its share of the CPU threads (or, when TensorFlow sees GPUs, one GPU through
-    ``CUDA_VISIBLE_DEVICES``, round robin). A worker that dies is started again (its trial is run
+    Each worker gets its share of the CPU threads or, where the NVIDIA driver lists GPUs, one GPU
+    through ``CUDA_VISIBLE_DEVICES``, round robin; workers that share a GPU take its memory as they
+    need it instead of all at start (``search_spaces.devices.shared_gpu_env``). A worker that dies is started again (its trial is run
     again) up to ``max_restarts`` times. The run directory ends like a one-process search's:
     ``trials.csv``, ``top_configs/``, and the same resume.
 
@@ -634,8 +642,9 @@ def run_parallel_search(
     run_dir = Path(run_dir)
     log_before = len(_trial_log_lines(run_dir)) if not overwrite else 0
     port = _free_port()
-    gpus = _visible_gpus()
+    gpus = visible_gpus()
     threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
+    backend = keras_backend()
     package_root = str(Path(__file__).resolve().parents[1])
     base_env = {**os.environ, "PYTHONUNBUFFERED": "1",
                 "PYTHONPATH": os.pathsep.join(
@@ -650,11 +659,7 @@ def run_parallel_search(
     }, {**base_env, "CUDA_VISIBLE_DEVICES": ""}, progress)
 
     def worker_child(index: int) -> _Child:
-        env = dict(base_env)
-        if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
-        else:
-            env["OMP_NUM_THREADS"] = str(threads)
+        env = {**base_env, **worker_device_env(index, workers, gpus, threads, backend)}
         return _Child(f"worker{index}", {
             "role": "worker", "address": f"127.0.0.1:{port}", "run_dir": str(run_dir),
             "tuner_id": f"worker{index}", "data_dir": [str(d) for d in data_dir or []],

@@ -930,23 +930,32 @@ def distribution_strategy(config: RunConfig, gpus: int | None = None):
 
     Args:
         config: ``config.strategy`` names it ("mirrored": across every GPU of this host).
-        gpus: GPUs visible to this process (default: asked to TensorFlow).
+        gpus: GPUs visible to this process (default: as the NVIDIA driver lists them).
 
     Raises:
         InvalidSettingError: "mirrored" with fewer than 2 GPUs visible. Refused rather than
             run on one device, so that a user who asked for several GPUs learns they are not
-            there instead of timing a silent single-device run.
+            there instead of timing a silent single-device run. Also refused on a Keras backend
+            other than TensorFlow, which has no tf.distribute.
     """
     if config.strategy is None:
         return None
+    from search_spaces.devices import keras_backend, visible_gpus
+
+    backend = keras_backend()
+    if backend != "tensorflow":
+        raise InvalidSettingError(
+            f"--strategy {config.strategy} trains with tf.distribute, which needs Keras's "
+            f"TensorFlow backend; this process runs Keras on {backend!r} (KERAS_BACKEND). Leave "
+            "--strategy out, or set KERAS_BACKEND=tensorflow.")
     import tensorflow as tf
 
     if gpus is None:
-        gpus = len(tf.config.list_physical_devices("GPU"))
+        gpus = len(visible_gpus())
     if gpus < 2:
         raise InvalidSettingError(
             f"--strategy {config.strategy} trains each trial across several GPUs of this host, "
-            f"but {gpus} GPU(s) are visible to TensorFlow. Leave --strategy out on this machine, "
+            f"but {gpus} GPU(s) are visible (nvidia-smi, narrowed by CUDA_VISIBLE_DEVICES). Leave --strategy out on this machine, "
             "or check CUDA_VISIBLE_DEVICES and the GPU driver."
         )
     return tf.distribute.MirroredStrategy()
