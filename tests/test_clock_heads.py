@@ -129,6 +129,39 @@ def test_hands_encoding_takes_the_hour_from_the_hour_hand():
     assert head.decode({"hour": hour_hand, "minute": minute})[0] == 178
 
 
+def _read_with_hour_softmax(hour_probabilities: dict[int, float], minute: int) -> str:
+    head = ClockHead("multi_head", hour_output="classification", minute_output="periodic")
+    hour = np.zeros((1, 12))
+    for index, probability in hour_probabilities.items():
+        hour[0, index % 12] = probability
+    minute_output = head.encode(np.array([[0, minute]]))["minute"]
+    total = int(head.decode({"hour": hour, "minute": minute_output})[0])
+    return f"{total // 60}:{total % 60:02d}"
+
+
+@pytest.mark.parametrize("hour_probabilities,minute,expected", [
+    # The hour hand of 2:58 or 2:59 sits on the 3, so the softmax splits between 2 and 3; its
+    # argmax (3 here) read an hour off. Mid-hour the split is no evidence either way.
+    ({2: 0.49, 3: 0.51}, 58, "2:58"), ({2: 0.49, 3: 0.51}, 59, "2:59"),
+    ({2: 0.49, 3: 0.51}, 30, "3:30"),
+    ({2: 0.51, 3: 0.49}, 1, "3:01"), ({2: 0.51, 3: 0.49}, 30, "2:30"),
+    # 3:00 is in class 3, so 3:02 is three minutes from class 2 and 2:58 two minutes from class 3.
+    ({2: 0.5, 3: 0.5}, 2, "3:02"), ({2: 0.5, 3: 0.5}, 58, "2:58"),
+    ({11: 0.51, 0: 0.49}, 0, "0:00"), ({11: 0.49, 0: 0.51}, 59, "11:59"),
+])
+def test_hour_softmax_split_near_the_hour_takes_the_hour_the_minute_fits(
+        hour_probabilities, minute, expected):
+    assert _read_with_hour_softmax(hour_probabilities, minute) == expected
+
+
+@pytest.mark.parametrize("neighbour", [-1, 1])
+def test_a_confident_hour_class_reads_as_itself_at_every_minute(neighbour):
+    for hour in range(12):
+        for minute in range(60):
+            read = _read_with_hour_softmax({hour: 0.8, hour + neighbour: 0.2}, minute)
+            assert read == f"{hour}:{minute:02d}"
+
+
 def test_circular_regression_loss_wraps_around_the_dial():
     loss = ClockHead("regression", loss="circular_mae").compile_arguments()["loss"]
     value = loss(np.array([[11.9]], np.float32), np.array([[0.1]], np.float32))
