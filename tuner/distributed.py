@@ -656,7 +656,8 @@ def run_parallel_search(
         "data_dir": [str(d) for d in data_dir or []], "overwrite": overwrite,
         "force_direction": force_direction,
         "serve": {"host": "127.0.0.1", "port": port, "worker_timeout": worker_timeout},
-    }, {**base_env, "CUDA_VISIBLE_DEVICES": ""}, progress)
+    }, {**base_env, "CUDA_VISIBLE_DEVICES": "",  # the chief trains nothing
+        **({"JAX_PLATFORMS": "cpu"} if backend == "jax" else {})}, progress)
 
     def worker_child(index: int) -> _Child:
         env = {**base_env, **worker_device_env(index, workers, gpus, threads, backend)}
