@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks.bench_trial_speed import EpochTimes  # noqa: E402
 from search_spaces._layers import RandomShift  # noqa: E402
 
 VARIANTS = {
@@ -30,24 +30,13 @@ VARIANTS = {
 }
 
 
-class _EpochTimes(keras.callbacks.Callback):
-    def on_train_begin(self, logs=None):
-        self.seconds = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._started = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._started)
-
-
 def epoch_seconds(variant: str, x: np.ndarray, y: np.ndarray, epochs: int) -> tuple[float, float]:
     keras.utils.set_random_seed(0)
     inputs = keras.Input(x.shape[1:])
     hidden = keras.layers.Dense(300, activation="relu")(keras.layers.Flatten()(VARIANTS[variant](inputs)))
     model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(hidden))
     model.compile("adam", "sparse_categorical_crossentropy", steps_per_execution=32)
-    timer = _EpochTimes()
+    timer = EpochTimes()
     model.fit(x, y, batch_size=32, epochs=epochs, verbose=0, callbacks=[timer])
     return timer.seconds[0], float(np.mean(timer.seconds[1:]))
 

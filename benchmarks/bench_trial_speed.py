@@ -87,7 +87,7 @@ def peak_flops() -> float:
     return (os.cpu_count() or 1) * mhz * 1e6 * FLOP_PER_CYCLE
 
 
-class _EpochTimes(keras.callbacks.Callback):
+class EpochTimes(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self.seconds = []
 
@@ -102,7 +102,7 @@ def run_variant(variant: str, space: str, data, raw_x: np.ndarray, raw_y: np.nda
     """(first epoch s, later epochs mean s, final val accuracy, forward FLOPs per sample)."""
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)
-    timer = _EpochTimes()
+    timer = EpochTimes()
     # The same model (the space's textbook point) for every variant; only the training differs.
     hypermodel = search_spaces.get(space, input_shape=data.input_shape, num_classes=data.num_classes)
     hp = kt.HyperParameters()
