@@ -40,7 +40,7 @@ def test_search_and_transfer_on_jax_without_tensorflow(tmp_path):
     write_cifar10(data / "cifar10", per_batch=10, test=20)
     run = tmp_path / "run"
     first = _hpsearch(["tune", "mlp", "--run-dir", str(run), "--subset", "all", "--tuner", "random",
-                       "--max-epochs", "1", "--max-trials", "2", "--quiet"], tmp_path, data)
+                       "--max-epochs", "1", "--max-trials", "1", "--quiet"], tmp_path, data)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "Traceback" not in first.stderr
     config = yaml.safe_load((run / "top_configs" / "rank_1.yaml").read_text())
