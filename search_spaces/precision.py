@@ -2,7 +2,8 @@
 
 ``auto`` picks ``mixed_bfloat16`` where the hardware that trains computes bfloat16 natively (the
 visible GPUs, all of compute capability 8.0 or later, as the NVIDIA driver reports them; without
-a GPU, a CPU with AMX or AVX512-BF16, read from /proc/cpuinfo) and ``float32`` elsewhere: on CPUs without those instructions bfloat16 is emulated and gains little.
+a GPU, a CPU with AMX or AVX512-BF16, read from /proc/cpuinfo) and ``float32`` elsewhere: on CPUs
+without those instructions bfloat16 is emulated and gains little.
 Every space keeps its output layers in float32, so losses and metrics keep full precision.
 """
 

@@ -414,9 +414,7 @@ def check_same_run(run_dir: Path, chief_run_id: str, address: str) -> None:
 
 
 def _limit_threads(threads: int | None, progress: Callable[[str], None]) -> None:
-    from search_spaces.devices import keras_backend
-
-    if not threads or keras_backend() != "tensorflow":  # JAX and PyTorch read OMP_NUM_THREADS
+    if not threads or keras_backend() != "tensorflow":  # other backends: OMP_NUM_THREADS alone
         return
     import tensorflow as tf
 
@@ -606,8 +604,8 @@ def run_parallel_search(
     A chief on 127.0.0.1 (a free port) and ``workers`` worker processes named ``worker0``...
     Each worker gets its share of the CPU threads or, where the NVIDIA driver lists GPUs, one GPU
     through ``CUDA_VISIBLE_DEVICES``, round robin; workers that share a GPU take its memory as they
-    need it instead of all at start (``search_spaces.devices.shared_gpu_env``). A worker that dies is started again (its trial is run
-    again) up to ``max_restarts`` times. The run directory ends like a one-process search's:
+    need it instead of all at start (``worker_device_env``). A worker that dies is started again
+    (its trial is run again) up to ``max_restarts`` times. The run directory ends like a one-process search's:
     ``trials.csv``, ``top_configs/``, and the same resume.
 
     Args:

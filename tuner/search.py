@@ -955,8 +955,9 @@ def distribution_strategy(config: RunConfig, gpus: int | None = None):
     if gpus < 2:
         raise InvalidSettingError(
             f"--strategy {config.strategy} trains each trial across several GPUs of this host, "
-            f"but {gpus} GPU(s) are visible (nvidia-smi, narrowed by CUDA_VISIBLE_DEVICES). Leave --strategy out on this machine, "
-            "or check CUDA_VISIBLE_DEVICES and the GPU driver."
+            f"but {gpus} GPU(s) are visible (as nvidia-smi lists them, narrowed by "
+            "CUDA_VISIBLE_DEVICES). Leave --strategy out on this machine, or check "
+            "CUDA_VISIBLE_DEVICES and the GPU driver."
         )
     return tf.distribute.MirroredStrategy()
 
