@@ -26,7 +26,10 @@ def _hpsearch(args: list[str], tmp_path: Path, data: Path) -> subprocess.Complet
     (blocker / "tensorflow").mkdir(parents=True, exist_ok=True)
     (blocker / "tensorflow" / "__init__.py").write_text(
         'raise ImportError("TensorFlow is blocked in this test")\n')
-    env = {**os.environ, "KERAS_BACKEND": "jax", "HPSEARCH_DATA_DIR": str(data),
+    # Its own KERAS_HOME: Keras writes the backend it starts with into a missing keras.json,
+    # which the other tests' processes would then read.
+    env = {**os.environ, "KERAS_BACKEND": "jax", "KERAS_HOME": str(tmp_path / "keras-home"),
+           "HPSEARCH_DATA_DIR": str(data),
            "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": "",
            "PYTHONPATH": os.pathsep.join([str(blocker), str(ROOT)])}
     return subprocess.run([sys.executable, "-m", "tuner.cli", *args], env=env, cwd=tmp_path,
