@@ -149,7 +149,7 @@ def augmentation(x):
 
     On TensorFlow the shift is Keras's ``RandomTranslation`` (sub-pixel, bilinear). Other
     backends shift by whole pixels (``RandomShift``): under JAX, ``RandomTranslation`` goes
-    through ``map_coordinates`` and made an MLP epoch about 90x slower (benchmarks/bench_augmentation.py).
+    through ``map_coordinates`` and made an MLP epoch 54x slower (benchmarks/bench_augmentation.py).
     """
     x = keras.layers.RandomFlip("horizontal")(x)
     if keras.backend.backend() == "tensorflow":

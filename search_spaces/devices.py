@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 import shutil
 import subprocess
+import sys
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,14 +46,10 @@ def keras_backend() -> str:
     Read the way Keras reads it (``KERAS_BACKEND``, else ``~/.keras/keras.json``) when Keras is
     not imported yet, so that a launcher learns it without importing the backend.
     """
-    import sys
-
     if "keras" in sys.modules:
         return sys.modules["keras"].backend.backend()
     if os.environ.get("KERAS_BACKEND"):
         return os.environ["KERAS_BACKEND"]
-    import json
-
     config = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "keras.json")
     try:
         with open(config) as file:
