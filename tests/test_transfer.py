@@ -58,6 +58,12 @@ def test_transfer_rebuilds_for_cifar10_shape_and_resumes(tune_run, tiny_data_dir
     assert set(rows.loc[rows.config == textbook_name, "params"]) == {
         3072 * 300 + 300 + 300 * 100 + 100 + 1010
     }
+    # One line per epoch while a configuration trains, the last without a time left.
+    epoch_lines = [line.strip() for line in output.splitlines() if line.strip().startswith("epoch ")]
+    # (patience 3 > 2 epochs: every configuration trains both)
+    assert [line.split()[1] for line in epoch_lines] == ["1/2", "2/2"] * len(names)
+    assert all("val_accuracy" in line and "s/epoch" in line for line in epoch_lines)
+    assert any(line.startswith("epoch 2/2") and "left" not in line for line in epoch_lines)
 
     output = transfer(tune_run, "--dataset", "cifar10", "--run-dir", out, "--data-dir",
                       tiny_data_dir, "--seeds", "2", "--epochs", "2").output
