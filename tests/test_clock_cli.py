@@ -17,7 +17,8 @@ from click.testing import CliRunner
 
 from tests.conftest import write_clock_files
 from tuner import clock as clock_tuner
-from tuner.clock import ComparisonConfig, compare_heads, parse_assignments
+from tuner.clock import ComparisonConfig, compare_heads
+from tuner.config import parse_assignments
 from tuner.clock_cli import clock_group
 
 TINY_BACKBONE = ["--set", "conv_blocks=2", "--set", "filters=16", "--set", "dense_units=64"]

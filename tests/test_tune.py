@@ -167,6 +167,46 @@ def test_mismatched_resume_is_refused_with_the_differences(tiny_data_dir, tmp_pa
     assert "Starting a bayesian search" in output
 
 
+def test_fixed_hyperparameters_hold_in_every_trial_and_are_part_of_the_run(tiny_data_dir,
+                                                                           tmp_path):
+    run_dir = tmp_path / "run"
+    runner = CliRunner()
+    fixes = ["--fix", "optimizer=adamw", "--fix", "batch_size=64", "--fix", "augment=false"]
+    output = tune(runner, run_dir, tiny_data_dir, "--tuner", "random", "--max-trials", "3",
+                  *fixes).output
+    trials = pd.read_csv(run_dir / "trials.csv")
+    assert len(trials) == 3
+    assert set(trials["optimizer"]) == {"adamw"} and set(trials["batch_size"]) == {64}
+    assert set(trials["augment"]) == {False}
+    # The first trial is the space's default point with the fixed values, not the textbook.
+    assert trials.loc[trials["is_textbook"], "learning_rate"].tolist() == [0.01]
+    assert "\ndefault " in output and "\ntextbook " not in output
+    assert read_top_config(run_dir / "top_configs" / "rank_1.yaml").hyperparameters[
+        "optimizer"] == "adamw"
+    # Another set of fixed values is another search: refused on resume.
+    result = tune(runner, run_dir, tiny_data_dir, "--tuner", "random", "--max-trials", "3",
+                  "--fix", "optimizer=adam", expect=1)
+    assert "fixed: run directory has" in result.output and "--overwrite" in result.output
+
+
+@pytest.mark.parametrize("fix, expected", [
+    ("optimiser=adam", "--fix optimiser: not a hyperparameter of the 'mlp' space. Its "
+                       "hyperparameters: activation, augment, batch_norm, batch_size"),
+    ("optimizer=lbfgs", "--fix optimizer=lbfgs: expected one of sgd, adam, nadam, rmsprop, adamw."),
+    ("batch_size=100", "--fix batch_size=100: expected one of 16, 32, 64, 128, 256."),
+    ("units_0=4096", "--fix units_0=4096: expected a value from 16 to 1024."),
+    ("num_layers=2.5", "--fix num_layers=2.5: expected a whole number."),
+    ("batch_norm=maybe", "--fix batch_norm=maybe: expected true or false."),
+    ("learning_rate", "Expected NAME=VALUE (e.g. batch_size=128), got 'learning_rate'."),
+])
+def test_a_bad_fix_exits_2_before_any_data_is_read(fix, expected, tmp_path):
+    result = CliRunner().invoke(main, ["tune", "mlp", "--run-dir", str(tmp_path / "run"),
+                                       "--data-dir", str(tmp_path / "nowhere"), "--fix", fix])
+    assert result.exit_code == 2, result.output
+    assert expected in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()
+
+
 def test_second_process_on_the_same_run_dir_is_refused(tiny_data_dir, tmp_path):
     run_dir = tmp_path / "run"
     with run_lock(run_dir):

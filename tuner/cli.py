@@ -15,7 +15,7 @@ from datasets import available_datasets
 from search_spaces import available_spaces
 from search_spaces.precision import PRECISIONS
 from tuner.cli_errors import cli_errors, import_tensorflow, set_verbose
-from tuner.config import STRATEGIES, TUNERS, RunConfig, check_subset
+from tuner.config import STRATEGIES, TUNERS, RunConfig, check_subset, parse_assignments
 from tuner.errors import UsageError
 from tuner.clock_cli import clock_group, init_from_options
 from tuner.report_cli import export, repair, report
@@ -184,6 +184,10 @@ def main(verbose):
               help="Clock space only: image side in pixels (default: the --init-from model's, "
               "else 75).")
 @init_from_options
+@click.option("--fix", "fixes", multiple=True, metavar="NAME=VALUE",
+              help="Hold a hyperparameter at one value in every trial and search the rest, e.g. "
+              "--fix optimizer=adamw --fix batch_norm=true (repeatable; part of the run's "
+              "identity).")
 @click.option("--overwrite", is_flag=True, help="Discard an existing run in --run-dir first.")
 @click.option("--quiet", is_flag=True, help="Print only the final summary.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
@@ -224,6 +228,7 @@ def tune(
     image_size,
     init_from,
     init_head,
+    fixes,
     overwrite,
     quiet,
     workers,
@@ -239,13 +244,16 @@ def tune(
     """Search SPACE (mlp, cnn, clock) on a dataset; resumes an existing --run-dir.
 
     Writes run.yaml, trials.csv, the KerasTuner project and top_configs/rank_{1,2,3}.yaml, and
-    prints the top 3 next to the textbook model. The textbook model is always the first trial.
+    prints the top 3 next to the textbook model. The textbook model is always the first trial
+    (with --fix: the space's defaults with the fixed values, shown as "default").
 
     \b
     Example:
       hpsearch tune mlp --dataset fashion_mnist --run-dir runs/mlp --max-epochs 6 --subset 10000
       hpsearch tune cnn --tuner bayesian --max-trials 8 --max-epochs 3 --subset 3000 --run-dir runs/cnn
       hpsearch tune mlp --tuner random --max-trials 20 --workers 2 --run-dir runs/mlp-parallel
+      hpsearch tune mlp --subset all --max-epochs 27 --fix optimizer=adamw --fix batch_norm=true \\
+          --fix lr_schedule=cosine --run-dir runs/mlp-modern
       hpsearch tune mlp --run-dir /shared/runs/mlp --serve 10.0.0.5:8000 --allow-remote
       hpsearch tune clock --dataset clock --init-from runs/clock-75 --data-dir my_clocks/ \\
           --tuner bayesian --max-trials 6 --max-epochs 15 --run-dir runs/clock-finetune
@@ -287,6 +295,7 @@ def tune(
         precision=precision,
         tensorboard=tensorboard,
         strategy=strategy,
+        fixed=parse_assignments(fixes),
     )
     if workers:
         from tuner.distributed import run_parallel_search
@@ -507,8 +516,9 @@ def format_summary(result, imports_seconds: float = 0.0) -> str:
     done = int((trials["status"] == "COMPLETED").sum()) if len(trials) else 0
     failed = int((trials["status"] == "FAILED").sum()) if len(trials) else 0
     seconds = float(trials["seconds"].sum()) if len(trials) else 0.0
-    # The clock space has no textbook model: its default point is the baseline.
-    baseline = "default" if config.space == "clock" else "textbook"
+    # The clock space has no textbook model, and --fix may move a space's first trial off it:
+    # the default point is the baseline then.
+    baseline = "default" if config.space == "clock" or config.fixed else "textbook"
     lines = [
         "",
         f"{len(trials)} trials ({done} completed, {failed} failed), {result.new_trials} run now, "

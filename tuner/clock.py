@@ -25,7 +25,6 @@ import keras
 import keras_tuner as kt
 import numpy as np
 import pandas as pd
-import yaml
 
 from datasets.clock import load_clock
 from search_spaces.clock import HEADS, HYPERPARAMETER_NAMES, ClockHyperModel
@@ -448,17 +447,3 @@ def _duration(seconds: float) -> str:
     if hours:
         return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
     return f"{rest // 60}:{rest % 60:02d}"
-
-
-def parse_assignments(pairs: Sequence[str]) -> dict[str, Any]:
-    """``["filters=32", "batch_norm=false"]`` -> ``{"filters": 32, "batch_norm": False}``.
-
-    Values are read as YAML scalars (numbers, booleans, strings).
-    """
-    values = {}
-    for pair in pairs:
-        name, sep, text = pair.partition("=")
-        if not sep or not name.strip():
-            raise UsageError(f"Expected NAME=VALUE (e.g. filters=32), got {pair!r}.")
-        values[name.strip()] = yaml.safe_load(text)
-    return values

@@ -134,7 +134,8 @@ def compare_command(size, split, heads, num_classes, epochs, subset, trials, ass
                  --data-dir my_clocks/ --epochs 10 --out runs/clock-75-mine
     """
     import_tensorflow()
-    from tuner.clock import ComparisonConfig, compare_heads, format_table, parse_assignments
+    from tuner.clock import ComparisonConfig, compare_heads, format_table
+    from tuner.config import parse_assignments
 
     if init_from and not heads:
         # A fine-tune trains the model it starts from: RUN's head, unless --head names others.

@@ -10,6 +10,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from datasets.clock_render import SIZES as CLOCK_SIZES
 from search_spaces.precision import PRECISIONS
 from tuner import rundir
@@ -46,6 +48,7 @@ IDENTITY_FIELDS = (
     "init_from",
     "init_head",
     "image_size",
+    "fixed",
 )
 
 
@@ -182,6 +185,9 @@ class RunConfig:
     # tf.distribute strategy for each trial ("mirrored": across the GPUs of one host; None: none).
     tensorboard: bool = False
     strategy: str | None = None
+    # Hyperparameters held at one value in every trial (``tune --fix NAME=VALUE``): the search
+    # explores the rest of the space. Checked against the space by ``tuner.search.validate_search``.
+    fixed: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         if self.tuner not in TUNERS:
@@ -224,8 +230,13 @@ class RunConfig:
             raise InvalidSettingError(
                 f"validation_fraction must be between 0 and 1, got {self.validation_fraction}."
             )
+        if not isinstance(self.fixed, dict) or not all(
+                isinstance(name, str) and name for name in self.fixed):
+            raise InvalidSettingError(
+                f"fixed must map hyperparameter names to values, got {self.fixed!r}.")
         # Frozen: the normalized subset (1.0 -> None) is set past the dataclass's guard.
         object.__setattr__(self, "subset", check_subset(self.subset, self.validation_fraction))
+        object.__setattr__(self, "fixed", dict(self.fixed))
 
     @property
     def uses_hyperband(self) -> bool:
@@ -306,6 +317,24 @@ def read_run_config(run_dir: str | os.PathLike) -> tuple[RunConfig, dict[str, An
         return RunConfig.from_dict(document["config"]), document
     except (KeyError, TypeError, RunConfigError) as error:
         raise RunConfigError(f"{path} is not a valid run configuration: {error}") from None
+
+
+def parse_assignments(pairs) -> dict[str, Any]:
+    """``["filters=32", "batch_norm=false"]`` -> ``{"filters": 32, "batch_norm": False}``: the
+    NAME=VALUE pairs of ``tune --fix`` and ``clock compare --set``.
+
+    Values are read as YAML scalars (numbers, booleans, strings).
+
+    Raises:
+        UsageError: a pair without '=' or without a name.
+    """
+    values = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"Expected NAME=VALUE (e.g. batch_size=128), got {pair!r}.")
+        values[name.strip()] = yaml.safe_load(text)
+    return values
 
 
 def identity_defaults(config: RunConfig) -> dict[str, Any]:

@@ -553,6 +553,8 @@ def validate_search(config: RunConfig, force_direction: bool = False) -> RunConf
         except ValueError as error:
             raise InvalidSettingError(f"Invalid settings for the '{config.space}' search space: "
                                       f"{error}") from None
+        if config.fixed:
+            _check_fixed(config, hypermodel)
         names = _reported_metrics(hypermodel)
         if names is None:
             reported = None  # cannot tell without training: KerasTuner will say it
@@ -565,6 +567,59 @@ def validate_search(config: RunConfig, force_direction: bool = False) -> RunConf
             "--objective (validation metrics start with 'val_')."
         )
     return resolve_objective(config, force_direction)
+
+
+def _check_fixed(config: RunConfig, hypermodel) -> None:
+    """Every ``--fix`` name is a hyperparameter of the space and its value one the space allows.
+
+    Raises:
+        InvalidSettingError: an unknown name (the space's names are listed), a value outside the
+            hyperparameter's choices or range, or a value the model cannot be built with.
+    """
+    hp = kt.HyperParameters()
+    hypermodel.build(hp)
+    declared = {parameter.name: parameter for parameter in hp.space}
+    unknown = sorted(set(config.fixed) - set(declared))
+    if unknown:
+        raise InvalidSettingError(
+            f"--fix {', '.join(unknown)}: not a hyperparameter of the '{config.space}' space. "
+            f"Its hyperparameters: {', '.join(sorted(declared))}.")
+    for name, value in config.fixed.items():
+        problem = _outside(declared[name], value)
+        if problem:
+            raise InvalidSettingError(f"--fix {name}={value}: {problem}.")
+    try:
+        hypermodel.build(fixed_hyperparameters(config.fixed))
+    except (ValueError, TypeError, KeyError) as error:
+        raise InvalidSettingError(f"The '{config.space}' space cannot build a model with "
+                                  f"{_fixed_text(config.fixed)}: {error}") from None
+
+
+def _outside(parameter, value) -> str | None:
+    """Why ``value`` is not in the range of KerasTuner hyperparameter ``parameter`` (None: it is)."""
+    kinds = kt.engine.hyperparameters
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(parameter, kinds.Boolean):
+        return None if isinstance(value, bool) else "expected true or false"
+    if isinstance(parameter, kinds.Choice):
+        if any(value == allowed and (type(value) is type(allowed) or number
+                                     and isinstance(allowed, float))
+               for allowed in parameter.values):
+            return None
+        return f"expected one of {', '.join(map(str, parameter.values))}"
+    if isinstance(parameter, kinds.Fixed):
+        return None if value == parameter.value else f"the space holds it at {parameter.value}"
+    if isinstance(parameter, (kinds.Int, kinds.Float)):
+        whole = isinstance(parameter, kinds.Int)
+        if not number or (whole and not float(value).is_integer()):
+            return f"expected {'a whole number' if whole else 'a number'}"
+        if not parameter.min_value <= value <= parameter.max_value:
+            return f"expected a value from {parameter.min_value} to {parameter.max_value}"
+    return None
+
+
+def _fixed_text(fixed: dict[str, Any]) -> str:
+    return " ".join(f"--fix {name}={value}" for name, value in fixed.items())
 
 
 def _check_space_and_dataset(config: RunConfig) -> None:
@@ -733,11 +788,12 @@ def resolve_init_source(config: RunConfig) -> tuple[RunConfig, InitSource | None
 
 
 def fixed_architecture(config: RunConfig, source: InitSource | None) -> kt.HyperParameters | None:
-    """A fine-tune's fixed hyperparameters (the trained model's architecture), as the search's
-    starting space: the same mechanism as ``clock compare --set``. None without ``init_from``."""
-    if source is None:
-        return None
-    return fixed_hyperparameters(source.architecture(config.head or "classification"))
+    """The hyperparameters every trial of the search holds fixed, as its starting space: a
+    fine-tune's trained architecture, then the ``--fix`` values (which win). The same mechanism
+    as ``clock compare --set``. None when nothing is fixed."""
+    values = dict(source.architecture(config.head or "classification")) if source else {}
+    values.update(config.fixed)
+    return fixed_hyperparameters(values) if values else None
 
 
 def load_dataset(config: RunConfig, data_dir=None) -> datasets.Dataset:
