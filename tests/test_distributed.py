@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -75,6 +77,23 @@ def test_no_gpu_mirrored_is_refused_before_training(tiny_data_dir, tmp_path):
                                        "--max-trials", "1", "--max-epochs", "1"])
     assert result.exit_code == 2, result.output
     assert "Error: --strategy mirrored trains each trial across several GPUs" in result.output
+
+
+def test_the_workers_launcher_imports_no_tensorflow_and_keeps_the_chief_s_usage_error(
+        tiny_data_dir, tmp_path):
+    # The launcher trains nothing: the chief checks the settings, and its usage error (exit 2,
+    # the whole message) is the command's.
+    code = ("import sys\nfrom tuner.cli import main\ntry:\n    main(sys.argv[1:])\n"
+            "finally:\n    print('tensorflow imported:', 'tensorflow' in sys.modules)\n")
+    command = [sys.executable, "-c", code, "tune", "mlp", "--workers", "1", "--quiet",
+               "--run-dir", str(tmp_path / "run"), "--data-dir", str(tiny_data_dir),
+               "--objective", "val_auc"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert ("Error: Objective 'val_auc' is not a metric of the 'mlp' space's models; they "
+            "report: ") in result.stderr
+    assert "tensorflow imported: False" in result.stdout and "Traceback" not in result.stderr
 
 
 def test_trial_cap_stops_a_distributed_hyperband_at_its_schedule(tmp_path):

@@ -271,9 +271,8 @@ def tune(
 
         host, port = parse_address(serve_address)
         serve = ServeSettings(host, port, allow_remote, worker_timeout)
-    import_tensorflow()
-    from tuner.search import run_search
-
+    if not workers:  # a --workers launcher trains nothing: its chief and workers import it
+        import_tensorflow()
     imports_seconds = time.monotonic() - started
     config = RunConfig(
         space=space,
@@ -306,6 +305,8 @@ def tune(
             worker_timeout=worker_timeout,
         )
     else:
+        from tuner.search import run_search
+
         result = run_search(
             config,
             run_dir,

@@ -19,7 +19,7 @@ import os
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple
 
 import keras
 import keras_tuner as kt

@@ -564,8 +564,16 @@ class _Child:
         return self.process.poll()
 
     def error_line(self) -> str:
-        errors = [line[len("Error: "):] for line in self.tail if line.startswith("Error: ")]
-        return errors[-1] if errors else "\n".join(list(self.tail)[-5:])
+        message = self.error_message()
+        return message.splitlines()[0] if message else "\n".join(list(self.tail)[-5:])
+
+    def error_message(self) -> str | None:
+        """The whole ``Error:`` message the process printed last (it may span lines), or None."""
+        lines = list(self.tail)
+        starts = [index for index, line in enumerate(lines) if line.startswith("Error: ")]
+        if not starts:
+            return None
+        return "\n".join([lines[starts[-1]][len("Error: "):]] + lines[starts[-1] + 1:])
 
     def stop(self, seconds: float = 10.0) -> None:
         if self.process is None:
@@ -616,14 +624,20 @@ def run_parallel_search(
         worker_timeout, connect_timeout, call_timeout: see ``ServeSettings`` and ``run_worker``.
         max_restarts: restarts of each worker after it died (default 2).
 
+    This process trains nothing and never imports TensorFlow: the chief checks the settings
+    (``run_search``'s checks, reported as its own error with its exit code), resolves the
+    objective and a fine-tune's source, and writes them to ``run.yaml``, which the export at the
+    end reads.
+
     Returns:
-        A ``tuner.search.SearchResult`` (its ``training_seconds`` summed over the workers).
+        A ``tuner.export.SearchResult`` (its ``training_seconds`` summed over the workers).
 
     Raises:
-        As ``run_search``; SearchError when the chief fails or every worker failed.
+        As ``run_search`` (the chief's error, with its exit code); SearchError when the chief
+        crashes or every worker failed.
     """
     from tuner.config import read_run_config
-    from tuner.search import _result, export_results, resolve_init_source, validate_search
+    from tuner.export import export_results, search_result
 
     started = time.monotonic()
     progress = progress or (lambda line: None)
@@ -634,9 +648,6 @@ def run_parallel_search(
             "--workers and --strategy cannot be combined: --strategy mirrored trains one trial "
             "on every GPU of the host, --workers N trains N trials at once, one GPU each. "
             "Pick one.")
-    config = validate_search(config, force_direction)
-    # The chief resolves a fine-tune's head the same way; the results below are exported with it.
-    config, _ = resolve_init_source(config)
     run_dir = Path(run_dir)
     log_before = len(_trial_log_lines(run_dir)) if not overwrite else 0
     port = _free_port()
@@ -690,8 +701,7 @@ def run_parallel_search(
                 running += 1
             if chief_code is not None:
                 if chief_code != 0:
-                    raise SearchError(f"The chief stopped ({_describe_exit(chief_code)}): "
-                                      f"{chief.error_line()}")
+                    raise _chief_error(chief, chief_code)
                 chief_done_at = chief_done_at or time.monotonic()
                 if not running or time.monotonic() - chief_done_at > STOP_GRACE_SECONDS * 4:
                     break
@@ -709,13 +719,23 @@ def run_parallel_search(
     finally:
         for child in reversed(children):
             child.stop()
-    _, document = read_run_config(run_dir)
+    # As the chief resolved it (objective, direction, a fine-tune's head and image size).
+    config, document = read_run_config(run_dir)
     textbook = document.get("textbook_values")
     trials, top = export_results(run_dir, config, textbook)
     new_entries = [json.loads(line) for line in _trial_log_lines(run_dir)[log_before:]]
-    return _result(run_dir, config, trials, top, len(new_entries), started,
+    return search_result(run_dir, config, trials, top, len(new_entries), started,
                    sum(float(e.get("fit_seconds") or 0) for e in new_entries),
                    document.get("precision", config.precision))
+
+
+def _chief_error(chief: "_Child", code: int) -> HpsearchError:
+    """The error of a chief that stopped: its own message and exit code when it reported one
+    (a usage error stays exit code 2), else what it printed last."""
+    message = chief.error_message()
+    if message is None:
+        return SearchError(f"The chief stopped ({_describe_exit(code)}): {chief.error_line()}")
+    return UsageError(message) if code == UsageError.exit_code else SearchError(message)
 
 
 def _trial_log_lines(run_dir: Path) -> list[str]:

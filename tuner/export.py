@@ -1,4 +1,6 @@
-"""Exporting a search's best configurations as top-config YAML files (no TensorFlow needed).
+"""Exporting a search's results: ``trials.csv``, the best configurations as top-config YAML files,
+and the ``SearchResult`` a search call returns. No TensorFlow needed, so the ``--workers``
+launcher, which trains nothing, never imports it.
 
 Works on an hpsearch search run and on a plain KerasTuner project alike (see ``tuner.rundir``).
 """
@@ -6,7 +8,10 @@ Works on an hpsearch search run and on a plain KerasTuner project alike (see ``t
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +19,10 @@ import pandas as pd
 
 from top_configs import TopConfig, strip_internal_keys, write_top_config
 from tuner import rundir
+from tuner.config import RunConfig
 from tuner.errors import UsageError
-from tuner.results import completed_ranking, read_search, read_trial_values
+from tuner.rundir import TOP_DIR, TRIALS_CSV
+from tuner.results import completed_ranking, read_search, read_trial_values, read_trials
 
 TOP_K = 3  # the top configurations a search exports to ``top_configs/``
 
@@ -107,3 +114,76 @@ def export_top_configs(run_dir: str | os.PathLike, out_dir: str | os.PathLike,
                          search.direction, settings.get("head"), count,
                          settings.get("init_from"))
     return write_top_configs(top, out_dir)
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """What a finished (or resumed) search returns.
+
+    Attributes:
+        run_dir: the run directory.
+        config: the run configuration (objective and direction resolved).
+        trials: the trials table (see ``tuner.results.read_trials``).
+        top_configs: the exported best configurations, best first.
+        textbook_score: the best score of the textbook model's trials (NaN if it did not finish).
+        new_trials: trials run by this call (0 when the budget was already spent).
+        wall_seconds: wall time of this call, from entry to return (data loading included).
+        training_seconds: seconds this call spent inside ``fit`` (the trials' training).
+        precision: the Keras dtype policy the trials trained under (``auto`` resolved).
+    """
+
+    run_dir: Path
+    config: RunConfig
+    trials: Any
+    top_configs: list[TopConfig]
+    textbook_score: float
+    new_trials: int
+    wall_seconds: float = math.nan
+    training_seconds: float = math.nan
+    precision: str = "float32"
+
+    @property
+    def overhead(self) -> float:
+        """Wall time over training time of this call: 1.0 means no time outside ``fit``."""
+        if not self.training_seconds or not math.isfinite(self.training_seconds):
+            return math.nan
+        return self.wall_seconds / self.training_seconds
+
+
+def search_result(run_dir, config, trials, top, new_trials, started, training_seconds,
+                  precision) -> SearchResult:
+    """The SearchResult of a call that started at ``started`` (``time.monotonic()``); the
+    textbook score is read from the trials table."""
+    textbook_rows = trials[trials["is_textbook"] & (trials["status"] == "COMPLETED")]
+    textbook_score = math.nan
+    if not textbook_rows.empty:
+        scores = textbook_rows["score"].astype(float)
+        textbook_score = float(scores.max() if config.direction == "max" else scores.min())
+    return SearchResult(
+        run_dir=run_dir,
+        config=config,
+        trials=trials,
+        top_configs=top,
+        textbook_score=textbook_score,
+        new_trials=new_trials,
+        wall_seconds=time.monotonic() - started,
+        training_seconds=training_seconds,
+        precision=precision,
+    )
+
+
+def export_results(
+    run_dir: Path, config: RunConfig, textbook: dict[str, Any] | None = None
+) -> tuple[Any, list[TopConfig]]:
+    """Rewrite ``trials.csv`` and ``top_configs/rank_*.yaml`` from the run directory's trials.
+
+    Each file is replaced atomically and the new ranks are written before stale ones are
+    removed, so a kill at any moment leaves complete files.
+    """
+    trials = read_trials(run_dir, textbook)
+    rundir.write_csv(run_dir / TRIALS_CSV, trials)
+    top = top_configs_of(trials, read_trial_values(run_dir), config.space, config.dataset,
+                         config.objective, config.direction, config.head, TOP_K,
+                         config.init_from)
+    write_top_configs(top, run_dir / TOP_DIR)
+    return trials, top

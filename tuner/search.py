@@ -29,8 +29,8 @@ from keras_tuner.src.engine.oracle import synchronized
 import datasets
 import search_spaces
 from search_spaces.precision import precision_policy
-from top_configs import TopConfig, plain_value, strip_internal_keys
-from tuner.export import TOP_K, top_configs_of, write_top_configs
+from top_configs import plain_value, strip_internal_keys
+from tuner.export import SearchResult, export_results, search_result  # noqa: F401 (API)
 from tuner import rundir
 from tuner.clock_models import (TRIAL_CARD, InitSource, fixed_hyperparameters, load_init_source,
                                 write_model_card)
@@ -51,8 +51,6 @@ from tuner.results import (
     append_trial_log,
     project_dir,
     read_trial_log,
-    read_trial_values,
-    read_trials,
 )
 from tuner.rundir import (
     PROJECT_NAME,
@@ -71,40 +69,6 @@ RUN_ID_PROBE = "hpsearch-run-id"
 
 # Trials in a row that may fail before the search stops (KerasTuner's default is 3).
 MAX_CONSECUTIVE_FAILED_TRIALS = 5
-
-
-@dataclasses.dataclass
-class SearchResult:
-    """What a finished (or resumed) search returns.
-
-    Attributes:
-        run_dir: the run directory.
-        config: the run configuration (objective and direction resolved).
-        trials: the trials table (see ``tuner.results.read_trials``).
-        top_configs: the exported best configurations, best first.
-        textbook_score: the best score of the textbook model's trials (NaN if it did not finish).
-        new_trials: trials run by this call (0 when the budget was already spent).
-        wall_seconds: wall time of this call, from entry to return (data loading included).
-        training_seconds: seconds this call spent inside ``fit`` (the trials' training).
-        precision: the Keras dtype policy the trials trained under (``auto`` resolved).
-    """
-
-    run_dir: Path
-    config: RunConfig
-    trials: Any
-    top_configs: list[TopConfig]
-    textbook_score: float
-    new_trials: int
-    wall_seconds: float = math.nan
-    training_seconds: float = math.nan
-    precision: str = "float32"
-
-    @property
-    def overhead(self) -> float:
-        """Wall time over training time of this call: 1.0 means no time outside ``fit``."""
-        if not self.training_seconds or not math.isfinite(self.training_seconds):
-            return math.nan
-        return self.wall_seconds / self.training_seconds
 
 
 class _HpsearchOracle:
@@ -940,7 +904,7 @@ def run_search(
             tuner.oracle.trial_cap = config.trial_budget
             serve_oracle(tuner.oracle, run_dir, serve, progress)
             trials, top = export_results(run_dir, config, textbook)
-            return _result(run_dir, config, trials, top, len(tuner.oracle.trials) - done_before,
+            return search_result(run_dir, config, trials, top, len(tuner.oracle.trials) - done_before,
                            started, math.nan, precision)
         fit_arguments = search_fit_arguments(config, hypermodel, data, run_dir)
         # KerasTuner runs a full garbage collection before every trial, and Keras's clear_session
@@ -958,27 +922,8 @@ def run_search(
             gc.unfreeze()
             keras.backend.clear_session()
         trials, top = export_results(run_dir, config, textbook)
-        return _result(run_dir, config, trials, top, len(tuner.oracle.trials) - done_before,
+        return search_result(run_dir, config, trials, top, len(tuner.oracle.trials) - done_before,
                        started, tuner.training_seconds, precision)
-
-
-def _result(run_dir, config, trials, top, new_trials, started, training_seconds, precision):
-    textbook_rows = trials[trials["is_textbook"] & (trials["status"] == "COMPLETED")]
-    textbook_score = math.nan
-    if not textbook_rows.empty:
-        scores = textbook_rows["score"].astype(float)
-        textbook_score = float(scores.max() if config.direction == "max" else scores.min())
-    return SearchResult(
-        run_dir=run_dir,
-        config=config,
-        trials=trials,
-        top_configs=top,
-        textbook_score=textbook_score,
-        new_trials=new_trials,
-        wall_seconds=time.monotonic() - started,
-        training_seconds=training_seconds,
-        precision=precision,
-    )
 
 
 def distribution_strategy(config: RunConfig, gpus: int | None = None):
@@ -1105,23 +1050,6 @@ def _stopped_message(error: RuntimeError) -> str:
                 f"The last one failed with: {last.strip()[:300]}. The failed trials are in "
                 "trials.csv; fix the cause and run the same command again to resume.")
     return f"The search stopped: {first}" + (f" ({last.strip()[:300]})" if last != first else "")
-
-
-def export_results(
-    run_dir: Path, config: RunConfig, textbook: dict[str, Any] | None = None
-) -> tuple[Any, list[TopConfig]]:
-    """Rewrite ``trials.csv`` and ``top_configs/rank_*.yaml`` from the run directory's trials.
-
-    Each file is replaced atomically and the new ranks are written before stale ones are
-    removed, so a kill at any moment leaves complete files.
-    """
-    trials = read_trials(run_dir, textbook)
-    rundir.write_csv(run_dir / TRIALS_CSV, trials)
-    top = top_configs_of(trials, read_trial_values(run_dir), config.space, config.dataset,
-                         config.objective, config.direction, config.head, TOP_K,
-                         config.init_from)
-    write_top_configs(top, run_dir / TOP_DIR)
-    return trials, top
 
 
 def _default_values(hypermodel, fixed: kt.HyperParameters | None) -> dict[str, Any]:
