@@ -473,7 +473,8 @@ def run_worker(
     import keras_tuner.src.distribute.oracle_client as oracle_client
 
     from tuner.config import read_run_config
-    from tuner.search import build_hypermodel, load_dataset, new_tuner, search_fit_arguments
+    from tuner.search import (build_hypermodel, frozen_survivors, load_dataset, new_tuner,
+                              search_fit_arguments)
 
     _limit_threads(threads, progress)
     chief_run_id = _wait_for_chief(host, port, connect_timeout)
@@ -503,7 +504,8 @@ def run_worker(
             )
             progress(f"Worker {tuner_id} joined the chief at {address}.")
             heartbeat.update({"state": "waiting"})
-            tuner.search(**search_fit_arguments(config, hypermodel, data, run_dir))
+            with frozen_survivors():
+                tuner.search(**search_fit_arguments(config, hypermodel, data, run_dir))
             ended = "done"
             progress(f"Worker {tuner_id}: the search is over, {tuner._trials_this_call} "
                      "trial(s) run here.")
@@ -701,7 +703,7 @@ def run_parallel_search(
                 running += 1
             if chief_code is not None:
                 if chief_code != 0:
-                    raise _chief_error(chief, chief_code)
+                    raise _chief_stopped_error(chief, chief_code)
                 chief_done_at = chief_done_at or time.monotonic()
                 if not running or time.monotonic() - chief_done_at > STOP_GRACE_SECONDS * 4:
                     break
@@ -729,7 +731,7 @@ def run_parallel_search(
                    document.get("precision", config.precision))
 
 
-def _chief_error(chief: "_Child", code: int) -> HpsearchError:
+def _chief_stopped_error(chief: "_Child", code: int) -> HpsearchError:
     """The error of a chief that stopped: its own message and exit code when it reported one
     (a usage error stays exit code 2), else what it printed last."""
     message = chief.error_message()
