@@ -79,6 +79,7 @@ def test_no_gpu_mirrored_is_refused_before_training(tiny_data_dir, tmp_path):
     assert "Error: --strategy mirrored trains each trial across several GPUs" in result.output
 
 
+@pytest.mark.slow
 def test_the_workers_launcher_imports_no_tensorflow_and_keeps_the_chief_s_usage_error(
         tiny_data_dir, tmp_path):
     # The launcher trains nothing: the chief checks the settings, and its usage error (exit 2,
