@@ -25,6 +25,7 @@ PRIVATE_NAMES = [
     (kt.oracles.HyperbandOracle, "_random_trial"),
     (kt.Tuner, "_get_tuner_fname"),
     (kt.Tuner, "_is_worker"),
+    (kt.Tuner, "_activate_all_conditions"),
 ]
 
 
@@ -90,3 +91,25 @@ def test_tracked_tuner_save_keeps_the_worker_check(tmp_path, worker):
     tuner.save()
     assert tuner.oracle.save.called is (not worker)  # KerasTuner's Tuner.save: chief only
     assert json.loads((tmp_path / "tuner0.json").read_text()) == {"tuner": "state"}
+
+
+@pytest.mark.parametrize("space, options", [
+    ("mlp", {"input_shape": (28, 28, 1), "num_classes": 10}),
+    ("cnn", {"input_shape": (32, 32, 3), "num_classes": 10}),
+    ("clock", {"input_shape": (75, 75, 1)}),
+])
+def test_conditions_are_found_in_fewer_builds_with_the_same_space(space, options):
+    import search_spaces
+
+    def discover(activate):
+        hypermodel = search_spaces.get(space, **options)
+        builds = []
+        tuner = mock.Mock(oracle=kt.oracles.RandomSearchOracle(objective="val_loss", max_trials=1))
+        tuner.hypermodel.build = lambda hp: builds.append(hp.copy()) or hypermodel.build(hp)
+        activate(tuner)
+        return [hp.get_config() for hp in tuner.oracle.get_space().space], len(builds)
+
+    ours, our_builds = discover(search._TrackedTuner._activate_all_conditions)
+    theirs, their_builds = discover(kt.Tuner._activate_all_conditions)
+    assert ours == theirs  # every hyperparameter, its range, default and conditions, in order
+    assert our_builds < their_builds

@@ -9,6 +9,7 @@ progress with a time estimate, per-trial seconds and epochs, ``trials.csv`` and 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import gc
 import io
@@ -277,6 +278,40 @@ class _TrackedTuner:
             if k in ("loss", "val_loss", objective) and isinstance(v, (int, float))
         )
         self._progress(f"    epoch {epoch + 1}: {shown}")
+
+    def _activate_all_conditions(self):
+        """KerasTuner's discovery of the space's conditional hyperparameters, in fewer builds.
+
+        KerasTuner builds the whole model once per conditional scope never yet active, setting
+        one scope's conditions each time (29 builds of the MLP space, 11 of the CNN, 7 of the
+        clock: about 3 s before a search, in the chief and in every worker). Here each build
+        sets the conditions of every such scope that agrees with those already set for it
+        (optimizer=sgd with regularization=l1, ...): 4 builds for each space, the same
+        hyperparameters in the same order (``tests/test_kerastuner_internals.py``).
+        """
+        never_active, once_active = [], []
+        hp = self.oracle.get_space()
+        while True:
+            self.hypermodel.build(hp)
+            self.oracle.update_space(hp)
+            for conditions in hp.active_scopes:
+                if conditions not in once_active:
+                    once_active.append(copy.deepcopy(conditions))
+                if conditions in never_active:
+                    never_active.remove(conditions)
+            for conditions in hp.inactive_scopes:
+                if conditions not in once_active and conditions not in never_active:
+                    never_active.append(copy.deepcopy(conditions))
+            if not never_active:
+                return
+            hp = self.oracle.get_space()
+            chosen: dict[str, Any] = {}
+            for conditions in never_active:
+                wanted = {condition.name: condition.values[0] for condition in conditions}
+                if all(chosen.get(name, value) == value for name, value in wanted.items()):
+                    chosen.update(wanted)
+            hp.values.update(chosen)
+            hp.ensure_active_values()
 
     # Where a trial's time goes: building the model, inside fit, and the rest (checkpoints, oracle
     # and result files), logged per trial and summed into the search overhead.
