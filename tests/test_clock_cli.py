@@ -162,7 +162,7 @@ def test_compare_refuses_a_folder_of_another_configuration(tmp_path, clock_files
     (["--num-classes", "7"],
      "Error: num_classes must divide 720 (e.g. 24, 72, 144, 360, 720), got 7.", 2),
     (["--set", "filtres=16"], "Error: Unknown hyperparameter(s) filtres.", 2),
-    (["--set", "filters"], "Error: Expected NAME=VALUE (e.g. filters=32), got 'filters'.", 2),
+    (["--set", "filters"], "Error: Expected NAME=VALUE (e.g. learning_rate=0.001), got 'filters'.", 2),
 ])
 def test_compare_library_errors_exit_1(tmp_path, clock_files, arguments, message, exit_code):
     result = CliRunner().invoke(clock_group, ["compare", "--data-dir", str(clock_files),

@@ -201,7 +201,7 @@ def test_fixed_hyperparameters_hold_in_every_trial_and_are_part_of_the_run(tiny_
     ("units_0=4096", "--fix units_0=4096: expected a value from 16 to 1024."),
     ("num_layers=2.5", "--fix num_layers=2.5: expected a whole number."),
     ("batch_norm=maybe", "--fix batch_norm=maybe: expected true or false."),
-    ("learning_rate", "Expected NAME=VALUE (e.g. batch_size=128), got 'learning_rate'."),
+    ("learning_rate", "Expected NAME=VALUE (e.g. learning_rate=0.001), got 'learning_rate'."),
 ])
 def test_a_bad_fix_exits_2_before_any_data_is_read(fix, expected, tmp_path):
     result = CliRunner().invoke(main, ["tune", "mlp", "--run-dir", str(tmp_path / "run"),

@@ -332,7 +332,7 @@ def parse_assignments(pairs) -> dict[str, Any]:
     for pair in pairs:
         name, sep, text = pair.partition("=")
         if not sep or not name.strip():
-            raise UsageError(f"Expected NAME=VALUE (e.g. batch_size=128), got {pair!r}.")
+            raise UsageError(f"Expected NAME=VALUE (e.g. learning_rate=0.001), got {pair!r}.")
         values[name.strip()] = yaml.safe_load(text)
     return values
 
