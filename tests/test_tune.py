@@ -211,6 +211,18 @@ def test_a_bad_fix_exits_2_before_any_data_is_read(fix, expected, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_builds_freeze_the_heap_only_inside_a_search():
+    from tuner.search import _freeze_survivors, frozen_survivors
+
+    _freeze_survivors()  # a tuner used on its own, outside run_search: nothing frozen
+    assert gc.get_freeze_count() == 0
+    with frozen_survivors():
+        with frozen_survivors():
+            _freeze_survivors()
+        assert gc.get_freeze_count() > 0  # the outer search still runs
+    assert gc.get_freeze_count() == 0
+
+
 def test_second_process_on_the_same_run_dir_is_refused(tiny_data_dir, tmp_path):
     run_dir = tmp_path / "run"
     with run_lock(run_dir):
