@@ -82,6 +82,34 @@ def test_transfer_on_the_source_dataset_from_yaml_files(tune_run, tiny_data_dir,
     assert rows["config"].tolist() == ["rank_1"] and rows["dataset"].tolist() == ["fashion_mnist"]
 
 
+def test_final_trains_on_training_and_validation_images_for_the_whole_budget(
+    tune_run, tiny_data_dir, tmp_path
+):
+    import datasets
+
+    data = datasets.load("fashion_mnist", data_dir=tiny_data_dir)
+    out = tmp_path / "final"
+    # patience 1 would stop a validated training early; --final has nothing to stop on.
+    output = transfer(tune_run / "top_configs" / "rank_1.yaml", "--dataset", "fashion_mnist",
+                      "--run-dir", out, "--data-dir", tiny_data_dir, "--no-textbook", "--final",
+                      "--epochs", "3", "--patience", "1").output
+    assert f"on all {len(data.y_train) + len(data.y_val)} training and validation images" in output
+    epoch_lines = [line.strip() for line in output.splitlines() if line.strip().startswith("epoch ")]
+    assert [line.split()[1] for line in epoch_lines] == ["1/3", "2/3", "3/3"]
+    assert not any("val_accuracy" in line for line in epoch_lines)
+    rows = pd.read_csv(out / "transfer.csv")
+    assert rows["epochs"].tolist() == [3] and rows["val_accuracy"].isna().all()
+    assert rows["test_accuracy"].between(0, 1).all()
+    # The table shows no validation accuracy rather than "nan".
+    table_line = next(line for line in output.splitlines() if line.startswith("rank_1 "))
+    assert "nan" not in table_line and " - " in table_line
+    # A validated transfer cannot resume a final one: their rows measure different things.
+    result = transfer(tune_run / "top_configs" / "rank_1.yaml", "--dataset", "fashion_mnist",
+                      "--run-dir", out, "--data-dir", tiny_data_dir, "--no-textbook",
+                      "--epochs", "3", expect=1)
+    assert "final: run directory has True, this command asks for False" in result.output
+
+
 def test_changed_settings_are_refused(tune_run, tiny_data_dir, tmp_path):
     out = tmp_path / "transfer"
     transfer(tune_run / "top_configs" / "rank_1.yaml", "--run-dir", out, "--data-dir",

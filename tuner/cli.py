@@ -420,6 +420,12 @@ def status(run_dir, watch):
     help="Target training images: a count, a fraction, or 'all'.",
 )
 @click.option("--no-textbook", is_flag=True, help="Leave out the textbook baseline row.")
+@click.option(
+    "--final",
+    is_flag=True,
+    help="Final numbers: train on the training and validation images together for exactly the "
+    "epoch budget (--epochs, or each configuration's best epoch of its search), no early stopping.",
+)
 @click.option("--overwrite", is_flag=True, help="Discard earlier results in --run-dir.")
 @precision_option
 @data_dir_option
@@ -433,6 +439,7 @@ def transfer(
     patience,
     subset,
     no_textbook,
+    final,
     overwrite,
     precision,
     data_dir,
@@ -440,13 +447,16 @@ def transfer(
     """Retrain SOURCES (tune run directories or top-config YAML files) on --dataset.
 
     Each configuration is rebuilt for the target's input shape and classes, trained with early
-    stopping on the target's validation split and evaluated once on its test set. Writes
+    stopping on the target's validation split and evaluated once on its test set (--final:
+    trained on training + validation images for a fixed epoch count instead). Writes
     transfer.csv (one row per configuration and seed), summary.csv and transfer.yaml.
 
     \b
     Example:
       hpsearch transfer runs/mlp --dataset cifar10 --run-dir runs/mlp-cifar10 --seeds 3
       hpsearch transfer runs/mlp/top_configs/rank_1.yaml --dataset fashion_mnist --run-dir runs/mlp-test
+      hpsearch transfer runs/mlp/top_configs/rank_1.yaml --dataset fashion_mnist --final --epochs 40 \\
+          --seeds 3 --run-dir runs/mlp-final
     """
     import_tensorflow()
     from tuner.transfer import TransferSettings, format_transfer_table, run_transfer
@@ -459,6 +469,7 @@ def transfer(
         subset=subset,
         include_textbook=not no_textbook,
         precision=precision,
+        final=final,
     )
     result = run_transfer(
         sources,

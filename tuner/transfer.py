@@ -2,9 +2,11 @@
 
 Each configuration is rebuilt from its YAML through its search space for the target's input shape
 and classes, trained on the target's training split with early stopping on the target's
-validation split (best weights restored), and evaluated once on the target's test set. Every row
-(configuration x seed) is written to ``transfer.csv`` as soon as it is done, so an interrupted
-transfer resumes where it stopped.
+validation split (best weights restored), and evaluated once on the target's test set. With
+``final`` the validation split joins the training images and every configuration trains a fixed
+number of epochs (chosen beforehand on validation), as final numbers are made once the choice is
+over. Every row (configuration x seed) is written to ``transfer.csv`` as soon as it is done, so an
+interrupted transfer resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -72,6 +74,9 @@ class TransferSettings:
     include_textbook: bool = True  # add the textbook model of each family as a baseline row
     validation_fraction: float = 0.1
     precision: str = "float32"  # Keras dtype policy (see search_spaces.precision); not checked on resume
+    # Train on the training and validation images together for exactly the epoch budget, without
+    # early stopping; rows have no validation accuracy.
+    final: bool = False
 
     def __post_init__(self):
         if self.seeds < 1 or self.patience < 1 or (self.epochs is not None and self.epochs < 1):
@@ -195,7 +200,7 @@ def _check_settings(out_dir: Path, settings: TransferSettings, sources: list[str
         saved_configs = rundir.read_yaml(path, "the settings of a transfer").get("configs") or {}
     rundir.check_settings(path, "settings", dataclasses.asdict(settings),
                           consequence="resuming it would mix incomparable trainings",
-                          fix=_RESUME_FIX, ignore=("seeds",))
+                          fix=_RESUME_FIX, ignore=("seeds",), defaults={"final": False})
     changed = [
         f"{name}: run directory has configuration {saved_configs[name]!r}, this command asks for "
         f"{configs[name]!r}" for name in configs if name in saved_configs and
@@ -234,17 +239,20 @@ def train_and_evaluate(
     patience: int = 3,
     source: str = "configuration",
     progress: Callable[[str], None] | None = None,
+    final: bool = False,
 ) -> dict[str, Any]:
     """Rebuild ``config`` for ``data``, train with early stopping, evaluate once on the test set.
 
     A configuration with a learning-rate schedule trains all ``epochs`` (its schedule's length)
     and keeps its best epoch: early stopping would cut the schedule's low-rate end.
+    ``final`` trains on the training and validation images together for exactly ``epochs`` and
+    keeps the last weights (nothing is left to choose with).
     ``progress``, when given, is called with one line per epoch (see ``EpochLines``).
 
     Returns:
-        val_accuracy (best epoch), test_accuracy, epochs (of the best epoch), params,
-        seconds_per_epoch. A training whose loss stops being finite stops at that batch and
-        gives NaN accuracies.
+        val_accuracy (best epoch; NaN when ``final``), test_accuracy, epochs (of the best epoch;
+        trained, when ``final``), params, seconds_per_epoch. A training whose loss stops being
+        finite stops at that batch and gives NaN accuracies.
     """
     hypermodel = search_spaces.get(
         config.search_space, input_shape=data.input_shape, num_classes=data.num_classes
@@ -257,23 +265,24 @@ def train_and_evaluate(
         # A decaying learning rate gains most in its last epochs: stopping early would cut
         # exactly those. Train them all; the best epoch's weights are still restored.
         patience = epochs
-    stopper = keras.callbacks.EarlyStopping(
-        monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True
-    )
+    callbacks = [_StopOnNaN()] + ([EpochLines(epochs, progress)] if progress else [])
+    if final:
+        x = np.concatenate([data.x_train, data.x_val])
+        y = np.concatenate([data.y_train, data.y_val])
+        fit_options = {}
+    else:
+        x, y = data.x_train, data.y_train
+        fit_options = {"validation_data": (data.x_val, data.y_val)}
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True
+        ))
     started = time.monotonic()
     history = hypermodel.fit(
-        hp,
-        model,
-        data.x_train,
-        data.y_train,
-        validation_data=(data.x_val, data.y_val),
-        epochs=epochs,
-        callbacks=[_StopOnNaN(), stopper] + ([EpochLines(epochs, progress)] if progress else []),
-        verbose=0,
+        hp, model, x, y, epochs=epochs, callbacks=callbacks, verbose=0, **fit_options
     )
     seconds = time.monotonic() - started
-    val_history = history.history.get("val_accuracy", [math.nan])
-    ran = len(val_history)
+    ran = len(history.history.get("loss", [])) or 1
+    val_history = history.history.get("val_accuracy", [math.nan] * ran)
     if not all(math.isfinite(loss) for loss in history.history.get("loss", [])):
         return {
             "val_accuracy": math.nan,
@@ -282,7 +291,7 @@ def train_and_evaluate(
             "params": int(model.count_params()),
             "seconds_per_epoch": seconds / max(ran, 1),
         }
-    best_epoch = int(np.nanargmax(val_history))
+    best_epoch = ran - 1 if final else int(np.nanargmax(val_history))
     test = model.evaluate(data.x_test, data.y_test, verbose=0, return_dict=True)
     return {
         "val_accuracy": float(val_history[best_epoch]),
@@ -418,10 +427,16 @@ def run_transfer(
             for seed in range(settings.seeds)
             if (ids[name], seed) not in done
         ]
+        how = (
+            f"on all {len(data.y_train) + len(data.y_val)} training and validation images of "
+            f"{settings.dataset} for {_epoch_range(epochs.values())} epochs (final: no early stopping)"
+            if settings.final else
+            f"on {settings.dataset} for up to {_epoch_range(epochs.values())} epochs (early "
+            f"stopping, patience {settings.patience})"
+        )
         progress(
-            f"Retraining {len(configs)} configurations x {settings.seeds} seed(s) on "
-            f"{settings.dataset} for up to {_epoch_range(epochs.values())} epochs (early stopping, patience "
-            f"{settings.patience}); {len(done)} already done, {len(todo)} to run."
+            f"Retraining {len(configs)} configurations x {settings.seeds} seed(s) {how}; "
+            f"{len(done)} already done, {len(todo)} to run."
         )
         started = time.monotonic()
         for index, (name, config, seed) in enumerate(todo, start=1):
@@ -432,7 +447,7 @@ def run_transfer(
             with precision_policy(settings.precision):
                 measured = train_and_evaluate(
                     config, data, seed, epochs[name], settings.patience, source=name,
-                    progress=progress,
+                    progress=progress, final=settings.final,
                 )
             row = {
                 "config": name,
@@ -449,9 +464,11 @@ def run_transfer(
             records.append(row)
             rundir.write_csv(out_dir / TRANSFER_CSV, pd.DataFrame(records, columns=COLUMNS))
             progress(
-                f"    val_accuracy {measured['val_accuracy']:.4f}, test_accuracy "
-                f"{measured['test_accuracy']:.4f}, best epoch {measured['epochs']}, "
-                f"{measured['seconds_per_epoch']:.1f} s/epoch"
+                (f"    test_accuracy {measured['test_accuracy']:.4f} after {measured['epochs']} "
+                 "epochs, " if settings.final else
+                 f"    val_accuracy {measured['val_accuracy']:.4f}, test_accuracy "
+                 f"{measured['test_accuracy']:.4f}, best epoch {measured['epochs']}, ")
+                + f"{measured['seconds_per_epoch']:.1f} s/epoch"
             )
         rows = _read_rows(out_dir, ids)
         summary = summarize(rows)
@@ -470,6 +487,8 @@ def format_transfer_table(summary: pd.DataFrame) -> str:
     for row in summary.itertuples():
 
         def pm(mean, std):
+            if not math.isfinite(float(mean)):
+                return "-"  # no validation split (--final) or a diverged training
             return f"{mean:.4f}" + (
                 f" ± {std:.4f}" if isinstance(std, float) and math.isfinite(std) else ""
             )
