@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-from clock_second_drawing import cached_second_drawing  # noqa: E402
+from clock_second_drawing import LEVELS, cached_second_drawing  # noqa: E402
 from datasets.splits import Dataset, scale_pixels  # noqa: E402
 from tuner import rundir  # noqa: E402
 from tuner.clock import ComparisonConfig, compare_heads  # noqa: E402
@@ -37,7 +37,8 @@ EVAL_SEED = 202    # the clocks every model is scored on (bench_clock_unseen_sty
 RECIPE = {"optimizer": "adam", "learning_rate": 3e-4, "lr_schedule": "constant", "batch_size": 64,
           "augment": True}
 COLUMNS = ["head", "size", "images", "epochs", "test_rotations", "cse_mean", "cse_median",
-           "within_5min", "start", "eval_images", "cse_mean_one_read", "seconds_per_epoch"]
+           "within_5min", "start", "drawing", "eval_images", "cse_mean_one_read",
+           "seconds_per_epoch"]
 
 
 def _dataset(images, labels, eval_images, eval_labels, source: str) -> Dataset:
@@ -61,6 +62,8 @@ def main() -> None:
     parser.add_argument("--eval-images", type=int, default=2000)
     parser.add_argument("--starts", nargs="+", default=["pretrained", "scratch"],
                         choices=["pretrained", "scratch"])
+    parser.add_argument("--level", choices=LEVELS, default="full",
+                        help="second-drawing level of the training and scoring clocks")
     parser.add_argument("--out", required=True, help="folder for the runs (reused when rerun)")
     parser.add_argument("--csv", default=None, help="write the table to this CSV file")
     args = parser.parse_args()
@@ -72,8 +75,10 @@ def main() -> None:
     architecture = source.architecture(head.kind)
     size = source.input_shape[0]
     rotations = int(yaml.safe_load((run / "config.yaml").read_text()).get("test_rotations", 1))
-    pool_images, pool_labels = cached_second_drawing(max(args.images), size=size, seed=TRAIN_SEED)
-    eval_images, eval_labels = cached_second_drawing(args.eval_images, size=size, seed=EVAL_SEED)
+    pool_images, pool_labels = cached_second_drawing(max(args.images), size=size, seed=TRAIN_SEED,
+                                                     level=args.level)
+    eval_images, eval_labels = cached_second_drawing(args.eval_images, size=size, seed=EVAL_SEED,
+                                                     level=args.level)
     if len(args.epochs) not in (1, len(args.images)):
         parser.error(f"--epochs takes one value or one per --images count ({len(args.images)})")
     epochs_of = dict(zip(args.images, args.epochs * len(args.images) if len(args.epochs) == 1
@@ -81,7 +86,7 @@ def main() -> None:
     rows = []
     for count in args.images:
         data = _dataset(pool_images[:count], pool_labels[:count], eval_images, eval_labels,
-                        f"the second drawing (seed {TRAIN_SEED})")
+                        f"the second drawing ({args.level}, seed {TRAIN_SEED})")
         for start in args.starts:
             config = ComparisonConfig(
                 size=size, heads=(head.kind,),
@@ -101,6 +106,7 @@ def main() -> None:
                          "within_5min": row["within_5min"],
                          "start": (f"pretrained on {run.name}" if start == "pretrained"
                                    else "scratch"),
+                         "drawing": args.level,
                          "eval_images": args.eval_images,
                          "cse_mean_one_read": (single or {}).get("cse_mean", row["cse_mean"]),
                          "seconds_per_epoch": row["seconds_per_epoch"]})

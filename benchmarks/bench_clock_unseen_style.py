@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-from clock_second_drawing import cached_second_drawing  # noqa: E402
+from clock_second_drawing import LEVELS, cached_second_drawing  # noqa: E402
 from datasets.clock_render import render_images  # noqa: E402
 from search_spaces.clock import error_summary  # noqa: E402
 from tuner.clock_models import load_trained_model, read_times  # noqa: E402
@@ -37,8 +37,8 @@ COLUMNS = ["head", "size", "images", "epochs", "test_rotations", "cse_mean", "cs
            "within_5min", "train_data", "eval_data", "in_style_cse_mean", "ratio_to_in_style"]
 
 
-def evaluate(run_dir: str, count: int, styles: list[str], head: str | None = None
-             ) -> list[dict]:
+def evaluate(run_dir: str, count: int, styles: list[str], head: str | None = None,
+             levels: tuple[str, ...] = ("full",)) -> list[dict]:
     """Rows of one trained model: its in-style error and its error on each unseen drawing."""
     config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
     trained = load_trained_model(run_dir, head)
@@ -54,8 +54,10 @@ def evaluate(run_dir: str, count: int, styles: list[str], head: str | None = Non
              "within_5min": float(in_style["within_5min"]), "train_data": train_data,
              "eval_data": "held-out 20% of its own set (in style)",
              "in_style_cse_mean": float(in_style["cse_mean"]), "ratio_to_in_style": 1.0}]
-    sets = {"second drawing (independent, never trained on)":
-            cached_second_drawing(count, size=size, seed=SECOND_DRAWING_SEED)}
+    sets = {("second drawing (independent, never trained on)" if level == "full" else
+             f"second drawing, {level} (independent, never trained on)"):
+            cached_second_drawing(count, size=size, seed=SECOND_DRAWING_SEED, level=level)
+            for level in levels}
     for style in styles:
         labels = np.random.default_rng(RENDERER_SEED).integers(0, [12, 60], size=(count, 2))
         sets[f"renderer, {style} style (fresh seed)"] = (
@@ -89,10 +91,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=2000, help="clocks per evaluation set")
     parser.add_argument("--styles", nargs="*", default=[], choices=["varied", "classic"],
                         help="also read fresh clocks of these renderer styles")
+    parser.add_argument("--levels", nargs="+", default=["full"], choices=LEVELS,
+                        help="second-drawing levels to read (clock_second_drawing.py)")
     parser.add_argument("--csv", default=None, help="write the rows to this CSV file")
     args = parser.parse_args()
     rows = [row for run_dir in args.run_dirs
-            for row in evaluate(run_dir, args.images, args.styles, args.head)]
+            for row in evaluate(run_dir, args.images, args.styles, args.head, tuple(args.levels))]
     table = pd.DataFrame(rows, columns=COLUMNS)
     print(table.to_string(index=False, float_format=lambda value: f"{value:.3f}"))
     if args.csv:

@@ -12,6 +12,13 @@ as a distractor, brand text; set on gradient, brick, tile, plank or noise walls,
 position, in-plane rotation (any angle) and perspective tilt (up to 40 degrees), with a drop
 shadow, occasional partial occlusion, glare, blur, noise, JPEG artefacts and exposure changes.
 
+Two levels. ``full`` (the default) is all of the above: a dial of dots or bars only, spun to any
+angle, is hard to read even for a person, and at 75 pixels a double bar or a small "12" is a few
+pixels. ``numbered`` keeps every case, frame, face, hand shape, wall, pose and degradation but
+gives every dial numerals (Roman or Arabic, all twelve or the quarters) and leaves out the
+distractors (red seconds hand, occluders): another design of the same kind of clock, whose time
+a person reads at a glance.
+
 Output follows the assignment's file format: ``images`` uint8 (N, size, size) grayscale and
 ``labels`` int64 (N, 2) holding (hour 0-11, minute 0-59). Each image i draws its time and style
 from ``np.random.default_rng([seed, i])`` (pixel noise from ``[seed, i, 1]``), so the output
@@ -19,6 +26,7 @@ depends only on (count, size, seed), not on the number of processes, and the sam
 same clocks, poses and effects at every size. Usage:
 
     python benchmarks/clock_second_drawing.py --count 6000 --size 75 --seed 12345 --out DIR
+    python benchmarks/clock_second_drawing.py --count 6000 --level numbered --out DIR
 
 writes DIR/images.npy, DIR/labels.npy and DIR/preview.png (16 clocks with their times).
 """
@@ -76,6 +84,8 @@ _CASES = ["round", "square", "rounded", "octagon"]
 _FRAMES = ["metal", "wood", "plastic", "none"]
 _MARKERS = ["roman_full", "roman_quarters", "arabic_quarters", "arabic_radial", "dots", "bars",
             "minimal12"]
+_NUMBERED = ["roman_full", "roman_quarters", "arabic_quarters", "arabic_radial"]
+LEVELS = ("full", "numbered")
 _HANDS = ["baton", "arrow", "spade", "skeleton", "lollipop", "breguet"]
 _WALLS = ["gradient", "bricks", "tiles", "planks", "noise"]
 
@@ -111,7 +121,8 @@ class _Style:
 
 
 def render_second_drawing(
-    count: int, size: int = 75, seed: int = 12345, processes: int | None = None
+    count: int, size: int = 75, seed: int = 12345, processes: int | None = None,
+    level: str = "full",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render `count` clocks in this module's own style, with uniformly random times.
 
@@ -122,21 +133,26 @@ def render_second_drawing(
         seed: base seed; image i uses ``np.random.default_rng([seed, i])`` for its time and style.
         processes: worker processes (fork); None means min(2, CPU count). The output does not
             depend on it.
+        level: ``full`` (every marker style and distractor) or ``numbered`` (numerals on every
+            dial, no seconds hand or occluder); see the module's docstring.
 
     Returns:
         (images, labels): uint8 array (count, size, size) of grayscale clocks and int64 array
         (count, 2) of (hour 0-11, minute 0-59), in image order.
 
     Raises:
-        ValueError: if count is negative or size is below 16.
+        ValueError: if count is negative, size is below 16 or level is unknown.
     """
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
     if count < 0:
         raise ValueError(f"count must be >= 0, got {count}")
     if size < 16:
         raise ValueError(f"size must be >= 16, got {size}")
     if processes is None:
         processes = min(2, os.cpu_count() or 1)
-    jobs = [(start, min(start + _CHUNK, count), size, seed) for start in range(0, count, _CHUNK)]
+    jobs = [(start, min(start + _CHUNK, count), size, seed, level)
+            for start in range(0, count, _CHUNK)]
     use_pool = (
         processes > 1 and len(jobs) > 1 and "fork" in multiprocessing.get_all_start_methods()
     )
@@ -147,26 +163,27 @@ def render_second_drawing(
         parts = [_render_chunk(job) for job in jobs]
     images = np.zeros((count, size, size), np.uint8)
     labels = np.zeros((count, 2), np.int64)
-    for (start, stop, _, _), (chunk_images, chunk_labels) in zip(jobs, parts):
+    for (start, stop, *_), (chunk_images, chunk_labels) in zip(jobs, parts):
         images[start:stop] = chunk_images
         labels[start:stop] = chunk_labels
     return images, labels
 
 
 def cached_second_drawing(count: int, size: int = 75, seed: int = 12345,
-                          cache_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+                          cache_dir: str | Path | None = None,
+                          level: str = "full") -> tuple[np.ndarray, np.ndarray]:
     """``render_second_drawing``, kept in ``cache_dir`` (default ``~/.cache/hpsearch/second-drawing``).
 
     Image i depends only on (seed, i), so the first ``count`` images of a larger cached set are
     the set itself; a smaller cached set is rendered again at the new count.
     """
     cache = Path(cache_dir or Path.home() / ".cache" / "hpsearch" / "second-drawing")
-    path = cache / f"seed{seed}-{size}px.npz"
+    path = cache / f"seed{seed}-{size}px{'' if level == 'full' else '-' + level}.npz"
     if path.is_file():
         with np.load(path) as stored:
             if len(stored["labels"]) >= count:
                 return stored["images"][:count], stored["labels"][:count]
-    images, labels = render_second_drawing(count, size=size, seed=seed)
+    images, labels = render_second_drawing(count, size=size, seed=seed, level=level)
     cache.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial.npz")
     np.savez(partial, images=images, labels=labels)
@@ -212,10 +229,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=75)
     parser.add_argument("--seed", type=int, default=12345)
     parser.add_argument("--processes", type=int, default=None)
+    parser.add_argument("--level", choices=LEVELS, default="full")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    images, labels = render_second_drawing(args.count, args.size, args.seed, args.processes)
+    images, labels = render_second_drawing(args.count, args.size, args.seed, args.processes,
+                                           args.level)
     seconds = time.perf_counter() - start
     args.out.mkdir(parents=True, exist_ok=True)
     np.save(args.out / "images.npy", images)
@@ -229,22 +248,23 @@ def main(argv: list[str] | None = None) -> None:
 # One image
 
 
-def _render_chunk(job: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-    start, stop, size, seed = job
+def _render_chunk(job: tuple[int, int, int, int, str]) -> tuple[np.ndarray, np.ndarray]:
+    start, stop, size, seed, level = job
     images = np.zeros((stop - start, size, size), np.uint8)
     labels = np.zeros((stop - start, 2), np.int64)
     for k, index in enumerate(range(start, stop)):
-        images[k], labels[k] = _render_one(index, size, seed)[:2]
+        images[k], labels[k] = _render_one(index, size, seed, level)[:2]
     return images, labels
 
 
-def _render_one(index: int, size: int, seed: int) -> tuple[np.ndarray, tuple[int, int], _Style]:
+def _render_one(index: int, size: int, seed: int,
+                level: str = "full") -> tuple[np.ndarray, tuple[int, int], _Style]:
     rng = np.random.default_rng([seed, index])
     grain = np.random.default_rng([seed, index, 1])  # per-pixel noise: its amount depends on size
     hour, minute = int(rng.integers(12)), int(rng.integers(60))
     scale = _SUPERSAMPLE
     side = size * scale
-    style = _sample_style(rng)
+    style = _sample_style(rng, level)
 
     radius = side * rng.uniform(0.30, 0.48)  # case radius in canvas pixels
     clock, half = _draw_clock(style, hour, minute, radius, scale)
@@ -257,7 +277,7 @@ def _render_one(index: int, size: int, seed: int) -> tuple[np.ndarray, tuple[int
     _drop_shadow(rng, scene, alpha, radius)
     scene.paste(layer, corner, layer)
     hands = (30.0 * (hour + minute / 60.0), 6.0 * minute)
-    if rng.random() < 0.25:
+    if rng.random() < 0.25 and level == "full":
         _occlude(rng, scene, homography, half, radius, hands)
     if rng.random() < 0.4:
         _glare(rng, scene, alpha, homography, half, radius)
@@ -265,7 +285,7 @@ def _render_one(index: int, size: int, seed: int) -> tuple[np.ndarray, tuple[int
     return _degrade(rng, grain, gray), (hour, minute), style
 
 
-def _sample_style(rng: np.random.Generator) -> _Style:
+def _sample_style(rng: np.random.Generator, level: str = "full") -> _Style:
     tone = ["light", "dark", "colour"][rng.choice(3, p=[0.45, 0.3, 0.25])]
     face = _jitter(rng, _pick(rng, _FACES[tone]), 8)
     dark = _luma(face) > 125  # dark hands on this face
@@ -286,7 +306,7 @@ def _sample_style(rng: np.random.Generator) -> _Style:
     hands = _pick(rng, _HANDS)
     minute_length = rng.uniform(0.78, 0.9)
     wide = 1.5 if hands == "skeleton" else 1.0
-    markers = _pick(rng, _MARKERS)
+    markers = _pick(rng, _MARKERS if level == "full" else _NUMBERED)
     font = {
         "roman_full": ["serif", "serif_bold", "sans", "condensed"],
         "roman_quarters": ["serif", "serif_bold", "sans_bold"],
@@ -312,7 +332,7 @@ def _sample_style(rng: np.random.Generator) -> _Style:
         hour_width=rng.uniform(0.038, 0.058) * wide,
         minute_width=rng.uniform(0.024, 0.036) * wide,
         counterweight=bool(rng.random() < 0.35),
-        seconds=float(rng.uniform(0, 360)) if rng.random() < 0.5 else None,
+        seconds=(float(rng.uniform(0, 360)) if rng.random() < 0.5 and level == "full" else None),
         seconds_colour=seconds_colour,
         brand=_pick(rng, _BRANDS) if rng.random() < 0.5 else None,
         logo=bool(rng.random() < 0.3),

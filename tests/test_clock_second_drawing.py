@@ -54,3 +54,16 @@ def test_cli_writes_the_assignment_format(drawing, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images.npy", "labels.npy", "preview.png"]
     assert np.load(tmp_path / "images.npy").shape == (16, 40, 40)
     assert np.load(tmp_path / "labels.npy").dtype == np.int64
+
+
+def test_numbered_level_puts_numerals_on_every_dial_and_drops_the_distractors(drawing):
+    full = [drawing._sample_style(np.random.default_rng([5, i])) for i in range(200)]
+    numbered = [drawing._sample_style(np.random.default_rng([5, i]), "numbered") for i in range(200)]
+    assert {style.markers for style in full} - set(drawing._NUMBERED)  # dots, bars, a lone 12
+    assert {style.markers for style in numbered} == set(drawing._NUMBERED)
+    assert any(style.seconds is not None for style in full)
+    assert all(style.seconds is None for style in numbered)
+    images, labels = drawing.render_second_drawing(6, size=32, seed=7, processes=1, level="numbered")
+    assert images.shape == (6, 32, 32) and labels.shape == (6, 2)
+    with pytest.raises(ValueError, match="level must be one of full, numbered"):
+        drawing.render_second_drawing(1, size=32, level="easy")
