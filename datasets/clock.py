@@ -62,7 +62,8 @@ def load_clock(data_dir=None, size: int = 75, split: str = "tuning", seed: int =
         test_subset: optional count or fraction of the test set kept (default all).
         render_seed: seed of the rendered set (default 0).
         style: the rendered set's clocks, ``"classic"`` (the first renderer's one design, the
-            default) or ``"varied"`` (a new design per image); see ``datasets.clock_render``.
+            default), ``"varied"`` (a new design per image) or ``"mixed"`` (half of each); see
+            ``datasets.clock_render``.
 
     Returns:
         A Dataset with x float32 in [0, 1] shaped (N, size, size, 1), y int64 (N, 2) = (hour,

@@ -1,6 +1,6 @@
 """A rendered stand-in for the tell-the-time clock photographs.
 
-Two styles of clock:
+Three styles of clock:
 
 - ``"classic"`` (the default): the first renderer's one design (thick dark bezel, light face,
   Arabic numerals 1-12, 60 minute ticks, a short thick hour hand and a long thin minute hand);
@@ -15,7 +15,10 @@ Two styles of clock:
   contrast becomes whatever gray contrast it gives; then a drop shadow, uneven lighting and
   sometimes an object occluding part of the dial. Much harder to learn: the default CNN trained
   on it from scratch (75 px, 15 epochs) or from a classic-trained model (150 px, 2 epochs at
-  5e-4) stayed at chance (BENCHMARKS.md), so it is not the default.
+  5e-4) stayed at chance (BENCHMARKS.md), so it is not the default;
+- ``"mixed"``: each image is a classic clock or a varied one, half and half (image ``i``'s
+  first random draw decides), so that a model which reads the classic clock keeps a signal to
+  learn from while it meets other designs.
 
 Both put the clock on a wood-grain or carpet-stripe background, seen under a random perspective
 tilt and in-plane rotation, with a specular glare, blur, noise and brightness / contrast
@@ -53,7 +56,7 @@ SUPERSAMPLE = 2
 _CANONICAL_FACE_RADIUS = 100.0
 # Images per task sent to a worker process: large enough that pickling overhead is negligible.
 _CHUNK = 200
-STYLES = ("classic", "varied")
+STYLES = ("classic", "varied", "mixed")
 DEFAULT_STYLE = "classic"
 _FONT_DIRS = ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/dejavu")
 _FONT_FILES = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf",
@@ -97,7 +100,7 @@ def render_clock(hour: int, minute: int, rng: np.random.Generator, size: int = B
     if not (0 <= hour < 12 and 0 <= minute < 60):
         raise ValueError(f"Expected hour in 0-11 and minute in 0-59, got {hour}:{minute:02d}.")
     _check_style(style)
-    varied = style == "varied" and not clean
+    varied = not clean and (style == "varied" or (style == "mixed" and rng.random() < 0.5))
     side = size * SUPERSAMPLE
     if varied:
         clock, mask, outer_radius = _draw_varied_clock(hour, minute, rng)

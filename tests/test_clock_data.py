@@ -59,16 +59,29 @@ def test_each_style_is_deterministic_and_the_styles_differ(style):
     first = clock_render.render_images(labels, seed=2, size=75, processes=1, style=style)
     forked = clock_render.render_images(labels, seed=2, size=75, processes=2, style=style)
     np.testing.assert_array_equal(first, forked)
-    other = "classic" if style == "varied" else "varied"
+    other = "classic" if style != "classic" else "varied"
     assert not np.array_equal(
         first, clock_render.render_images(labels, seed=2, size=75, processes=1, style=other))
 
 
 def test_unknown_style_is_refused():
-    with pytest.raises(ValueError, match="Unknown clock style 'fancy'. Expected one of: classic, varied"):
+    with pytest.raises(ValueError, match="Unknown clock style 'fancy'. Expected one of: classic, varied, mixed"):
         clock_render.render_images(np.zeros((1, 2), dtype=int), style="fancy")
     with pytest.raises(ValueError, match="style must be one of"):
         load_clock(style="fancy")
+
+
+def test_mixed_draws_each_image_classic_or_varied_by_its_first_draw():
+    kinds = []
+    for seed in range(12):
+        mixed = clock_render.render_clock(3, 25, np.random.default_rng([9, seed]), size=48,
+                                          style="mixed")
+        rng = np.random.default_rng([9, seed])
+        kind = "varied" if rng.random() < 0.5 else "classic"
+        np.testing.assert_array_equal(
+            mixed, clock_render.render_clock(3, 25, rng, size=48, style=kind))
+        kinds.append(kind)
+    assert set(kinds) == {"classic", "varied"}
 
 
 @pytest.mark.parametrize("seed", range(8))

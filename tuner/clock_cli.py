@@ -11,6 +11,9 @@ import click
 import numpy as np
 
 from datasets.clock_render import DEFAULT_STYLE, STYLES
+
+STYLE_HELP = ("Rendered clocks: classic (one design), varied (a new design per image: cases, faces, "
+              "numerals, hands, seconds hand, shadows, occlusion) or mixed (half of each).")
 from search_spaces.precision import PRECISIONS
 from tuner.cli_errors import cli_errors, import_tensorflow
 
@@ -55,8 +58,7 @@ def clock_group():
 @click.option("--processes", type=click.IntRange(min=1), default=2, show_default=True,
               help="Worker processes.")
 @click.option("--style", type=click.Choice(STYLES), default=DEFAULT_STYLE, show_default=True,
-              help="Rendered clocks: classic (one design) or varied (a new design per image: "
-                   "cases, faces, numerals, hands, seconds hand, shadows, occlusion).")
+              help=STYLE_HELP)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
               help="Folder to write images.npy, labels.npy and preview.png into.")
 @cli_errors
@@ -108,8 +110,7 @@ def render_command(count, size, seed, processes, style, out_dir):
 @click.option("--data-dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="Folder with the assignment's images.npy and labels.npy (default: rendered).")
 @click.option("--style", type=click.Choice(STYLES), default=DEFAULT_STYLE, show_default=True,
-              help="Rendered clocks: classic (one design) or varied (a new design per image: "
-                   "cases, faces, numerals, hands, seconds hand, shadows, occlusion).")
+              help=STYLE_HELP)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
               help="Results folder (finished heads are reused when rerun).")
 @init_from_options
