@@ -11,11 +11,11 @@ import click
 import numpy as np
 
 from datasets.clock_render import DEFAULT_STYLE, STYLES
+from search_spaces.precision import PRECISIONS
+from tuner.cli_errors import cli_errors, import_tensorflow
 
 STYLE_HELP = ("Rendered clocks: classic (one design), varied (a new design per image: cases, faces, "
               "numerals, hands, seconds hand, shadows, occlusion) or mixed (half of each).")
-from search_spaces.precision import PRECISIONS
-from tuner.cli_errors import cli_errors, import_tensorflow
 
 # search_spaces.clock.HEADS, repeated so that building the CLI does not import Keras (a test
 # checks that the two agree).
