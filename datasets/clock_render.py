@@ -20,7 +20,7 @@ Three styles of clock:
   first random draw decides), so that a model which reads the classic clock keeps a signal to
   learn from while it meets other designs.
 
-Both put the clock on a wood-grain or carpet-stripe background, seen under a random perspective
+Every style puts the clock on a wood-grain or carpet-stripe background, under a random perspective
 tilt and in-plane rotation, with a specular glare, blur, noise and brightness / contrast
 changes. Images are drawn at twice the output size with PIL
 and reduced, so edges are anti-aliased. Image ``i`` depends only on ``(seed, i)``, so a dataset is

@@ -65,7 +65,8 @@ def test_each_style_is_deterministic_and_the_styles_differ(style):
 
 
 def test_unknown_style_is_refused():
-    with pytest.raises(ValueError, match="Unknown clock style 'fancy'. Expected one of: classic, varied, mixed"):
+    with pytest.raises(ValueError,
+                       match="Unknown clock style 'fancy'. Expected one of: classic, varied, mixed"):
         clock_render.render_images(np.zeros((1, 2), dtype=int), style="fancy")
     with pytest.raises(ValueError, match="style must be one of"):
         load_clock(style="fancy")
