@@ -20,6 +20,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from datasets.clock_render import STYLES, render_images  # noqa: E402
+from datasets.splits import scale_pixels  # noqa: E402
+from search_spaces.clock_pipeline import geometry_angles  # noqa: E402
 from tuner.clock_models import load_trained_model  # noqa: E402
 
 SEED = 303  # the evaluation seed of bench_clock_unseen_style.py; no training set uses it
@@ -32,14 +34,13 @@ def direction_errors(run_dir: str, count: int, style: str, head: str | None = No
     size = int(trained.model.input_shape[1])
     labels = np.random.default_rng(SEED).integers(0, [12, 60], size=(count, 2))
     images, geometry = render_images(labels, seed=SEED, size=size, style=style, with_geometry=True)
-    outputs = trained.model.predict(images.astype(np.float32)[..., None] / 255.0, verbose=0,
-                                    batch_size=128)
+    outputs = trained.model.predict(scale_pixels(images)[..., None], verbose=0, batch_size=128)
     if not isinstance(outputs, dict) or "geometry" not in outputs:
         raise SystemExit(f"{run_dir}: this model has no geometry output (trained without "
                          "geometry, or with --set geometry_weight=0).")
     predicted = np.asarray(outputs["geometry"], dtype=np.float64)
     angles = np.arctan2(predicted[:, :3], predicted[:, 3:6])  # sin then cos of each direction
-    drawn = geometry[:, 2:5].astype(np.float64)  # twelve_angle, hour_angle, minute_angle
+    drawn = geometry_angles(geometry, count).astype(np.float64)  # the training targets' angles
     return np.degrees(np.abs((angles - drawn + np.pi) % (2 * np.pi) - np.pi))
 
 

@@ -261,10 +261,6 @@ def train_and_evaluate(
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
     model = hypermodel.build(hp)
-    if hp.values.get("lr_schedule", "constant") != "constant":
-        # A decaying learning rate gains most in its last epochs: stopping early would cut
-        # exactly those. Train them all; the best epoch's weights are still restored.
-        patience = epochs
     callbacks = [_StopOnNaN()] + ([EpochLines(epochs, progress)] if progress else [])
     if final:
         x = np.concatenate([data.x_train, data.x_val])
@@ -273,6 +269,10 @@ def train_and_evaluate(
     else:
         x, y = data.x_train, data.y_train
         fit_options = {"validation_data": (data.x_val, data.y_val)}
+        if hp.values.get("lr_schedule", "constant") != "constant":
+            # A decaying learning rate gains most in its last epochs: stopping early would cut
+            # exactly those. Train them all; the best epoch's weights are still restored.
+            patience = epochs
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True
         ))
