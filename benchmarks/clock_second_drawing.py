@@ -94,6 +94,7 @@ _WALLS = ["gradient", "bricks", "tiles", "planks", "noise"]
 class _Style:
     """Everything random about one clock's face; picked once per image by `_sample_style`."""
 
+    tone: str  # of the face: light, dark or colour
     case: str
     frame: str
     frame_colour: tuple[int, int, int]
@@ -257,6 +258,24 @@ def _render_chunk(job: tuple[int, int, int, int, str]) -> tuple[np.ndarray, np.n
     return images, labels
 
 
+def clock_attributes(index: int, seed: int = 12345, level: str = "full") -> dict:
+    """The design and pose of clock ``index`` of a set, without drawing it.
+
+    Replays the clock's random stream as far as its pose: time, face tone, case, frame, markers,
+    hand shape, seconds hand, case radius (fraction of the image side, before the tilt) and tilt.
+    The same for every output size.
+    """
+    rng = np.random.default_rng([seed, index])
+    hour, minute = int(rng.integers(12)), int(rng.integers(60))
+    style = _sample_style(rng, level)
+    radius_fraction = float(rng.uniform(0.30, 0.48))
+    spin, tilt = float(rng.uniform(0, 360)), float(rng.uniform(0, 40))
+    return {"hour": hour, "minute": minute, "tone": style.tone, "case": style.case,
+            "frame": style.frame, "markers": style.markers, "hands": style.hands,
+            "seconds_hand": style.seconds is not None, "radius_fraction": radius_fraction,
+            "spin_degrees": spin, "tilt_degrees": tilt}
+
+
 def _render_one(index: int, size: int, seed: int,
                 level: str = "full") -> tuple[np.ndarray, tuple[int, int], _Style]:
     rng = np.random.default_rng([seed, index])
@@ -315,6 +334,7 @@ def _sample_style(rng: np.random.Generator, level: str = "full") -> _Style:
     }.get(markers, ["sans", "sans_bold", "serif"])
     seconds_colour = _jitter(rng, (215, 30, 30), 15)
     return _Style(
+        tone=tone,
         case=_pick(rng, _CASES),
         frame=frame,
         frame_colour=_jitter(rng, frame_colour, 10),

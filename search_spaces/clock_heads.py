@@ -204,6 +204,34 @@ class ClockHead:
                 "minute": _mean([np.asarray(o["minute"], dtype=np.float64) for o in outputs],
                                 minute_period)}
 
+    @property
+    def has_confidence(self) -> bool:
+        """Whether ``confidence`` can score a reading: the head has a softmax output."""
+        return self.kind == "classification" or (
+            self.kind == "multi_head" and "classification" in (self.hour_output, self.minute_output))
+
+    def confidence(self, outputs) -> np.ndarray:
+        """How sure the model is of each reading, in (0, 1]: the largest softmax probability
+        (a multi_head's softmax outputs multiplied). Computed on averaged outputs too.
+
+        Raises:
+            ValueError: the head has no softmax output (regression, periodic, a multi_head of
+                sin/cos and regression outputs); see ``has_confidence``.
+        """
+        if not self.has_confidence:
+            raise ValueError(f"A {self.describe_outputs()} head has no softmax output to score "
+                             "its readings with; confidence needs a classification or multi_head "
+                             "head with a classification output.")
+        outputs = _time_outputs(outputs)
+        if self.kind == "classification":
+            return np.max(np.asarray(outputs, dtype=np.float64), axis=-1)
+        outputs = _as_output_dict(outputs)
+        score = np.ones(len(np.asarray(outputs["hour"])))
+        for name, kind in (("hour", self.hour_output), ("minute", self.minute_output)):
+            if kind == "classification":
+                score = score * np.max(np.asarray(outputs[name], dtype=np.float64), axis=-1)
+        return score
+
     def decode(self, outputs) -> np.ndarray:
         """The model's outputs -> minutes after 12:00 in [0, 720), float64.
 

@@ -293,11 +293,35 @@ def test_predict_reads_the_time_with_a_trained_head(tmp_path, clock_files):
         read = pd.read_csv(tmp_path / "times.csv")
         assert list(read["time"]) == expected_times
         assert len(read) == len(pixels)
+    # --polarity auto: the library's reading of the images and their negatives.
+    from tuner.clock_models import load_trained_model, read_times
+
+    result = CliRunner().invoke(clock_group, [
+        "predict", str(out), str(tmp_path / "held_out.npy"), "--head", "classification-72",
+        "--polarity", "auto", "--out", str(tmp_path / "auto.csv")])
+    assert result.exit_code == 0, result.output
+    model = load_trained_model(out, "classification-72")
+    minutes = read_times(model.model, pixels, head=model.head, polarity="auto")
+    read = pd.read_csv(tmp_path / "auto.csv")
+    np.testing.assert_array_equal(read["hour"] * 60 + read["minute"],
+                                  np.round(minutes).astype(int) % 720)
     # Default head: the comparison's best row; test rotations are accepted.
     best = json.loads((out / "comparison.json").read_text())["best"]["head"]
     result = CliRunner().invoke(clock_group, ["predict", str(out), str(pictures),
                                               "--test-rotations", "4"])
     assert result.exit_code == 0 and f"with {best} from" in result.output
+
+
+def test_predict_refuses_auto_polarity_without_a_softmax_head(tmp_path, clock_files):
+    out = tmp_path / "trained"
+    CliRunner().invoke(clock_group, ["compare", "--data-dir", str(clock_files), "--epochs", "1",
+                                     "--head", "periodic", *TINY_BACKBONE, "--out", str(out)])
+    np.save(tmp_path / "clocks.npy", np.zeros((2, 75, 75), np.uint8))
+    result = CliRunner().invoke(clock_group, ["predict", str(out), str(tmp_path / "clocks.npy"),
+                                              "--polarity", "auto"])
+    assert result.exit_code == 2
+    assert "has no softmax output to tell which" in result.output
+    assert "Traceback" not in result.output
 
 
 @pytest.mark.parametrize("make_input,message", [

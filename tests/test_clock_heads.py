@@ -464,3 +464,29 @@ def test_the_clock_modules_keep_the_old_names_and_the_data_flow():
         assert not {name for name in imported if name.split(".")[0] in ("tuner", "analysis",
                                                                           "top_configs")}
         assert not imported & set(order[position + 1:]), module
+
+
+def test_confidence_is_the_largest_softmax_probability():
+    probabilities = np.array([[0.7, 0.1, 0.1, 0.1], [0.25, 0.25, 0.25, 0.25]])
+    head = ClockHead("classification", num_classes=24)
+    np.testing.assert_allclose(head.confidence(np.pad(probabilities, ((0, 0), (0, 20)))),
+                               [0.7, 0.25])
+    minute = np.array([[0.5, 0.5], [0.0, 1.0]])
+    hour = np.zeros((2, 12))
+    hour[0, 3], hour[0, 4], hour[1, 5] = 0.6, 0.4, 1.0
+    multi = ClockHead("multi_head", hour_output="classification", minute_output="periodic")
+    np.testing.assert_allclose(multi.confidence({"hour": hour, "minute": minute,
+                                                 "geometry": np.zeros((2, 6))}), [0.6, 1.0])
+    both = ClockHead("multi_head", hour_output="classification", minute_output="classification")
+    minutes = np.full((2, 60), 0.5 / 59)
+    minutes[:, 7] = 0.5
+    np.testing.assert_allclose(both.confidence({"hour": hour, "minute": minutes}), [0.3, 0.5])
+
+
+@pytest.mark.parametrize("head", [ClockHead("periodic"), ClockHead("regression"),
+                                  ClockHead("multi_head", hour_output="periodic",
+                                            minute_output="regression")])
+def test_heads_without_a_softmax_have_no_confidence(head):
+    assert not head.has_confidence
+    with pytest.raises(ValueError, match="has no softmax output"):
+        head.confidence(np.zeros((2, 4)))

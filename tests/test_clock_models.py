@@ -111,3 +111,42 @@ def test_tune_clock_trials_get_a_model_card_and_load_from_their_checkpoint(tmp_p
     older = load_trained_model(run)
     assert older.card["version"] == 0 and older.head == trained.head
     np.testing.assert_array_equal(read_times(older.model, _pixels(data.x_val)), minutes)
+
+
+def _dark_is_sure_model(sure_class: int) -> keras.Model:
+    """A 24-class clock model sure of ``sure_class`` on dark images; on light ones it leans to
+    class 0, unsure."""
+    inputs = keras.Input((8, 8, 1))
+    brightness = keras.layers.GlobalAveragePooling2D()(inputs)
+    logits = keras.layers.Dense(24)(brightness)
+    model = keras.Model(inputs, keras.layers.Softmax()(logits))
+    kernel, bias = np.zeros((1, 24), np.float32), np.zeros(24, np.float32)
+    kernel[0, sure_class], bias[sure_class] = -20.0, 20.0  # logit 20 x (1 - mean brightness)
+    kernel[0, 0] = 3.0  # logit 3 x mean brightness
+    model.layers[2].set_weights([kernel, bias])
+    return model
+
+
+def test_auto_polarity_keeps_the_reading_the_model_is_surer_of():
+    head = ClockHead("classification", num_classes=24)
+    model = _dark_is_sure_model(sure_class=7)
+    images = np.stack([np.full((8, 8), 230, np.uint8), np.full((8, 8), 20, np.uint8)])
+    sure = 7 * 30 + 14.5  # the centre of class 7
+    as_is = read_times(model, images, head=head)
+    assert as_is[1] == sure and as_is[0] == 14.5  # light: class 0, at about 1 in 3
+    np.testing.assert_array_equal(read_times(model, images, head=head, polarity="auto"),
+                                  [sure, sure])
+    np.testing.assert_array_equal(read_times(model, images, rotations=4, head=head,
+                                             polarity="auto"), [sure, sure])
+
+
+def test_auto_polarity_needs_a_softmax_head_and_polarity_is_checked():
+    from tuner.errors import UsageError
+
+    model = _dark_is_sure_model(sure_class=0)
+    images = np.zeros((1, 8, 8), np.uint8)
+    with pytest.raises(UsageError, match="has no softmax output to tell which"):
+        read_times(model, images, head=ClockHead("regression"), polarity="auto")
+    with pytest.raises(UsageError, match="Expected polarity to be one of as_is, auto, got 'both'"):
+        read_times(model, images, head=ClockHead("classification", num_classes=24),
+                   polarity="both")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import copy
 import importlib.util
 import sys
 from pathlib import Path
@@ -67,3 +68,29 @@ def test_numbered_level_puts_numerals_on_every_dial_and_drops_the_distractors(dr
     assert images.shape == (6, 32, 32) and labels.shape == (6, 2)
     with pytest.raises(ValueError, match="level must be one of full, numbered"):
         drawing.render_second_drawing(1, size=32, level="easy")
+
+
+@pytest.mark.parametrize("level", ["full", "numbered"])
+def test_clock_attributes_replay_what_the_renderer_drew(drawing, monkeypatch, level):
+    poses = []
+    real_pose = drawing._pose
+
+    def recording_pose(rng, half, radius, side):
+        replay = copy.deepcopy(rng)
+        poses.append((radius / side, float(replay.uniform(0, 360)), float(replay.uniform(0, 40))))
+        return real_pose(rng, half, radius, side)
+
+    monkeypatch.setattr(drawing, "_pose", recording_pose)
+    for index in range(8):
+        _, (hour, minute), style = drawing._render_one(index, 32, 9, level)
+        attributes = drawing.clock_attributes(index, 9, level)
+        assert (attributes["hour"], attributes["minute"]) == (hour, minute)
+        assert attributes["tone"] == style.tone and attributes["markers"] == style.markers
+        assert (attributes["case"], attributes["frame"], attributes["hands"]) == (
+            style.case, style.frame, style.hands)
+        assert attributes["seconds_hand"] == (style.seconds is not None)
+        fraction, spin, tilt = poses[-1]
+        assert attributes["radius_fraction"] == pytest.approx(fraction)
+        assert (attributes["spin_degrees"], attributes["tilt_degrees"]) == (spin, tilt)
+    tones = {drawing.clock_attributes(i, 9, level)["tone"] for i in range(60)}
+    assert tones == {"light", "dark", "colour"}

@@ -171,17 +171,23 @@ def compare_command(size, split, heads, num_classes, epochs, subset, trials, ass
                    "trial id of a `tune clock` run (default: the best).")
 @click.option("--test-rotations", type=click.IntRange(min=1), default=1, show_default=True,
               help="Read each image at this many evenly spaced rotations and average (1: off).")
+@click.option("--polarity", type=click.Choice(["as_is", "auto"]), default="as_is",
+              show_default=True,
+              help="auto: also read each image's negative and keep the reading the model is surer "
+                   "of, for light hands on dark faces (twice the reads; needs a classification "
+                   "or multi_head model).")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None,
               help="Also write the readings to this CSV file (image, hour, minute, time).")
 @cli_errors
-def predict_command(run_dir, images, head, test_rotations, out_file):
+def predict_command(run_dir, images, head, test_rotations, polarity, out_file):
     """Read the time from clock images with a model trained by `hpsearch clock compare` (RUN_DIR
     is its --out folder) or `hpsearch tune clock` (its --run-dir).
 
     IMAGES are .npy arrays of (N, S, S) uint8 images, picture files (PNG, JPEG, ...) or folders of
     pictures; pictures are made grayscale, cropped square and resized to the model's input.
 
-    Example: hpsearch clock predict runs/clock-75-best photos/ --test-rotations 8 --out times.csv
+    Example: hpsearch clock predict runs/clock-75-best photos/ --test-rotations 8 --polarity auto
+    --out times.csv
     """
     import_tensorflow()
     import pandas as pd
@@ -191,7 +197,8 @@ def predict_command(run_dir, images, head, test_rotations, out_file):
 
     trained = load_trained_model(run_dir, head)
     pixels, names = read_clock_images(images, size=trained.model.input_shape[1])
-    minutes = read_times(trained.model, pixels, rotations=test_rotations, head=trained.head)
+    minutes = read_times(trained.model, pixels, rotations=test_rotations, head=trained.head,
+                         polarity=polarity)
     minutes = np.round(minutes).astype(int) % 720
     table = pd.DataFrame({"image": names, "hour": minutes // 60, "minute": minutes % 60})
     table["time"] = [f"{hour}:{minute:02d}" for hour, minute in zip(table["hour"], table["minute"])]

@@ -41,6 +41,8 @@ MODEL_CARD_VERSION = 1
 COMPARISON_CARD_SUFFIX = ".head.json"   # heads/<label>.head.json next to heads/<label>.keras
 TRIAL_CARD = "head.json"                # kt/trial_<id>/head.json next to KerasTuner's checkpoint
 TRIAL_CHECKPOINT = "checkpoint.weights.h5"
+# How read_times takes the images: as they are, or also as negatives, keeping the surer reading.
+POLARITIES = ("as_is", "auto")
 
 
 class ClockRunError(RunDirError, ValueError):
@@ -138,7 +140,7 @@ def load_trained_model(run: str | os.PathLike, head: str | None = None) -> Train
 
 
 def read_times(model: keras.Model, images, rotations: int = 1,
-               head: ClockHead | None = None) -> np.ndarray:
+               head: ClockHead | None = None, polarity: str = "as_is") -> np.ndarray:
     """Minutes after 12:00 read by a trained clock model from uint8 (N, S, S) images.
 
     Args:
@@ -148,22 +150,42 @@ def read_times(model: keras.Model, images, rotations: int = 1,
             ``ClockHyperModel.predict_minutes``); default 1.
         head: the head that decodes the outputs; default the model's ``clock_head`` (set by
             ``build`` and by ``load_trained_model``).
+        polarity: ``"as_is"`` (default) reads the images as they are; ``"auto"`` also reads
+            their negatives (255 - pixels) and keeps, per image, the reading the model is surer
+            of (``ClockHead.confidence``): a model trained mostly on dark hands over light faces
+            then reads light hands over dark faces as well. Twice the reads; needs a head with a
+            softmax output (classification, or a multi_head with a classification output).
 
     Raises:
-        UsageError: images of another shape than the model reads.
+        UsageError: images of another shape than the model reads; an unknown ``polarity``, or
+            ``"auto"`` with a head that has no softmax output.
         ValueError: no head given and none attached to the model.
     """
     head = head or getattr(model, "clock_head", None)
     if head is None:
         raise ValueError("This model has no clock head attached: pass head= (the head of "
                          "load_trained_model's result).")
+    if polarity not in POLARITIES:
+        raise UsageError(f"Expected polarity to be one of {', '.join(POLARITIES)}, got "
+                         f"{polarity!r}.")
+    if polarity == "auto" and not head.has_confidence:
+        raise UsageError(f"polarity 'auto' keeps the more confident of two readings, and this "
+                         f"model's head ({head.describe_outputs()}) has no softmax output to tell "
+                         f"which: use a classification or multi_head model, or polarity 'as_is'.")
     images = np.asarray(images)
     side = model.input_shape[1]
     if images.ndim != 3 or images.shape[1:] != (side, side):
         raise UsageError(f"Expected images of shape (N, {side}, {side}) for this model, got "
                          f"{images.shape}.")
-    reads = ClockHyperModel.rotated_outputs(model, scale_pixels(images)[..., None], rotations)
-    return head.decode(head.average(reads))
+    outputs = head.average(ClockHyperModel.rotated_outputs(
+        model, scale_pixels(images)[..., None], rotations))
+    minutes = head.decode(outputs)
+    if polarity == "as_is":
+        return minutes
+    negative = head.average(ClockHyperModel.rotated_outputs(
+        model, scale_pixels(255 - images.astype(np.uint8))[..., None], rotations))
+    return np.where(head.confidence(negative) > head.confidence(outputs),
+                    head.decode(negative), minutes)
 
 
 @dataclasses.dataclass(frozen=True)
