@@ -84,7 +84,8 @@ def main() -> None:
                          polarity=args.polarity)
     meta = table.attrs
     print(f"{meta['label']} ({args.run_dir}) on {args.images} second-drawing clocks, level "
-          f"{args.level}, {meta['rotations']} rotations, polarity {args.polarity}: mean {meta['overall']:.1f} min overall")
+          f"{args.level}, {meta['rotations']} rotations, polarity {args.polarity}: mean "
+          f"{meta['overall']:.1f} min overall")
     for attribute, group in table.groupby("attribute", sort=False):
         cells = ", ".join(f"{row.value} {row.cse_mean:.0f} (n={row.clocks})"
                           for row in group.sort_values("cse_mean").itertuples())
