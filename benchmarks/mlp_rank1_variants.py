@@ -1,0 +1,104 @@
+"""One top configuration with the usual tricks added: does any of them lift its test accuracy?
+
+Trains a ``top_configs/rank_*.yaml`` configuration of the MLP space as it is and with variants
+that are not in the space: input dropout, label smoothing, other layer widths; each on the
+54,000 training images with the 6,000 validation images watched, for a fixed number of epochs
+(the configuration's schedule runs over them), then evaluated once on the 10,000 test images
+with its last weights. One seed per variant: this tells whether a trick is worth a search, not
+its exact size. Usage:
+
+    python benchmarks/mlp_rank1_variants.py RUN/top_configs/rank_1.yaml --epochs 40 \\
+        as_is input_dropout=0.2 label_smoothing=0.1 units_0=1024,units_1=512,units_2=256
+
+Each variant is ``as_is`` or comma-separated NAME=VALUE pairs: ``input_dropout`` (a Dropout on
+the input), ``label_smoothing`` (categorical cross-entropy with smoothed targets) or any of the
+configuration's hyperparameters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import keras  # noqa: E402
+import keras_tuner as kt  # noqa: E402
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+
+import datasets  # noqa: E402
+from search_spaces.mlp import MLPHyperModel  # noqa: E402
+
+TRICKS = ("input_dropout", "label_smoothing")
+
+
+def parse_variant(text: str, values: dict) -> tuple[dict, dict]:
+    """(hyperparameter values, tricks) of one variant given as ``as_is`` or NAME=VALUE,..."""
+    values, tricks = dict(values), {"input_dropout": 0.0, "label_smoothing": 0.0}
+    if text == "as_is":
+        return values, tricks
+    for pair in text.split(","):
+        name, _, raw = pair.partition("=")
+        if name in TRICKS:
+            tricks[name] = float(raw)
+        elif name in values or name.startswith("units_") or name == "num_layers":
+            old = values.get(name)
+            values[name] = type(old)(raw) if old is not None else int(raw)
+        else:
+            raise SystemExit(f"Unknown variant setting {name!r}: expected one of {TRICKS} or a "
+                             f"hyperparameter of the configuration ({', '.join(values)}).")
+    return values, tricks
+
+
+def train_variant(values: dict, tricks: dict, data, epochs: int, seed: int = 0) -> dict:
+    keras.utils.set_random_seed(seed)
+    hp = kt.HyperParameters()
+    for name, value in values.items():
+        hp.Fixed(name, value)
+    space = MLPHyperModel(data.x_train.shape[1:], data.num_classes)
+    core = space.build(hp)
+    inputs = keras.Input(data.x_train.shape[1:])
+    x = keras.layers.Dropout(tricks["input_dropout"])(inputs) if tricks["input_dropout"] else inputs
+    model = keras.Model(inputs, core(x))
+    model.compile(optimizer=core.optimizer,
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=tricks["label_smoothing"]),
+                  metrics=["accuracy"], steps_per_execution=space.steps_per_execution)
+    one_hot = [keras.utils.to_categorical(y, data.num_classes)
+               for y in (data.y_train, data.y_val, data.y_test)]
+    started = time.perf_counter()
+    history = space.fit(hp, model, data.x_train, one_hot[0], epochs=epochs, verbose=0,
+                        validation_data=(data.x_val, one_hot[1])).history
+    test = model.evaluate(data.x_test, one_hot[2], verbose=0)[1]
+    return {"val_last": history["val_accuracy"][-1], "val_best": max(history["val_accuracy"]),
+            "best_epoch": int(np.argmax(history["val_accuracy"])) + 1,
+            "train_last": history["accuracy"][-1], "test_last": float(test),
+            "seconds": time.perf_counter() - started, "params": model.count_params()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", help="a top_configs/rank_*.yaml of the MLP space")
+    parser.add_argument("variants", nargs="+", help="as_is or NAME=VALUE,... (see above)")
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    config = yaml.safe_load(Path(args.config).read_text())
+    if config.get("search_space") != "mlp":
+        raise SystemExit(f"Expected a configuration of the mlp space, got {config.get('search_space')!r}.")
+    data = datasets.load(config.get("dataset", "fashion_mnist"), seed=0)
+    for text in args.variants:
+        values, tricks = parse_variant(text, config["hyperparameters"])
+        result = train_variant(values, tricks, data, args.epochs, args.seed)
+        print(f"{text}: validation {result['val_last']:.4f} last, {result['val_best']:.4f} best "
+              f"(epoch {result['best_epoch']}); training {result['train_last']:.4f}; test "
+              f"{result['test_last']:.4f}; {result['params']:,} parameters, "
+              f"{result['seconds']:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
