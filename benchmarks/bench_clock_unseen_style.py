@@ -29,6 +29,7 @@ import yaml  # noqa: E402
 from clock_second_drawing import LEVELS, cached_second_drawing  # noqa: E402
 from datasets.clock_render import render_images  # noqa: E402
 from search_spaces.clock import error_summary  # noqa: E402
+from search_spaces.clock_time import labels_to_minutes  # noqa: E402
 from tuner.clock_models import POLARITIES, load_trained_model, read_times  # noqa: E402
 
 # Seeds of the evaluation images: none of them is a training set's seed (rendered sets use 0,
@@ -67,7 +68,7 @@ def evaluate(run_dir: str, count: int, styles: list[str], head: str | None = Non
         sets[f"renderer, {style} style (fresh seed)"] = (
             render_images(labels, seed=RENDERER_SEED, size=size, style=style), labels)
     for name, (images, labels) in sets.items():
-        true = (labels[:, 0] % 12) * 60 + labels[:, 1]
+        true = labels_to_minutes(labels)
         for turns in sorted({1, rotations}):
             started = time.perf_counter()
             summary = error_summary(true, read_times(model, images, rotations=turns,

@@ -11,7 +11,7 @@ steep tilts, small clocks. Usage:
         [--polarity auto] [--csv OUT]
 
 RUN is a folder written by ``hpsearch clock compare``; the clocks are the same 2,000 of seed 202
-that ``bench_clock_unseen_style.py`` scores.
+that ``bench_clock_unseen_style.py`` scores, read at the run's test rotations as it reads them.
 """
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
 
 from bench_clock_unseen_style import SECOND_DRAWING_SEED  # noqa: E402
 from clock_second_drawing import LEVELS, cached_second_drawing, clock_attributes  # noqa: E402
-from search_spaces.clock_time import common_sense_error_minutes  # noqa: E402
+from search_spaces.clock_time import common_sense_error_minutes, labels_to_minutes  # noqa: E402
 from tuner.clock_models import POLARITIES, load_trained_model, read_times  # noqa: E402
 
 ATTRIBUTES = ("tone", "markers", "hands", "case", "frame", "seconds_hand", "tilt", "size")
@@ -50,10 +51,12 @@ def slice_errors(run_dir: str, count: int = 2000, level: str = "numbered",
     trained = load_trained_model(run_dir, head)
     size = int(trained.model.input_shape[1])
     images, labels = cached_second_drawing(count, size=size, seed=seed, level=level)
-    rotations = 8
+    # The run's own test rotations, as bench_clock_unseen_style.py reads it.
+    config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+    rotations = int(config.get("test_rotations", 1))
     read = read_times(trained.model, images, rotations=rotations, head=trained.head,
                       polarity=polarity)
-    errors = common_sense_error_minutes((labels[:, 0] % 12) * 60 + labels[:, 1], read)
+    errors = common_sense_error_minutes(labels_to_minutes(labels), read)
     clocks = pd.DataFrame([clock_attributes(i, seed, level) for i in range(count)])
     clocks["tilt"] = _bucket(clocks["tilt_degrees"].to_numpy(), (10, 20, 30), " deg")
     clocks["size"] = _bucket(clocks["radius_fraction"].to_numpy(), (0.36, 0.42), " of side")

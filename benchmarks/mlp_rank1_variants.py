@@ -46,7 +46,7 @@ def parse_variant(text: str, values: dict) -> tuple[dict, dict]:
         name, _, raw = pair.partition("=")
         if name in TRICKS:
             tricks[name] = float(raw)
-        elif name in values or name.startswith("units_") or name == "num_layers":
+        elif name in values or name.startswith("units_"):
             old = values.get(name)
             values[name] = type(old)(raw) if old is not None else int(raw)
         else:

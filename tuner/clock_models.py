@@ -177,15 +177,16 @@ def read_times(model: keras.Model, images, rotations: int = 1,
     if images.ndim != 3 or images.shape[1:] != (side, side):
         raise UsageError(f"Expected images of shape (N, {side}, {side}) for this model, got "
                          f"{images.shape}.")
-    outputs = head.average(ClockHyperModel.rotated_outputs(
-        model, scale_pixels(images)[..., None], rotations))
-    minutes = head.decode(outputs)
+    def averaged_outputs(pixels):
+        return head.average(ClockHyperModel.rotated_outputs(model, scale_pixels(pixels)[..., None],
+                                                            rotations))
+
+    outputs = averaged_outputs(images)
     if polarity == "as_is":
-        return minutes
-    negative = head.average(ClockHyperModel.rotated_outputs(
-        model, scale_pixels(255 - images.astype(np.uint8))[..., None], rotations))
+        return head.decode(outputs)
+    negative = averaged_outputs(255 - images.astype(np.uint8))
     return np.where(head.confidence(negative) > head.confidence(outputs),
-                    head.decode(negative), minutes)
+                    head.decode(negative), head.decode(outputs))
 
 
 @dataclasses.dataclass(frozen=True)
