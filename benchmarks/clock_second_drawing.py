@@ -19,6 +19,11 @@ gives every dial numerals (Roman or Arabic, all twelve or the quarters) and leav
 distractors (red seconds hand, occluders): another design of the same kind of clock, whose time
 a person reads at a glance.
 
+``design0`` to ``design7`` are the ``numbered`` level with one design per set: the case, frame,
+face, numerals, font and hands of design K are drawn once (the same for every seed and size), and
+only the time, pose, wall and effects change from clock to clock, like a user's own photographs of
+one clock model (the kind of set the assignment's images.npy is).
+
 Output follows the assignment's file format: ``images`` uint8 (N, size, size) grayscale and
 ``labels`` int64 (N, 2) holding (hour 0-11, minute 0-59). Each image i draws its time and style
 from ``np.random.default_rng([seed, i])`` (pixel noise from ``[seed, i, 1]``), so the output
@@ -85,7 +90,12 @@ _FRAMES = ["metal", "wood", "plastic", "none"]
 _MARKERS = ["roman_full", "roman_quarters", "arabic_quarters", "arabic_radial", "dots", "bars",
             "minimal12"]
 _NUMBERED = ["roman_full", "roman_quarters", "arabic_quarters", "arabic_radial"]
-LEVELS = ("full", "numbered")
+# One clock design per set: ``design0`` .. ``design7`` each fix one numbered design (case, frame,
+# face, numerals and font, hands) for every image of every seed, as a user's own photographs of
+# one clock model would; time, pose, wall, shadow, glare and degradations still vary per image.
+DESIGNS = tuple(f"design{k}" for k in range(8))
+LEVELS = ("full", "numbered") + DESIGNS
+_DESIGN_SEED = 7919  # the design of ``designK`` comes from default_rng([_DESIGN_SEED, K])
 _HANDS = ["baton", "arrow", "spade", "skeleton", "lollipop", "breguet"]
 _WALLS = ["gradient", "bricks", "tiles", "planks", "noise"]
 
@@ -134,8 +144,9 @@ def render_second_drawing(
         seed: base seed; image i uses ``np.random.default_rng([seed, i])`` for its time and style.
         processes: worker processes (fork); None means min(2, CPU count). The output does not
             depend on it.
-        level: ``full`` (every marker style and distractor) or ``numbered`` (numerals on every
-            dial, no seconds hand or occluder); see the module's docstring.
+        level: ``full`` (every marker style and distractor), ``numbered`` (numerals on every
+            dial, no seconds hand or occluder) or ``design0`` .. ``design7`` (one numbered design
+            for the whole set); see the module's docstring.
 
     Returns:
         (images, labels): uint8 array (count, size, size) of grayscale clocks and int64 array
@@ -267,7 +278,7 @@ def clock_attributes(index: int, seed: int = 12345, level: str = "full") -> dict
     """
     rng = np.random.default_rng([seed, index])
     hour, minute = int(rng.integers(12)), int(rng.integers(60))
-    style = _sample_style(rng, level)
+    style = _style_of(rng, level)
     radius_fraction = float(rng.uniform(0.30, 0.48))
     spin, tilt = float(rng.uniform(0, 360)), float(rng.uniform(0, 40))
     return {"hour": hour, "minute": minute, "tone": style.tone, "case": style.case,
@@ -283,7 +294,7 @@ def _render_one(index: int, size: int, seed: int,
     hour, minute = int(rng.integers(12)), int(rng.integers(60))
     scale = _SUPERSAMPLE
     side = size * scale
-    style = _sample_style(rng, level)
+    style = _style_of(rng, level)
 
     radius = side * rng.uniform(0.30, 0.48)  # case radius in canvas pixels
     clock, half = _draw_clock(style, hour, minute, radius, scale)
@@ -302,6 +313,18 @@ def _render_one(index: int, size: int, seed: int,
         _glare(rng, scene, alpha, homography, half, radius)
     gray = scene.convert("L").reduce(scale)
     return _degrade(rng, grain, gray), (hour, minute), style
+
+
+def _style_of(rng: np.random.Generator, level: str) -> _Style:
+    """The clock's design: drawn from the image's stream, or the set's one design (``designK``)."""
+    if level in DESIGNS:
+        return design_style(int(level[len("design"):]))
+    return _sample_style(rng, level)
+
+
+def design_style(design: int) -> _Style:
+    """The one numbered design of level ``design<design>``: the same for every seed and size."""
+    return _sample_style(np.random.default_rng([_DESIGN_SEED, design]), "numbered")
 
 
 def _sample_style(rng: np.random.Generator, level: str = "full") -> _Style:

@@ -70,7 +70,7 @@ def test_numbered_level_puts_numerals_on_every_dial_and_drops_the_distractors(dr
         drawing.render_second_drawing(1, size=32, level="easy")
 
 
-@pytest.mark.parametrize("level", ["full", "numbered"])
+@pytest.mark.parametrize("level", ["full", "numbered", "design1"])
 def test_clock_attributes_replay_what_the_renderer_drew(drawing, monkeypatch, level):
     poses = []
     real_pose = drawing._pose
@@ -93,4 +93,21 @@ def test_clock_attributes_replay_what_the_renderer_drew(drawing, monkeypatch, le
         assert attributes["radius_fraction"] == pytest.approx(fraction)
         assert (attributes["spin_degrees"], attributes["tilt_degrees"]) == (spin, tilt)
     tones = {drawing.clock_attributes(i, 9, level)["tone"] for i in range(60)}
-    assert tones == {"light", "dark", "colour"}
+    assert tones == ({"light", "dark", "colour"} if level in ("full", "numbered")
+                     else {drawing.design_style(1).tone})
+
+
+def test_a_design_level_draws_one_numbered_design_in_many_times_and_poses(drawing):
+    design = drawing.design_style(0)
+    assert design.markers in drawing._NUMBERED and design.seconds is None
+    assert drawing.design_style(0) == design  # the same design every time it is asked for
+    assert len({repr(drawing.design_style(k)) for k in range(len(drawing.DESIGNS))}) == len(
+        drawing.DESIGNS)
+    for seed in (3, 4):  # every seed (training clocks, scoring clocks) draws the same design
+        styles = [drawing._render_one(i, 32, seed, "design0")[2] for i in range(6)]
+        assert all(style == design for style in styles)
+    attributes = [drawing.clock_attributes(i, 3, "design0") for i in range(40)]
+    assert len({(a["hour"], a["minute"]) for a in attributes}) > 30
+    assert len({round(a["spin_degrees"]) for a in attributes}) > 30
+    images, labels = drawing.render_second_drawing(4, size=32, seed=3, processes=1, level="design0")
+    assert len({image.tobytes() for image in images}) == 4 and labels.shape == (4, 2)
