@@ -64,6 +64,9 @@ def main() -> None:
                         choices=["pretrained", "scratch"])
     parser.add_argument("--level", choices=LEVELS, default="full",
                         help="second-drawing level of the training and scoring clocks")
+    parser.add_argument("--negate", action="store_true",
+                        help="train and score on the negatives of the clocks (255 - pixel): light "
+                             "faces for dark ones, to see what the face's polarity costs")
     parser.add_argument("--out", required=True, help="folder for the runs (reused when rerun)")
     parser.add_argument("--csv", default=None, help="write the table to this CSV file")
     args = parser.parse_args()
@@ -79,6 +82,9 @@ def main() -> None:
                                                      level=args.level)
     eval_images, eval_labels = cached_second_drawing(args.eval_images, size=size, seed=EVAL_SEED,
                                                      level=args.level)
+    if args.negate:
+        pool_images, eval_images = 255 - pool_images, 255 - eval_images
+    drawing = f"{args.level}, negated" if args.negate else args.level
     if len(args.epochs) not in (1, len(args.images)):
         parser.error(f"--epochs takes one value or one per --images count ({len(args.images)})")
     epochs_of = dict(zip(args.images, args.epochs * len(args.images) if len(args.epochs) == 1
@@ -86,7 +92,7 @@ def main() -> None:
     rows = []
     for count in args.images:
         data = _dataset(pool_images[:count], pool_labels[:count], eval_images, eval_labels,
-                        f"the second drawing ({args.level}, seed {TRAIN_SEED})")
+                        f"the second drawing ({drawing}, seed {TRAIN_SEED})")
         for start in args.starts:
             config = ComparisonConfig(
                 size=size, heads=(head.kind,),
@@ -106,7 +112,7 @@ def main() -> None:
                          "within_5min": row["within_5min"],
                          "start": (f"pretrained on {run.name}" if start == "pretrained"
                                    else "scratch"),
-                         "drawing": args.level,
+                         "drawing": drawing,
                          "eval_images": args.eval_images,
                          "cse_mean_one_read": (single or {}).get("cse_mean", row["cse_mean"]),
                          "seconds_per_epoch": row["seconds_per_epoch"]})
