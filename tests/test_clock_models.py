@@ -138,6 +138,9 @@ def test_auto_polarity_keeps_the_reading_the_model_is_surer_of():
                                   [sure, sure])
     np.testing.assert_array_equal(read_times(model, images, rotations=4, head=head,
                                              polarity="auto"), [sure, sure])
+    np.testing.assert_array_equal(read_times(model, images, head=head, polarity="negated"),
+                                  read_times(model, 255 - images, head=head))
+    assert read_times(model, images, head=head, polarity="negated")[0] == sure  # light, negated
 
 
 def test_auto_polarity_needs_a_softmax_head_and_polarity_is_checked():
@@ -147,6 +150,7 @@ def test_auto_polarity_needs_a_softmax_head_and_polarity_is_checked():
     images = np.zeros((1, 8, 8), np.uint8)
     with pytest.raises(UsageError, match="has no softmax output to tell which"):
         read_times(model, images, head=ClockHead("regression"), polarity="auto")
-    with pytest.raises(UsageError, match="Expected polarity to be one of as_is, auto, got 'both'"):
+    with pytest.raises(UsageError,
+                       match="Expected polarity to be one of as_is, auto, negated, got 'both'"):
         read_times(model, images, head=ClockHead("classification", num_classes=24),
                    polarity="both")

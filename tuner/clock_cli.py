@@ -171,11 +171,12 @@ def compare_command(size, split, heads, num_classes, epochs, subset, trials, ass
                    "trial id of a `tune clock` run (default: the best).")
 @click.option("--test-rotations", type=click.IntRange(min=1), default=1, show_default=True,
               help="Read each image at this many evenly spaced rotations and average (1: off).")
-@click.option("--polarity", type=click.Choice(["as_is", "auto"]), default="as_is",
-              show_default=True,
+@click.option("--polarity", type=click.Choice(["as_is", "auto", "negated"]),
+              default="as_is", show_default=True,
               help="auto: also read each image's negative and keep the reading the model is surer "
                    "of, for light hands on dark faces (twice the reads; needs a classification "
-                   "or multi_head model).")
+                   "or multi_head model). negated: read only the negatives (255 - pixel), e.g. "
+                   "with a model fine-tuned on negated clocks.")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None,
               help="Also write the readings to this CSV file (image, hour, minute, time).")
 @cli_errors

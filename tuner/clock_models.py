@@ -42,7 +42,7 @@ COMPARISON_CARD_SUFFIX = ".head.json"   # heads/<label>.head.json next to heads/
 TRIAL_CARD = "head.json"                # kt/trial_<id>/head.json next to KerasTuner's checkpoint
 TRIAL_CHECKPOINT = "checkpoint.weights.h5"
 # How read_times takes the images: as they are, or also as negatives, keeping the surer reading.
-POLARITIES = ("as_is", "auto")
+POLARITIES = ("as_is", "auto", "negated")
 
 
 class ClockRunError(RunDirError, ValueError):
@@ -155,6 +155,8 @@ def read_times(model: keras.Model, images, rotations: int = 1,
             of (``ClockHead.confidence``): a model trained mostly on dark hands over light faces
             then reads light hands over dark faces as well. Twice the reads; needs a head with a
             softmax output (classification, or a multi_head with a classification output).
+            ``"negated"`` reads only the negatives: for light hands on dark faces read by a
+            model of dark hands on light faces, or a model fine-tuned on negated images.
 
     Raises:
         UsageError: images of another shape than the model reads; an unknown ``polarity``, or
@@ -181,6 +183,8 @@ def read_times(model: keras.Model, images, rotations: int = 1,
         return head.average(ClockHyperModel.rotated_outputs(model, scale_pixels(pixels)[..., None],
                                                             rotations))
 
+    if polarity == "negated":
+        return head.decode(averaged_outputs(255 - images.astype(np.uint8)))
     outputs = averaged_outputs(images)
     if polarity == "as_is":
         return head.decode(outputs)
