@@ -183,12 +183,12 @@ def read_times(model: keras.Model, images, rotations: int = 1,
         return head.average(ClockHyperModel.rotated_outputs(model, scale_pixels(pixels)[..., None],
                                                             rotations))
 
+    negative = None if polarity == "as_is" else averaged_outputs(255 - images.astype(np.uint8))
     if polarity == "negated":
-        return head.decode(averaged_outputs(255 - images.astype(np.uint8)))
+        return head.decode(negative)
     outputs = averaged_outputs(images)
     if polarity == "as_is":
         return head.decode(outputs)
-    negative = averaged_outputs(255 - images.astype(np.uint8))
     return np.where(head.confidence(negative) > head.confidence(outputs),
                     head.decode(negative), head.decode(outputs))
 
