@@ -38,7 +38,7 @@ RECIPE = {"optimizer": "adam", "learning_rate": 3e-4, "lr_schedule": "constant",
           "augment": True}
 COLUMNS = ["head", "size", "images", "epochs", "test_rotations", "cse_mean", "cse_median",
            "within_5min", "start", "drawing", "eval_images", "cse_mean_one_read",
-           "seconds_per_epoch"]
+           "seconds_per_epoch", "polarity"]
 
 
 def _dataset(images, labels, eval_images, eval_labels, source: str) -> Dataset:
@@ -67,6 +67,9 @@ def main() -> None:
     parser.add_argument("--negate", action="store_true",
                         help="train and score on the negatives of the clocks (255 - pixel): light "
                              "faces for dark ones, to see what the face's polarity costs")
+    parser.add_argument("--polarity", choices=["auto", "as_is", "negated"], default="auto",
+                        help="how fine-tunes feed the images (ComparisonConfig.polarity); "
+                             "scratch runs always take them as they are")
     parser.add_argument("--out", required=True, help="folder for the runs (reused when rerun)")
     parser.add_argument("--csv", default=None, help="write the table to this CSV file")
     args = parser.parse_args()
@@ -100,23 +103,26 @@ def main() -> None:
                 epochs=epochs_of[count], seed=0, hyperparameters={**architecture, **RECIPE},
                 test_rotations=rotations,
                 init_from=str(run) if start == "pretrained" else None,
-                init_head=label if start == "pretrained" else None)
+                init_head=label if start == "pretrained" else None,
+                polarity=args.polarity if start == "pretrained" else "as_is")
             out = Path(args.out).expanduser() / f"{start}-{count}"
             table = compare_heads(config, out, data=data)
             row = table.iloc[0]
-            single = rundir.read_json(out / "heads" / f"{row['head']}.json",
-                                      "one head's result").get("without_test_rotations")
+            result = rundir.read_json(out / "heads" / f"{row['head']}.json", "one head's result")
+            single = result.get("without_test_rotations")
+            chosen = (result.get("input_polarity") or {}).get("polarity", "as_is")
             rows.append({"head": row["head"], "size": size, "images": count,
                          "epochs": epochs_of[count], "test_rotations": rotations,
                          "cse_mean": row["cse_mean"], "cse_median": row["cse_median"],
                          "within_5min": row["within_5min"],
                          "start": (f"pretrained on {run.name}" if start == "pretrained"
                                    else "scratch"),
-                         "drawing": drawing,
+                         "drawing": drawing, "polarity": f"{chosen} ({args.polarity})"
+                         if start == "pretrained" else "as_is",
                          "eval_images": args.eval_images,
                          "cse_mean_one_read": (single or {}).get("cse_mean", row["cse_mean"]),
                          "seconds_per_epoch": row["seconds_per_epoch"]})
-            print(f"{start:>10}  {count:>6} images: mean {row['cse_mean']:.2f} min "
+            print(f"{start:>10}  {count:>6} images, fed {chosen}: mean {row['cse_mean']:.2f} min "
                   f"(median {row['cse_median']:.1f}, within 5 min {row['within_5min']:.1%})",
                   flush=True)
     table = pd.DataFrame(rows, columns=COLUMNS)

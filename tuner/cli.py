@@ -17,7 +17,7 @@ from search_spaces.precision import PRECISIONS
 from tuner.cli_errors import cli_errors, import_tensorflow, set_verbose
 from tuner.config import STRATEGIES, TUNERS, RunConfig, check_subset, parse_assignments
 from tuner.errors import UsageError
-from tuner.clock_cli import clock_group, init_from_options
+from tuner.clock_cli import clock_group, init_from_options, polarity_option
 from tuner.report_cli import export, repair, report
 
 
@@ -184,6 +184,7 @@ def main(verbose):
               help="Clock space only: image side in pixels (default: the --init-from model's, "
               "else 75).")
 @init_from_options
+@polarity_option
 @click.option("--fix", "fixes", multiple=True, metavar="NAME=VALUE",
               help="Hold a hyperparameter at one value in every trial and search the rest, e.g. "
               "--fix optimizer=adamw --fix batch_norm=true (repeatable; part of the run's "
@@ -228,6 +229,7 @@ def tune(
     image_size,
     init_from,
     init_head,
+    polarity,
     fixes,
     overwrite,
     quiet,
@@ -291,6 +293,7 @@ def tune(
         image_size=int(image_size) if image_size else None,
         init_from=init_from,
         init_head=init_head,
+        polarity=polarity,
         precision=precision,
         tensorboard=tensorboard,
         strategy=strategy,

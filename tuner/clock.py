@@ -32,8 +32,9 @@ from search_spaces.clock_heads import GEOMETRY_OUTPUT
 from search_spaces.clock_time import common_sense_error_minutes, error_summary, labels_to_minutes
 from search_spaces.precision import PRECISIONS, precision_policy
 from tuner import rundir
-from tuner.clock_models import (ComparisonRunError, InitSource, comparison_card_path,
-                                fixed_hyperparameters, load_init_source, write_model_card)
+from tuner.clock_models import (INPUT_POLARITIES, ComparisonRunError, InitSource, PolarityChoice,
+                                choose_polarity, comparison_card_path, fixed_hyperparameters,
+                                load_init_source, with_polarity, write_model_card)
 from tuner.errors import UsageError
 from tuner.rundir import (COMPARISON_CSV, COMPARISON_FILE, COMPARISON_JSON, COMPARISON_MD,
                           HEADS_DIR, run_lock)
@@ -69,6 +70,8 @@ class ComparisonConfig:
     test_rotations: int = 1             # test-time augmentation: rotated reads averaged; 1 = off
     init_from: str | None = None        # a trained clock run every head starts from; None: random
     init_head: str | None = None        # which of its models (row label, trial id); None: its best
+    polarity: str = "auto"              # images as_is, negated, or auto (a fine-tune: the trained
+                                        # model chooses; see clock_models.choose_polarity)
 
     def __post_init__(self):
         unknown = [head for head in self.heads if head not in HEADS]
@@ -89,6 +92,9 @@ class ComparisonConfig:
         if not isinstance(self.test_rotations, int) or self.test_rotations < 1:
             raise UsageError(f"test_rotations must be a whole number >= 1 (1: no test-time "
                              f"augmentation), got {self.test_rotations!r}.")
+        if self.polarity not in INPUT_POLARITIES + ("auto",):
+            raise UsageError(f"Unknown polarity {self.polarity!r}. Expected one of: "
+                             f"{', '.join(INPUT_POLARITIES + ('auto',))}.")
         if self.init_head is not None and self.init_from is None:
             raise UsageError(f"init_head {self.init_head!r} names a model of the init_from run, "
                              "but no init_from was given. Pass --init-from RUN too, or leave "
@@ -230,6 +236,11 @@ def compare_heads(config: ComparisonConfig, out_dir: str | os.PathLike, verbose:
         took from the trained one (``WeightCopyReport.to_dict()``; also in ``comparison.json``
         and each head's result file).
 
+    The images are fed as ``config.polarity`` says: with ``"auto"`` (the default) a fine-tune
+    negates them when its trained model reads their negatives more confidently
+    (``clock_models.choose_polarity``: a dark-faced clock for a model of light faces); the
+    choice is in ``comparison.json`` and in each model card, and ``read_times`` applies it.
+
     Raises:
         SettingsMismatchError: ``out_dir`` holds results of a different configuration.
         RunLockedError: another process works in ``out_dir``.
@@ -245,6 +256,11 @@ def compare_heads(config: ComparisonConfig, out_dir: str | os.PathLike, verbose:
             data = load_clock(data_dir=config.data_dir, size=config.size, split=config.split,
                               seed=config.seed, subset=config.subset, count=config.count,
                               style=config.style)
+        choice = (source.choose_polarity(data.x_train, config.polarity, config.seed) if source
+                  else choose_polarity(data.x_train, config.polarity))
+        if progress is not None and (source is not None or choice.polarity != "as_is"):
+            progress(f"Input polarity: {choice.describe()}")
+        data = with_polarity(data, choice.polarity)
         rows, initialization = [], {}
         say = _Printer(progress, max(len(label) for label, _, _ in config.runs()))
         with precision_policy(config.precision):
@@ -256,7 +272,7 @@ def compare_heads(config: ComparisonConfig, out_dir: str | os.PathLike, verbose:
                                f"{result['row']['cse_mean']:.1f} min")
                 else:
                     result = _run_head(config, data, label, head, classes, out, verbose, say,
-                                       source)
+                                       source, choice)
                     _write_json(path, result)
                 rows.append(result["row"])
                 initialization[label] = result.get("initialization")
@@ -265,7 +281,8 @@ def compare_heads(config: ComparisonConfig, out_dir: str | os.PathLike, verbose:
         best = table.loc[table["cse_mean"].idxmin()]
         summary = {"config": config.to_dict(), "data": data.summary(), "split": data.description,
                    "rows": table.to_dict(orient="records"),
-                   "best": {"head": str(best["head"]), "cse_mean": float(best["cse_mean"])}}
+                   "best": {"head": str(best["head"]), "cse_mean": float(best["cse_mean"])},
+                   "input_polarity": choice.to_dict()}
         if source is not None:
             summary["init_from"] = source.to_dict()
             summary["initialization"] = initialization
@@ -302,7 +319,8 @@ def _init_source(config: ComparisonConfig, data) -> InitSource | None:
 
 
 def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: int, out: Path,
-              verbose: int, say: _Printer, source: InitSource | None = None) -> dict[str, Any]:
+              verbose: int, say: _Printer, source: InitSource | None = None,
+              polarity: PolarityChoice | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
     geometry = data.geometry_train
@@ -359,8 +377,10 @@ def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: in
     if initialization is not None:
         initialized = {**source.to_dict(), **initialization.to_dict(),
                        "summary": initialization.describe()}
+    polarity = polarity or PolarityChoice("as_is", "as_is")
     write_model_card(comparison_card_path(out, label), hypermodel, hp,
-                     {"initialized_from": initialized})
+                     {"initialized_from": initialized, "input_polarity": polarity.polarity,
+                      "polarity_choice": polarity.to_dict()})
     # The first epoch also traces the graphs; the median is the steady training speed.
     loss = clock_head.describe_loss()
     if model.geometry_weight:
@@ -376,7 +396,7 @@ def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: in
     return {"row": row, "hyperparameters": _plain(hp.values),
             "history": {key: [float(v) for v in values] for key, values in history.history.items()},
             "epoch_seconds": timer.seconds, "without_test_rotations": single_read,
-            "initialization": initialized}
+            "initialization": initialized, "input_polarity": polarity.to_dict()}
 
 
 def _write_predictions(path: Path, true_minutes, predicted_minutes) -> None:
@@ -392,12 +412,16 @@ def _write_predictions(path: Path, true_minutes, predicted_minutes) -> None:
 
 
 def _check_or_write_config(out: Path, config: ComparisonConfig) -> None:
-    # Settings added since the folder was written count as their defaults.
+    # Settings added since the folder was written count as their defaults; but a fine-tune from
+    # before polarity was chosen trained on its images as they were (auto is that without one).
+    defaults = {**ComparisonConfig().to_dict(), "polarity": "as_is" if config.init_from else "auto"}
     rundir.write_or_check_settings(
         out / COMPARISON_FILE, config.to_dict(), None,
         consequence="its heads would not be comparable",
-        fix="Use the same settings, another output folder, or delete it to start again.",
-        defaults=ComparisonConfig().to_dict())
+        fix="Use the same settings" + (" (--polarity as_is for a fine-tune written before "
+                                       "--polarity existed)" if config.init_from else "")
+            + ", another output folder, or delete it to start again.",
+        defaults=defaults)
 
 
 def _write_json(path: Path, value: Any) -> None:

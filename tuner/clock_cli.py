@@ -42,6 +42,17 @@ def init_from_options(command):
              "copied where they fit; the training hyperparameters stay free.")(command)
 
 
+def polarity_option(command):
+    """``--polarity``: how a training feeds its clock images (``clock compare``, ``tune``)."""
+    return click.option(
+        "--polarity", type=click.Choice(["auto", "as_is", "negated"]), default="auto",
+        show_default=True,
+        help="Clock images as they are, negated (255 - pixel), or auto: a fine-tune negates them "
+             "when the --init-from model reads their negatives more confidently (a dark-faced "
+             "clock with light hands, for a model of light faces), else as they are. The choice "
+             "is kept with the model, and predict applies it.")(command)
+
+
 @click.group(name="clock")
 def clock_group():
     """Tell the time: render the clock images, compare label representations (heads).
@@ -114,13 +125,14 @@ def render_command(count, size, seed, processes, style, out_dir):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
               help="Results folder (finished heads are reused when rerun).")
 @init_from_options
+@polarity_option
 @click.option("-v", "--verbose", count=True, help="Also show Keras's own training progress.")
 @click.option("-q", "--quiet", is_flag=True,
               help="No progress lines (one per epoch per head: loss, held-out error, time left).")
 @cli_errors
 def compare_command(size, split, heads, num_classes, epochs, subset, trials, assignments, seed,
                     precision, test_rotations, count, data_dir, style, out_dir, init_from, init_head,
-                    verbose, quiet):
+                    polarity, verbose, quiet):
     """Train every head with the same backbone, budget and data; write comparison.csv/.json/.md.
 
     On the rendered set every head also learns the auxiliary geometry output (where the 12 and
@@ -151,7 +163,7 @@ def compare_command(size, split, heads, num_classes, epochs, subset, trials, ass
         num_classes=tuple(num_classes) or (720,), epochs=epochs, subset=subset, trials=trials,
         seed=seed, count=count, data_dir=data_dir, style=style, precision=precision,
         test_rotations=test_rotations, hyperparameters=parse_assignments(assignments),
-        init_from=init_from, init_head=init_head)
+        init_from=init_from, init_head=init_head, polarity=polarity)
     table = compare_heads(config, out_dir, verbose=2 if verbose else 0,
                           progress=None if quiet else click.echo)
     click.echo(format_table(table))
@@ -171,12 +183,12 @@ def compare_command(size, split, heads, num_classes, epochs, subset, trials, ass
                    "trial id of a `tune clock` run (default: the best).")
 @click.option("--test-rotations", type=click.IntRange(min=1), default=1, show_default=True,
               help="Read each image at this many evenly spaced rotations and average (1: off).")
-@click.option("--polarity", type=click.Choice(["as_is", "auto", "negated"]),
-              default="as_is", show_default=True,
-              help="auto: also read each image's negative and keep the reading the model is surer "
-                   "of, for light hands on dark faces (twice the reads; needs a classification "
-                   "or multi_head model). negated: read only the negatives (255 - pixel), e.g. "
-                   "with a model fine-tuned on negated clocks.")
+@click.option("--polarity", type=click.Choice(["as_is", "auto", "negated"]), default=None,
+              help="Default: the model's own (negated for a model fine-tuned on negated clocks, "
+                   "see `clock compare --polarity`; else as_is). auto: also read each image's "
+                   "negative and keep the reading the model is surer of, for light hands on dark "
+                   "faces (twice the reads; needs a classification or multi_head model). "
+                   "negated: read only the negatives (255 - pixel).")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None,
               help="Also write the readings to this CSV file (image, hour, minute, time).")
 @cli_errors

@@ -27,7 +27,7 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
-from datasets.splits import scale_pixels
+from datasets.splits import Dataset, scale_pixels
 from search_spaces.clock import (HEAD_HYPERPARAMETERS, TRAINING_HYPERPARAMETERS, ClockHyperModel,
                                  InitialWeights)
 from search_spaces.clock_heads import ClockHead
@@ -43,6 +43,11 @@ TRIAL_CARD = "head.json"                # kt/trial_<id>/head.json next to KerasT
 TRIAL_CHECKPOINT = "checkpoint.weights.h5"
 # How read_times takes the images: as they are, or also as negatives, keeping the surer reading.
 POLARITIES = ("as_is", "auto", "negated")
+# How a model takes its images (its model card's ``input_polarity``): as they are, or as their
+# negatives (255 - pixel; 1 - x once scaled), e.g. a model fine-tuned on a dark-faced clock.
+INPUT_POLARITIES = ("as_is", "negated")
+# Training images a fine-tune's trained model reads, both ways, to choose their polarity.
+POLARITY_SAMPLE = 256
 
 
 class ClockRunError(RunDirError, ValueError):
@@ -140,7 +145,7 @@ def load_trained_model(run: str | os.PathLike, head: str | None = None) -> Train
 
 
 def read_times(model: keras.Model, images, rotations: int = 1,
-               head: ClockHead | None = None, polarity: str = "as_is") -> np.ndarray:
+               head: ClockHead | None = None, polarity: str | None = None) -> np.ndarray:
     """Minutes after 12:00 read by a trained clock model from uint8 (N, S, S) images.
 
     Args:
@@ -150,7 +155,9 @@ def read_times(model: keras.Model, images, rotations: int = 1,
             ``ClockHyperModel.predict_minutes``); default 1.
         head: the head that decodes the outputs; default the model's ``clock_head`` (set by
             ``build`` and by ``load_trained_model``).
-        polarity: ``"as_is"`` (default) reads the images as they are; ``"auto"`` also reads
+        polarity: default the model's own (``input_polarity``, set by ``load_trained_model``
+            from the model card: ``"negated"`` for a model fine-tuned on negatives, else
+            ``"as_is"``). ``"as_is"`` reads the images as they are; ``"auto"`` also reads
             their negatives (255 - pixels) and keeps, per image, the reading the model is surer
             of (``ClockHead.confidence``): a model trained mostly on dark hands over light faces
             then reads light hands over dark faces as well. Twice the reads; needs a head with a
@@ -167,6 +174,8 @@ def read_times(model: keras.Model, images, rotations: int = 1,
     if head is None:
         raise ValueError("This model has no clock head attached: pass head= (the head of "
                          "load_trained_model's result).")
+    if polarity is None:
+        polarity = getattr(model, "input_polarity", "as_is")
     if polarity not in POLARITIES:
         raise UsageError(f"Expected polarity to be one of {', '.join(POLARITIES)}, got "
                          f"{polarity!r}.")
@@ -202,12 +211,15 @@ class InitSource:
         label: which of its models (row label or ``trial <id>``).
         card: its model card.
         weights: its trained weights.
+        model: the trained model itself (for ``choose_polarity``); None when only the weights
+            were kept.
     """
 
     run: Path
     label: str
     card: dict[str, Any]
     weights: InitialWeights
+    model: keras.Model | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def head(self) -> ClockHead:
@@ -259,6 +271,10 @@ class InitSource:
                 f"images, but {reader} reads {wanted[0]}x{wanted[1]}. {instead} from a run "
                 f"trained on {wanted[0]}-pixel images.")
 
+    def choose_polarity(self, x, requested: str = "auto", seed: int = 0) -> "PolarityChoice":
+        """How a fine-tune should feed the trained model ``x`` (see ``choose_polarity``)."""
+        return choose_polarity(x, requested, self.model, self.head, seed=seed)
+
     def to_dict(self) -> dict[str, Any]:
         """Where the weights come from, in plain values (for result files)."""
         return {"run": str(self.run), "label": self.label, "head": self.head.to_dict(),
@@ -277,7 +293,103 @@ def load_init_source(run: str | os.PathLike, label: str | None = None) -> InitSo
     """
     trained = load_trained_model(run, label)
     weights = InitialWeights.of_model(trained.model, trained.head, f"{run} ({trained.label})")
-    return InitSource(Path(run), trained.label, trained.card, weights)
+    return InitSource(Path(run), trained.label, trained.card, weights, trained.model)
+
+
+@dataclasses.dataclass(frozen=True)
+class PolarityChoice:
+    """How a training feeds its images to the model: as they are or negated, and why.
+
+    Attributes:
+        polarity: ``"as_is"`` or ``"negated"`` (``INPUT_POLARITIES``).
+        requested: what was asked: one of those, or ``"auto"``.
+        negated_share: ``"auto"`` with a trained model: the share of the sampled training images
+            whose negative it read more confidently than the image; None otherwise.
+        images: the number of images sampled (0 when nothing was read).
+        reason: why, in words, when ``"auto"`` could not ask a trained model.
+    """
+
+    polarity: str
+    requested: str
+    negated_share: float | None = None
+    images: int = 0
+    reason: str = ""
+
+    def describe(self) -> str:
+        """One line, e.g. ``negated (auto: the trained model was surer of the negative for 89%
+        of 256 training images)``."""
+        if self.negated_share is not None:
+            return (f"{self.polarity} ({self.requested}: the trained model was surer of the "
+                    f"negative for {self.negated_share:.0%} of {self.images} training images)")
+        if self.reason:
+            return f"{self.polarity} ({self.requested}: {self.reason})"
+        return f"{self.polarity} (as asked)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def choose_polarity(x, requested: str = "auto", model: keras.Model | None = None,
+                    head: ClockHead | None = None, sample: int = POLARITY_SAMPLE,
+                    seed: int = 0) -> PolarityChoice:
+    """Whether a model should train on images ``x`` as they are or on their negatives.
+
+    A model trained on dark hands over light faces keeps that bias through a fine-tune: on a
+    dark-faced clock with light hands it stays at chance, and on the same images negated it
+    learns (docs/results/clock-finetune.csv). With ``requested="auto"`` the trained model
+    decides: it reads a sample of ``x`` as it is and negated, and the images are negated when
+    it is surer of the negative (``ClockHead.confidence``) for more than half of them.
+
+    Args:
+        x: the training images, float in [0, 1], (N, S, S, 1) as a ``Dataset`` holds them.
+        requested: ``"as_is"`` or ``"negated"`` (taken as they are), or ``"auto"``.
+        model, head: the trained model a fine-tune starts from and its head; without them (or
+            with a head that has no softmax output to be sure with) ``"auto"`` keeps the images
+            as they are.
+        sample: images read, at most (a seeded random sample when ``x`` has more).
+        seed: seed of the sample.
+
+    Raises:
+        UsageError: ``requested`` is none of ``as_is``, ``negated``, ``auto``.
+    """
+    if requested in INPUT_POLARITIES:
+        return PolarityChoice(requested, requested)
+    if requested != "auto":
+        raise UsageError(f"Expected polarity to be one of {', '.join(INPUT_POLARITIES)} or auto, "
+                         f"got {requested!r}.")
+    if model is None or head is None:
+        return PolarityChoice("as_is", requested, reason="no trained model to ask")
+    if not head.has_confidence:
+        return PolarityChoice("as_is", requested, reason=(
+            f"the trained model's head ({head.describe_outputs()}) has no softmax output to be "
+            "sure with; pass negated for a dark-faced clock with light hands"))
+    x = np.asarray(x)
+    if len(x) > sample:
+        x = x[np.sort(np.random.default_rng(seed).choice(len(x), sample, replace=False))]
+    if len(x) == 0:
+        return PolarityChoice("as_is", requested, reason="no training images to read")
+    outputs = model.predict(x, batch_size=256, verbose=0)
+    negative = model.predict(negated(x), batch_size=256, verbose=0)
+    share = float(np.mean(head.confidence(negative) > head.confidence(outputs)))
+    return PolarityChoice("negated" if share > 0.5 else "as_is", requested, share, len(x))
+
+
+def negated(x: np.ndarray) -> np.ndarray:
+    """The negatives of float images in [0, 1] (255 - pixel before scaling)."""
+    return (1.0 - np.asarray(x)).astype(np.asarray(x).dtype, copy=False)
+
+
+def with_polarity(data: Dataset, polarity: str) -> Dataset:
+    """``data`` with every image negated for ``"negated"``; ``data`` itself for ``"as_is"``.
+    A validation set that is the test set stays one array."""
+    if polarity == "as_is":
+        return data
+    if polarity != "negated":
+        raise UsageError(f"Expected an input polarity of {', '.join(INPUT_POLARITIES)}, got "
+                         f"{polarity!r}.")
+    x_test = negated(data.x_test)
+    x_val = x_test if data.x_val is data.x_test else negated(data.x_val)
+    return dataclasses.replace(data, x_train=negated(data.x_train), x_val=x_val, x_test=x_test)
 
 
 def fixed_hyperparameters(values: dict[str, Any]) -> kt.HyperParameters:
@@ -380,5 +492,10 @@ def _trained(model: keras.Model, card: dict[str, Any], label: str, path: Path
                             "Delete it to load the model the older way.") from None
     model.clock_head = head
     model.geometry_weight = float(card.get("geometry_weight", 0.0))
+    model.input_polarity = card.get("input_polarity", "as_is")
+    if model.input_polarity not in INPUT_POLARITIES:
+        raise ClockRunError(f"The model card of {path} says input_polarity "
+                            f"{model.input_polarity!r}; expected one of "
+                            f"{', '.join(INPUT_POLARITIES)}. Fix or delete the card.")
     return TrainedClockModel(model, head, label, card, path)
 

@@ -48,8 +48,11 @@ IDENTITY_FIELDS = (
     "init_from",
     "init_head",
     "image_size",
+    "polarity",
     "fixed",
 )
+# Clock space only: how the images are fed (tuner.clock_models.choose_polarity).
+POLARITY_CHOICES = ("auto", "as_is", "negated")
 
 
 class RunConfigError(HpsearchError, ValueError):
@@ -176,6 +179,9 @@ class RunConfig:
     init_head: str | None = None
     # Clock search space only: the image side, 75 or 150 (None: the --init-from model's, else 75).
     image_size: int | None = None
+    # Clock space only: the images as they are, negated (255 - pixel), or "auto": a fine-tune
+    # negates them when its --init-from model reads the negatives more confidently.
+    polarity: str = "auto"
     # Keras dtype policy; "auto": mixed_bfloat16 where the hardware has bfloat16 (AMX,
     # AVX512-BF16, GPUs of compute capability 8+), float32 elsewhere. Not part of a run's identity:
     # the resolved policy is recorded in run.yaml.
@@ -221,6 +227,10 @@ class RunConfig:
                 f"--init-head {self.init_head} names a model of the --init-from run, but no "
                 "--init-from was given. Pass --init-from RUN too, or leave --init-head out."
             )
+        if self.polarity not in POLARITY_CHOICES:
+            raise InvalidSettingError(
+                f"Unknown polarity {self.polarity!r}. Expected one of: "
+                f"{', '.join(POLARITY_CHOICES)}.")
         if self.image_size is not None and self.image_size not in CLOCK_SIZES:
             raise InvalidSettingError(
                 f"image_size must be one of {', '.join(map(str, CLOCK_SIZES))} (the clock set's "
@@ -339,10 +349,13 @@ def parse_assignments(pairs) -> dict[str, Any]:
 
 def identity_defaults(config: RunConfig) -> dict[str, Any]:
     """What a ``run.yaml`` written before a setting existed stands for: each setting's default,
-    and 75-pixel images for a clock run (the only size a search read then)."""
+    and 75-pixel images for a clock run (the only size a search read then); a fine-tune from
+    before polarity was chosen fed its images as they were (auto is that without one)."""
     defaults = RunConfig().identity()
     if config.space == "clock":
         defaults["image_size"] = DEFAULT_CLOCK_SIZE
+    if config.init_from:
+        defaults["polarity"] = "as_is"
     return defaults
 
 

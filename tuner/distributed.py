@@ -473,14 +473,18 @@ def run_worker(
     import keras_tuner.src.distribute.oracle_client as oracle_client
 
     from tuner.config import read_run_config
-    from tuner.search import (build_hypermodel, frozen_survivors, load_dataset, new_tuner,
-                              search_fit_arguments)
+    from tuner.search import (apply_polarity, build_hypermodel, frozen_survivors, load_dataset,
+                              new_tuner, polarity_card, search_fit_arguments)
 
     _limit_threads(threads, progress)
     chief_run_id = _wait_for_chief(host, port, connect_timeout)
     check_same_run(run_dir, chief_run_id, address)
-    config, _ = read_run_config(run_dir)
+    config, document = read_run_config(run_dir)
     data = load_dataset(config, data_dir)
+    # The chief chose the clock images' polarity (run.yaml); every worker feeds them the same way.
+    recorded = document.get("input_polarity") or (
+        {"polarity": "as_is", "requested": config.polarity} if config.space == "clock" else None)
+    data, _ = apply_polarity(config, data, None, recorded)
     hypermodel = build_hypermodel(config, data)
     heartbeat = _Heartbeat(run_dir, tuner_id).start()
     ended = "failed"
@@ -501,6 +505,7 @@ def run_worker(
                 on_trial_state=heartbeat.update,
                 workers_alive=lambda: sum(not heartbeat_gone(beat, 60.0)
                                           for beat in read_heartbeats(run_dir).values()),
+                model_card=polarity_card(document.get("input_polarity")),
             )
             progress(f"Worker {tuner_id} joined the chief at {address}.")
             heartbeat.update({"state": "waiting"})

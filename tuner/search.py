@@ -33,7 +33,8 @@ from search_spaces.precision import precision_policy
 from top_configs import plain_value, strip_internal_keys
 from tuner.export import SearchResult, export_results, search_result  # noqa: F401 (API)
 from tuner import rundir
-from tuner.clock_models import (TRIAL_CARD, InitSource, fixed_hyperparameters, load_init_source,
+from tuner.clock_models import (TRIAL_CARD, InitSource, PolarityChoice, choose_polarity,
+                                fixed_hyperparameters, load_init_source, with_polarity,
                                 write_model_card)
 from tuner.config import (
     CLOCK_SIZES,
@@ -208,10 +209,13 @@ class _TrackedTuner:
         worker: str | None = None,
         on_trial_state: Callable[[dict], None] | None = None,
         workers_alive: Callable[[], int] | None = None,
+        model_card: dict[str, Any] | None = None,
     ):
         # ``worker``: this process's tuner id when it is a worker of a distributed search (its
         # oracle is then a client: only public calls travel, so no private oracle state is read).
+        # ``model_card``: more values for every trial's clock model card (its input polarity).
         self._worker = worker
+        self._model_card = dict(model_card or {})
         self._on_trial_state = on_trial_state or (lambda state: None)
         self._workers_alive = workers_alive or (lambda: 1)
         self._run_dir = run_dir
@@ -382,7 +386,8 @@ class _TrackedTuner:
         if not hasattr(self.hypermodel, "describe_model"):
             return
         trial_dir = Path(self.get_trial_dir(trial.trial_id))
-        write_model_card(trial_dir / TRIAL_CARD, self.hypermodel, trial.hyperparameters)
+        write_model_card(trial_dir / TRIAL_CARD, self.hypermodel, trial.hyperparameters,
+                         getattr(self, "_model_card", None))
 
     def _best_score_text(self) -> str:
         best = [t for t in self.oracle.get_best_trials(1) if t.status == "COMPLETED"]
@@ -629,7 +634,8 @@ def _check_space_and_dataset(config: RunConfig) -> None:
             "space needs --dataset clock and the classifiers (mlp, cnn) need fashion_mnist or cifar10."
         )
     for option, value in (("--head", config.head), ("--init-from", config.init_from),
-                          ("--size", config.image_size)):
+                          ("--size", config.image_size),
+                          ("--polarity", None if config.polarity == "auto" else config.polarity)):
         if value and config.space != "clock":
             raise InvalidSettingError(
                 f"{option} only applies to the clock search space, not '{config.space}'."
@@ -796,6 +802,35 @@ def fixed_architecture(config: RunConfig, source: InitSource | None) -> kt.Hyper
     return fixed_hyperparameters(values) if values else None
 
 
+def apply_polarity(config: RunConfig, data: datasets.Dataset, source: InitSource | None,
+                   recorded: dict[str, Any] | None = None
+                   ) -> tuple[datasets.Dataset, PolarityChoice | None]:
+    """A clock run's data fed as ``config.polarity`` says (``clock_models.choose_polarity``:
+    ``"auto"`` lets a fine-tune's trained model choose), and the choice; other spaces: ``data``
+    and None.
+
+    Args:
+        recorded: the choice the chief recorded in ``run.yaml`` (``input_polarity``), which a
+            worker of a distributed search follows instead of choosing again.
+    """
+    if config.space != "clock":
+        return data, None
+    if recorded is not None:
+        choice = PolarityChoice(**recorded)
+    elif source is not None:
+        choice = source.choose_polarity(data.x_train, config.polarity, config.seed)
+    else:
+        choice = choose_polarity(data.x_train, config.polarity)
+    return with_polarity(data, choice.polarity), choice
+
+
+def polarity_card(recorded: dict[str, Any] | None) -> dict[str, Any]:
+    """What a trial's model card says of its input polarity (``apply_polarity``'s choice)."""
+    if recorded is None:
+        return {}
+    return {"input_polarity": recorded["polarity"], "polarity_choice": recorded}
+
+
 def load_dataset(config: RunConfig, data_dir=None) -> datasets.Dataset:
     """The dataset of a run, split as the run configuration says.
 
@@ -878,10 +913,13 @@ def run_search(
         if data is None:
             data = load_dataset(config, data_dir)
         progress(f"Data: {data.summary()}")
+        data, polarity = apply_polarity(config, data, source)
+        if polarity is not None and (source is not None or polarity.polarity != "as_is"):
+            progress(f"Input polarity: {polarity.describe()}")
         hypermodel = build_hypermodel(config, data, source)
         fixed = fixed_architecture(config, source)
         textbook = {k: plain_value(v) for k, v in _default_values(hypermodel, fixed).items()}
-        extra = {}
+        extra = {} if polarity is None else {"input_polarity": polarity.to_dict()}
         if source is not None:
             # Every trial has the same architecture and head, so the default point's copy
             # (made by _default_values) says what each trial takes from the trained model.
@@ -932,7 +970,8 @@ def run_search(
         def export() -> None:
             export_results(run_dir, config, textbook)
 
-        tuner._setup_tracking(run_dir, config, progress, export)
+        tuner._setup_tracking(run_dir, config, progress, export,
+                              model_card=polarity_card(extra.get("input_polarity")))
         rundir.write_json(run_dir / SPACE_FILE, tuner.oracle.get_space().get_config())
         if serve is not None:
             from tuner.distributed import serve_oracle
