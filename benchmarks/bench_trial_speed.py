@@ -8,7 +8,9 @@ The student's script (what ``model.fit(x, y, validation_split=0.1)`` costs):
 
 against the same model (the space's textbook point: same layers, optimizer, batch size 32) built
 and trained by the search space as a trial does (float32 arrays, ``steps_per_execution`` 32,
-validation on the held-out split every epoch), with and without XLA (``jit_compile``). Variants
+validation on the held-out split every epoch), with and without XLA (``jit_compile``), and in
+``mixed_bfloat16`` (``hpsearch+bf16``: what ``--precision auto`` picks on a CPU with AVX512_BF16 or
+AMX; emulated, and slow, elsewhere). Variants
 run in one process, alternating, each for ``--epochs`` epochs; the first epoch (tracing) and the
 mean of the others are reported separately, with the validation accuracy each reached, so the
 speed-up is at equal accuracy.
@@ -39,8 +41,9 @@ import numpy as np  # noqa: E402
 
 import datasets  # noqa: E402
 import search_spaces  # noqa: E402
+from search_spaces.precision import precision_policy  # noqa: E402
 
-VARIANTS = ("script", "hpsearch", "hpsearch+xla")
+VARIANTS = ("script", "hpsearch", "hpsearch+xla", "hpsearch+bf16")
 FLOP_PER_CYCLE = 32  # fp32, two 256-bit FMA units (AVX2): 2 x 8 lanes x 2 FLOPs
 
 
@@ -172,9 +175,10 @@ def main() -> None:
         results = {variant: [] for variant in args.variants}
         for _ in range(args.repeats):
             for variant in args.variants:
-                results[variant].append(
-                    run_variant(variant, space, data, raw_x, raw_y, args.epochs)
-                )
+                with precision_policy("mixed_bfloat16" if variant.endswith("bf16") else "float32"):
+                    results[variant].append(
+                        run_variant(variant, space, data, raw_x, raw_y, args.epochs)
+                    )
         base = statistics.median(r[1] for r in results[args.variants[0]])
         for variant in args.variants:
             first = statistics.median(r[0] for r in results[variant])

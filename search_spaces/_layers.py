@@ -64,6 +64,13 @@ def choose_optimizer(
         # is 1e-2); below 1e-4 it does next to nothing at lr 1e-3.
         weight_decay = hp.Float("weight_decay", 1e-5, 0.3, sampling="log", default=1e-2)
     choose_lr_schedule(hp)
+    # Bayesian optimization proposes numpy float64 values; Nadam multiplies its float32 state by
+    # beta_1 as given, and TensorFlow refuses a float64 operand there (a failed trial). Plain
+    # Python floats take the variables' dtype in every optimizer.
+    learning_rate, momentum, beta_1, rho, weight_decay = (
+        None if value is None else float(value)
+        for value in (learning_rate, momentum, beta_1, rho, weight_decay)
+    )
     if name == "sgd":
         return keras.optimizers.SGD(
             learning_rate=learning_rate, momentum=momentum, nesterov=nesterov

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import keras_tuner as kt
 
 from search_spaces._layers import BATCH_SIZES, schedule_callbacks
+from search_spaces.precision import reapply_policy
 
 
 class SearchSpace(kt.HyperModel):
@@ -25,6 +27,12 @@ class SearchSpace(kt.HyperModel):
     name = "base"
     # (metric, direction): what a search of this family optimizes unless told otherwise.
     objective = ("val_accuracy", "max")
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        build = cls.__dict__.get("build")
+        if build is not None:
+            cls.build = _under_active_policy(build)
 
     def __init__(
         self,
@@ -58,6 +66,17 @@ class SearchSpace(kt.HyperModel):
         hp = kt.HyperParameters()
         self.build(hp)
         return dict(hp.values)
+
+
+def _under_active_policy(build):
+    """``build`` that first sets the open ``precision_policy`` again (``clear_session`` resets it)."""
+
+    @functools.wraps(build)
+    def build_under_policy(self, hp, *args, **kwargs):
+        reapply_policy()
+        return build(self, hp, *args, **kwargs)
+
+    return build_under_policy
 
 
 def _require_classes(space: str, num_classes: int | None) -> int:
