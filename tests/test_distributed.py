@@ -145,7 +145,9 @@ def test_chief_and_two_workers_run_each_trial_once_and_a_killed_worker_s_trial_a
 
     data_dir = write_fashion_mnist(tmp_path / "data", train=1500, test=20)
     run_dir = tmp_path / "run"
-    config = RunConfig(tuner="random", max_trials=4, max_epochs=4, subset=None)
+    # In bfloat16: the workers train under the policy the chief resolved (run.yaml).
+    config = RunConfig(tuner="random", max_trials=4, max_epochs=4, subset=None,
+                       precision="mixed_bfloat16")
     lines: list[str] = []
     outcome: dict = {}
 
@@ -190,6 +192,8 @@ def test_chief_and_two_workers_run_each_trial_once_and_a_killed_worker_s_trial_a
     assert {json.loads(line)["worker"] for line in
             (run_dir / "trial_log.jsonl").read_text().splitlines()} <= {"worker0", "worker1"}
     assert set(trials["worker"]) <= {"worker0", "worker1"} and all(trials["worker"])
+    assert {json.loads(line)["compute_dtype"] for line in
+            (run_dir / "trial_log.jsonl").read_text().splitlines()} == {"bfloat16"}
     assert len(list((run_dir / "top_configs").glob("rank_*.yaml"))) == 3
     final = format_status(search_status(run_dir))
     assert "finished. 4/4 trials done (4 completed, 0 failed)" in final

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import keras
 import keras_tuner as kt
 import pytest
@@ -67,4 +69,8 @@ def test_every_trial_of_a_search_trains_under_its_precision(precision, hidden, t
     assert (result.trials["status"] == "COMPLETED").all()
     assert len(_RecordingMLP.seen) >= 2
     assert all(dtypes == ({hidden}, "float32") for dtypes in _RecordingMLP.seen)
+    # The trial log says what each trial computed in.
+    logged = [json.loads(line) for line in
+              (tmp_path / "run" / "trial_log.jsonl").read_text().splitlines()]
+    assert len(logged) == 2 and {entry["compute_dtype"] for entry in logged} == {hidden}
     assert keras.mixed_precision.global_policy().name == "float32"

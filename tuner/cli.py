@@ -63,10 +63,12 @@ def precision_option(function):
     return click.option(
         "--precision",
         type=click.Choice(PRECISIONS),
-        default="float32",
+        default="auto",
         show_default=True,
         help="Keras dtype policy: float32, mixed_bfloat16, mixed_float16, or auto "
-        "(bfloat16 where the CPU has AMX/AVX512-BF16 or the GPU supports it, else float32).",
+        "(bfloat16 where the CPU has AMX/AVX512-BF16 or the GPU supports it, else float32; "
+        "same accuracy within seed noise, BENCHMARKS.md). float32 reproduces results "
+        "published before 2026-12-06.",
     )(function)
 
 

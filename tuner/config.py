@@ -183,9 +183,10 @@ class RunConfig:
     # negates them when its --init-from model reads the negatives more confidently.
     polarity: str = "auto"
     # Keras dtype policy; "auto": mixed_bfloat16 where the hardware has bfloat16 (AMX,
-    # AVX512-BF16, GPUs of compute capability 8+), float32 elsewhere. Not part of a run's identity:
-    # the resolved policy is recorded in run.yaml.
-    precision: str = "float32"
+    # AVX512-BF16, GPUs of compute capability 8+), float32 elsewhere; the same validation accuracy
+    # within seed noise on the MLP and CNN (BENCHMARKS.md). Not part of a run's identity: the
+    # resolved policy is recorded in run.yaml, and each trial's compute dtype in trial_log.jsonl.
+    precision: str = "auto"
     # Not part of a run's identity either (they change where and how a trial trains, not what it
     # means): TensorBoard logs of every trial in RUN/tensorboard/ with the HParams plugin, and a
     # tf.distribute strategy for each trial ("mirrored": across the GPUs of one host; None: none).

@@ -472,6 +472,7 @@ def run_worker(
     import_tensorflow()
     import keras_tuner.src.distribute.oracle_client as oracle_client
 
+    from search_spaces.precision import precision_policy
     from tuner.config import read_run_config
     from tuner.search import (apply_polarity, build_hypermodel, frozen_survivors, load_dataset,
                               new_tuner, polarity_card, search_fit_arguments)
@@ -509,7 +510,9 @@ def run_worker(
             )
             progress(f"Worker {tuner_id} joined the chief at {address}.")
             heartbeat.update({"state": "waiting"})
-            with frozen_survivors():
+            # The policy as the chief resolved it (run.yaml), so that every worker trains alike.
+            with precision_policy(document.get("precision", config.precision)), \
+                    frozen_survivors():
                 tuner.search(**search_fit_arguments(config, hypermodel, data, run_dir))
             ended = "done"
             progress(f"Worker {tuner_id}: the search is over, {tuner._trials_this_call} "

@@ -230,6 +230,7 @@ class _TrackedTuner:
         self._trial_epochs = 0
         self._trial_build_seconds = 0.0
         self._trial_fit_seconds = 0.0
+        self._trial_compute_dtype: str | None = None
         self.training_seconds = 0.0
         self._epochs_before = sum(
             int(entry.get("epochs") or 0) for entry in read_trial_log(run_dir).values()
@@ -248,6 +249,7 @@ class _TrackedTuner:
         self._trial_epochs = 0
         self._trial_build_seconds = 0.0
         self._trial_fit_seconds = 0.0
+        self._trial_compute_dtype = None
         values = trial.hyperparameters.values
         if self._worker is None:
             position = len(self.oracle.trials)
@@ -273,6 +275,7 @@ class _TrackedTuner:
     def on_epoch_end(self, trial, model, epoch, logs=None):
         super().on_epoch_end(trial, model, epoch, logs=logs)
         self._trial_epochs += 1
+        self._trial_compute_dtype = self._trial_compute_dtype or _compute_dtype(model)
         self._on_trial_state({"epoch": self._trial_epochs})
         logs = logs or {}
         objective = self.oracle.objective.name
@@ -363,6 +366,8 @@ class _TrackedTuner:
                 "build_seconds": round(self._trial_build_seconds, 3),
                 "fit_seconds": round(self._trial_fit_seconds, 3),
                 "epochs": self._trial_epochs,
+                **({"compute_dtype": self._trial_compute_dtype}
+                   if self._trial_compute_dtype else {}),
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 **({"worker": self._worker} if self._worker else {}),
             },
@@ -1138,6 +1143,15 @@ def frozen_survivors():
 
 # How many ``frozen_survivors`` blocks are open: a tuner used outside one never freezes the heap.
 _FREEZING = 0
+
+
+def _compute_dtype(model) -> str | None:
+    """The dtype a trial's model computes in: that of its first layer with weights (its output
+    layers stay float32 under every policy), as the trial log records it."""
+    for layer in getattr(model, "layers", []):
+        if layer.weights:
+            return str(layer.compute_dtype)
+    return None
 
 
 def _freeze_survivors() -> None:

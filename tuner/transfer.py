@@ -26,7 +26,7 @@ import pandas as pd
 
 import datasets
 import search_spaces
-from search_spaces.precision import precision_policy
+from search_spaces.precision import precision_policy, resolve_precision
 from top_configs import (
     TopConfig,
     TopConfigError,
@@ -73,7 +73,7 @@ class TransferSettings:
     subset: int | float | None = None  # training images of the target (None: all)
     include_textbook: bool = True  # add the textbook model of each family as a baseline row
     validation_fraction: float = 0.1
-    precision: str = "float32"  # Keras dtype policy (see search_spaces.precision); not checked on resume
+    precision: str = "auto"  # Keras dtype policy (see search_spaces.precision); not checked on resume
     # Train on the training and validation images together for exactly the epoch budget, without
     # early stopping; rows have no validation accuracy.
     final: bool = False
@@ -200,7 +200,7 @@ def _check_settings(out_dir: Path, settings: TransferSettings, sources: list[str
         saved_configs = rundir.read_yaml(path, "the settings of a transfer").get("configs") or {}
     rundir.check_settings(path, "settings", dataclasses.asdict(settings),
                           consequence="resuming it would mix incomparable trainings",
-                          fix=_RESUME_FIX, ignore=("seeds",), defaults={"final": False})
+                          fix=_RESUME_FIX, ignore=("seeds", "precision"), defaults={"final": False})
     changed = [
         f"{name}: run directory has configuration {saved_configs[name]!r}, this command asks for "
         f"{configs[name]!r}" for name in configs if name in saved_configs and
@@ -435,7 +435,8 @@ def run_transfer(
             f"stopping, patience {settings.patience})"
         )
         progress(
-            f"Retraining {len(configs)} configurations x {settings.seeds} seed(s) {how}; "
+            f"Retraining {len(configs)} configurations x {settings.seeds} seed(s) {how}, in "
+            f"{resolve_precision(settings.precision)}; "
             f"{len(done)} already done, {len(todo)} to run."
         )
         started = time.monotonic()
