@@ -29,7 +29,7 @@ from keras_tuner.src.engine.oracle import synchronized
 
 import datasets
 import search_spaces
-from search_spaces.precision import precision_policy
+from search_spaces.precision import precision_policy, reapply_policy
 from top_configs import plain_value, strip_internal_keys
 from tuner.export import SearchResult, export_results, search_result  # noqa: F401 (API)
 from tuner import rundir
@@ -329,6 +329,12 @@ class _TrackedTuner:
             return super()._try_build(hp)
         finally:
             self._trial_build_seconds += time.monotonic() - started
+
+    def _build_hypermodel(self, hp):
+        # KerasTuner's _try_build has just cleared the session, which resets Keras's dtype policy:
+        # set --precision's again, for any hypermodel (hpsearch's spaces also do it themselves).
+        reapply_policy()
+        return super()._build_hypermodel(hp)
 
     def _build_and_fit_model(self, trial, *args, **kwargs):
         started = time.monotonic()
