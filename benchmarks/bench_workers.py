@@ -7,7 +7,7 @@ command (start-up, data, chief and workers included) gives the trials per hour.
 
 Usage::
 
-    python benchmarks/bench_workers.py [--trials 8] [--epochs 2] [--images 6000]
+    python benchmarks/bench_workers.py [--trials 8] [--epochs 2] [--images 6000] [--precision P]
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--images", type=int, default=6000)
+    parser.add_argument("--precision", default="auto", help="tune's --precision for every run")
     args = parser.parse_args()
     from conftest import write_fashion_mnist
 
@@ -51,17 +52,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         data_dir = write_fashion_mnist(root / "data", train=args.images, test=20)
-        one = timed_search(data_dir, root / "one", args.trials, args.epochs, [],
+        common = ["--precision", args.precision]
+        one = timed_search(data_dir, root / "one", args.trials, args.epochs, common,
                            {**env, "TF_NUM_INTRAOP_THREADS": "2", "TF_NUM_INTEROP_THREADS": "2",
                             "OMP_NUM_THREADS": "2"})
-        two = timed_search(data_dir, root / "two", args.trials, args.epochs, ["--workers", "2"],
-                           env)
-    per_hour_one, per_hour_two = args.trials * 3600 / one, args.trials * 3600 / two
-    print(f"| setup | wall s | trials/hour |\n|---|---:|---:|\n"
-          f"| 1 process, 2 threads | {one:.1f} | {per_hour_one:.0f} |\n"
-          f"| --workers 2, 1 thread each | {two:.1f} | {per_hour_two:.0f} |\n"
-          f"ratio: {per_hour_two / per_hour_one:.2f}x ({args.trials} trials x {args.epochs} epochs, "
-          f"{args.images} images, {os.cpu_count()} cores)")
+        two = timed_search(data_dir, root / "two", args.trials, args.epochs,
+                           [*common, "--workers", "2"], env)
+    rows = [("1 process, 2 threads", one), ("--workers 2, 1 thread each", two)]
+    print("| setup | wall s | trials/hour | vs 1 process |\n|---|---:|---:|---:|")
+    for name, seconds in rows:
+        print(f"| {name} | {seconds:.1f} | {args.trials * 3600 / seconds:.0f} | "
+              f"{one / seconds:.2f}x |")
+    print(f"({args.trials} trials x {args.epochs} epochs, {args.images} images, precision "
+          f"{args.precision}, {os.cpu_count()} cores)")
 
 
 if __name__ == "__main__":
