@@ -42,7 +42,7 @@ from analysis.ranges import (DEFAULT_TOP_K, range_table, ranked_configurations, 
 from tuner import rundir  # noqa: E402
 from tuner.errors import HpsearchError, RunDirError  # noqa: E402
 from tuner.results import read_search  # noqa: E402
-from tuner.rundir import COMPARISON_CSV, TRANSFER_CSV  # noqa: E402
+from tuner.rundir import COMPARISON_CSV, TRANSFER_CSV, TRANSFER_SUMMARY  # noqa: E402
 from tuner.rundir import TRANSFER_FILE as TRANSFER_YAML  # noqa: E402
 
 HTML_NAME = "report.html"
@@ -280,8 +280,11 @@ def _transfer_section(run_dir: Path, name: str) -> _Section:
         meta = rundir.read_yaml(run_dir / TRANSFER_YAML, "the settings of a transfer") \
             if (run_dir / TRANSFER_YAML).is_file() else {}
         summary = run_history.transfer_summary(transfer)
+        ensembles = _transfer_ensembles(run_dir)
     except (HpsearchError, ValueError) as error:
         raise ReportError(f"Cannot read the transfer run in {run_dir}: {error}") from None
+    if ensembles is not None and not summary.empty:
+        summary = summary.merge(ensembles, on="config", how="left")
     # transfer.yaml keeps the target in its settings; the source datasets are in the rows.
     settings = meta.get("settings") if isinstance(meta.get("settings"), dict) else {}
     source = str(_first(transfer, "source_dataset") or "source")
@@ -300,6 +303,19 @@ def _transfer_section(run_dir: Path, name: str) -> _Section:
     section.blocks.append(_Block("table", f"{name}-transfer_runs", "Transfer trainings",
                                  table=transfer, csv_only=True))
     return section
+
+
+def _transfer_ensembles(run_dir: Path) -> pd.DataFrame | None:
+    """The seeds-ensembled test accuracy per configuration from the transfer's ``summary.csv``
+    (which ``run_transfer`` computes from ``predictions/``), or None when it has none."""
+    path = run_dir / TRANSFER_SUMMARY
+    if not path.is_file():
+        return None
+    saved = rundir.read_csv(path, "the summary of a transfer")
+    columns = ["config", "ensemble_seeds", "ensemble_test_accuracy"]
+    if not set(columns) <= set(saved.columns) or not (saved["ensemble_seeds"] > 1).any():
+        return None
+    return saved[columns].drop_duplicates("config", keep="last")
 
 
 def _clock_comparison_section(run_dir: Path, name: str) -> _Section:

@@ -44,6 +44,10 @@ def transfer_run(tmp_path):
     pd.DataFrame(rows).to_csv(run_dir / "transfer.csv", index=False)
     (run_dir / "transfer.yaml").write_text(yaml.safe_dump({"source": "runs/mlp",
                                                            "dataset": "cifar10"}))
+    # run_transfer's summary.csv carries the seeds ensembled (from its predictions/ files).
+    pd.DataFrame({"config": ["rank_1", "textbook"], "ensemble_seeds": [2, 2],
+                  "ensemble_test_accuracy": [0.33, 0.31]}).to_csv(run_dir / "summary.csv",
+                                                                   index=False)
     return run_dir
 
 
@@ -85,6 +89,7 @@ def test_report_writes_every_file_and_each_figure_renders(search_run, transfer_r
     assert {"suggested_low", "suggested_high", "importance", "active_trials"} <= set(ranges.columns)
     transfer = pd.read_csv(out / "tables" / "transfer-cifar10-transfer_summary.csv")
     assert list(transfer["config"]) == ["rank_1", "textbook"]
+    assert list(transfer["ensemble_test_accuracy"]) == [0.33, 0.31]
     clock = pd.read_csv(out / "tables" / "clock-heads-comparison.csv")
     assert "an_unknown_column" in clock.columns
 

@@ -252,3 +252,48 @@ def test_textbook_score_follows_the_source_runs_direction(tmp_path):
     write_run_config(run_dir, RunConfig(objective="val_loss", direction="min"),
                      {"textbook_values": {"units": 8}})
     assert _textbook_score([run_dir], "mlp") == 0.3
+
+
+def test_seeds_are_ensembled_from_their_saved_test_probabilities(tune_run, tiny_data_dir,
+                                                                 tmp_path):
+    import numpy as np
+
+    import datasets
+
+    labels = datasets.load("fashion_mnist", data_dir=tiny_data_dir).y_test
+    out = tmp_path / "seeds"
+    args = (tune_run / "top_configs" / "rank_1.yaml", "--dataset", "fashion_mnist", "--run-dir",
+            out, "--data-dir", tiny_data_dir, "--no-textbook", "--epochs", "2")
+    output = transfer(*args, "--seeds", "1").output
+    header = next(line for line in output.splitlines() if line.startswith("config "))
+    assert "ensemble" not in header  # one seed: nothing to ensemble, no column
+    output = transfer(*args, "--seeds", "3").output
+    rows = pd.read_csv(out / "transfer.csv", dtype={"config_id": str})
+    files = [out / "predictions" / f"{r.config_id}_seed{r.seed}.npy" for r in rows.itertuples()]
+    arrays = [np.load(path) for path in files]
+    assert all(a.shape == (len(labels), 10) and a.dtype == np.float32 for a in arrays)
+    assert np.allclose(arrays[0].sum(axis=1), 1, atol=1e-4)
+    # Each row's test accuracy is its own file's; the ensemble is the mean of the three files.
+    for row, probabilities in zip(rows.itertuples(), arrays):
+        assert row.test_accuracy == pytest.approx(np.mean(probabilities.argmax(1) == labels))
+    expected = np.mean(np.mean(arrays, axis=0).argmax(1) == labels)
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary["ensemble_seeds"].tolist() == [3]
+    assert summary["ensemble_test_accuracy"].tolist() == [pytest.approx(expected)]
+    header, line = (next(line for line in output.splitlines() if line.startswith(start))
+                    for start in ("config ", "rank_1 "))
+    assert "ensemble" in header and f"{expected:.4f} (x3)" in line
+
+    # A seed without its file (a row written before predictions were kept) is left out.
+    files[2].unlink()
+    transfer(*args, "--seeds", "3")
+    two = np.mean(np.mean(arrays[:2], axis=0).argmax(1) == labels)
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary["ensemble_seeds"].tolist() == [2]
+    assert summary["ensemble_test_accuracy"].tolist() == [pytest.approx(two)]
+
+    # A file that does not fit the test set is named, with what to do, and no traceback.
+    np.save(files[1], np.zeros((3, 10), dtype=np.float32))
+    result = transfer(*args, "--seeds", "3", expect=1)
+    assert files[1].name in result.output and "Delete it" in result.output
+    assert "Traceback" not in result.output

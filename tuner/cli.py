@@ -454,7 +454,9 @@ def transfer(
     Each configuration is rebuilt for the target's input shape and classes, trained with early
     stopping on the target's validation split and evaluated once on its test set (--final:
     trained on training + validation images for a fixed epoch count instead). Writes
-    transfer.csv (one row per configuration and seed), summary.csv and transfer.yaml.
+    transfer.csv (one row per configuration and seed), summary.csv (with two or more seeds, also
+    the test accuracy of the seeds ensembled), predictions/ (test-set probabilities) and
+    transfer.yaml.
 
     \b
     Example:

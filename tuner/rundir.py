@@ -4,7 +4,8 @@ Four kinds of folder are read, three of them written by hpsearch::
 
     search        run.yaml, search_space.json, trial_log.jsonl, trials.csv, top_configs/,
                   kt/ (the KerasTuner project)                         written by ``run_search``
-    transfer      transfer.yaml, transfer.csv, summary.csv, configs/     ``run_transfer``
+    transfer      transfer.yaml, transfer.csv, summary.csv, configs/,    ``run_transfer``
+                  predictions/ (each training's test-set probabilities)
     comparison    config.yaml, heads/, comparison.csv/.json/.md         ``compare_heads``
     keras_tuner   oracle.json, trial_*/trial.json: a KerasTuner project written by a user's
                   own code (``directory/project_name``); read, never resumed
@@ -56,6 +57,9 @@ TRANSFER_FILE = "transfer.yaml"
 TRANSFER_CSV = "transfer.csv"
 TRANSFER_SUMMARY = "summary.csv"
 TRANSFER_CONFIGS = "configs"
+# One .npy per configuration and seed: the test images' class probabilities (float32, images x
+# classes), so seeds can be ensembled and errors analysed without retraining.
+TRANSFER_PREDICTIONS = "predictions"
 # A clock comparison.
 COMPARISON_FILE = "config.yaml"
 COMPARISON_CSV = "comparison.csv"
@@ -247,11 +251,17 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     Raises:
         RunDirError: the file cannot be written (names it and says why).
     """
+    return _write_whole(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def _write_whole(path: str | os.PathLike, write) -> Path:
+    """Call ``write`` with a binary file handle on a temporary file beside ``path``, fsync it and
+    rename it over ``path``; remove it and raise ``RunDirError`` if anything fails."""
     path = Path(path)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with open(temporary, "wb") as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -275,6 +285,19 @@ def write_yaml(path: str | os.PathLike, value: Any) -> Path:
 def write_csv(path: str | os.PathLike, frame) -> Path:
     """A DataFrame as CSV without its index, atomically (see ``write_text``)."""
     return write_text(path, frame.to_csv(index=False))
+
+
+def prediction_file(run_dir: str | os.PathLike, config_id: str, seed: int) -> Path:
+    """Where a transfer keeps the test-set probabilities of one configuration and seed."""
+    return Path(run_dir) / TRANSFER_PREDICTIONS / f"{config_id}_seed{int(seed)}.npy"
+
+
+def write_array(path: str | os.PathLike, array) -> Path:
+    """A NumPy array as ``.npy``, whole or not at all (see ``write_text``)."""
+    import numpy as np
+
+    return _write_whole(path, lambda handle: np.save(handle, np.asarray(array),
+                                                     allow_pickle=False))
 
 
 def append_line(path: str | os.PathLike, line: str) -> None:
@@ -337,6 +360,18 @@ def read_csv(path: str | os.PathLike, what: str, **options):
         return pd.read_csv(path, **options)
     except (ValueError, pd.errors.ParserError) as error:
         raise CorruptRunError(f"{path} is not a readable CSV table ({what}): {error}") from None
+
+
+def read_array(path: str | os.PathLike, what: str):
+    """A NumPy array saved by ``write_array``; ``CorruptRunError`` naming the file when it is
+    missing or not a readable ``.npy``."""
+    import numpy as np
+
+    path = Path(path)
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise CorruptRunError(f"Cannot read {path} ({what}): {error}.") from None
 
 
 # ---------------------------------------------------------------- settings

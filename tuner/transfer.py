@@ -6,7 +6,9 @@ validation split (best weights restored), and evaluated once on the target's tes
 ``final`` the validation split joins the training images and every configuration trains a fixed
 number of epochs (chosen beforehand on validation), as final numbers are made once the choice is
 over. Every row (configuration x seed) is written to ``transfer.csv`` as soon as it is done, so an
-interrupted transfer resumes where it stopped.
+interrupted transfer resumes where it stopped. Each training's test-set probabilities are kept in
+``predictions/``, and the summary adds the test accuracy of each configuration's seeds ensembled
+(probabilities averaged), the usual last step once a configuration is chosen.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from top_configs import (
 )
 from tuner import rundir
 from tuner.config import InvalidSettingError, RunConfigError, check_subset, read_run_config
+from tuner.errors import CorruptRunError
 from tuner.results import completed_ranking, read_trials, summarize_transfer
 from tuner.rundir import TOP_DIR, TRANSFER_CSV, TRANSFER_FILE, run_lock
 from tuner.search import _StopOnNaN, format_duration
@@ -240,6 +243,7 @@ def train_and_evaluate(
     source: str = "configuration",
     progress: Callable[[str], None] | None = None,
     final: bool = False,
+    predictions_file: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Rebuild ``config`` for ``data``, train with early stopping, evaluate once on the test set.
 
@@ -248,6 +252,8 @@ def train_and_evaluate(
     ``final`` trains on the training and validation images together for exactly ``epochs`` and
     keeps the last weights (nothing is left to choose with).
     ``progress``, when given, is called with one line per epoch (see ``EpochLines``).
+    ``predictions_file``, when given, receives the test images' class probabilities (``.npy``,
+    float32, images x classes), from which the test accuracy is computed.
 
     Returns:
         val_accuracy (best epoch; NaN when ``final``), test_accuracy, epochs (of the best epoch;
@@ -292,14 +298,56 @@ def train_and_evaluate(
             "seconds_per_epoch": seconds / max(ran, 1),
         }
     best_epoch = ran - 1 if final else int(np.nanargmax(val_history))
-    test = model.evaluate(data.x_test, data.y_test, verbose=0, return_dict=True)
+    probabilities = np.asarray(model.predict(data.x_test, verbose=0), dtype=np.float32)
+    if predictions_file is not None:
+        rundir.write_array(predictions_file, probabilities)
     return {
         "val_accuracy": float(val_history[best_epoch]),
-        "test_accuracy": float(test["accuracy"]),
+        "test_accuracy": accuracy(probabilities, data.y_test),
         "epochs": best_epoch + 1,
         "params": int(model.count_params()),
         "seconds_per_epoch": seconds / max(ran, 1),
     }
+
+
+def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """Share of images whose most probable class is their label."""
+    return float(np.mean(np.argmax(probabilities, axis=-1) == np.ravel(labels)))
+
+
+def ensemble_accuracies(out_dir: str | os.PathLike, rows: pd.DataFrame,
+                        labels: np.ndarray) -> pd.DataFrame:
+    """Test accuracy of each configuration's seeds ensembled (their test probabilities averaged).
+
+    Reads the ``predictions/`` files of the finite rows of ``rows`` (rows written before the files
+    existed, or of a diverged training, have none and are left out). Returns one row per
+    ``config_id``: ``ensemble_seeds`` (how many were averaged) and ``ensemble_test_accuracy``
+    (NaN with fewer than two).
+
+    Raises:
+        CorruptRunError: a prediction file is unreadable or does not match the test labels.
+    """
+    labels = np.ravel(labels)
+    found: dict[str, list[np.ndarray]] = {}
+    for row in rows.itertuples():
+        path = rundir.prediction_file(out_dir, row.config_id, row.seed)
+        if not (math.isfinite(float(row.test_accuracy)) and path.is_file()):
+            continue
+        probabilities = rundir.read_array(path, "test-set probabilities of a transfer row")
+        if probabilities.ndim != 2 or len(probabilities) != len(labels):
+            raise CorruptRunError(
+                f"{path} holds an array of shape {probabilities.shape}; expected "
+                f"({len(labels)}, classes) for the {len(labels)} test images. Delete it to "
+                "leave that seed out of the ensemble."
+            )
+        found.setdefault(str(row.config_id), []).append(probabilities)
+    records = [
+        {"config_id": key, "ensemble_seeds": len(arrays),
+         "ensemble_test_accuracy": accuracy(np.mean(arrays, axis=0), labels)
+         if len(arrays) > 1 else math.nan}
+        for key, arrays in found.items()
+    ]
+    return pd.DataFrame(records, columns=["config_id", "ensemble_seeds", "ensemble_test_accuracy"])
 
 
 class EpochLines(keras.callbacks.Callback):
@@ -353,7 +401,8 @@ def run_transfer(
 
     Args:
         sources: tune run directories (their top_configs/rank_*.yaml) and/or YAML files.
-        out_dir: where ``transfer.csv``, ``summary.csv``, ``transfer.yaml`` and ``configs/`` go.
+        out_dir: where ``transfer.csv``, ``summary.csv``, ``transfer.yaml``, ``configs/`` and
+            ``predictions/`` go.
         settings: target dataset, seeds, epochs, early-stopping patience, subset, baseline.
         data_dir: where to look for the target dataset first.
         overwrite: discard earlier results in ``out_dir``.
@@ -372,6 +421,8 @@ def run_transfer(
         if overwrite:
             for name in (TRANSFER_CSV, TRANSFER_FILE, rundir.TRANSFER_SUMMARY):
                 (out_dir / name).unlink(missing_ok=True)
+            for path in (out_dir / rundir.TRANSFER_PREDICTIONS).glob("*.npy"):
+                path.unlink()
         # Checked before the data is read, with the source configurations (textbook rows are
         # fixed by the space and need no check).
         trained_before = _check_settings(out_dir, settings, source_names,
@@ -414,6 +465,7 @@ def run_transfer(
         longest = max([c.epochs for _, c in configs if c.epochs] or [10])
         epochs = {name: settings.epochs or config.epochs or longest for name, config in configs}
         rundir.make_dirs(out_dir / rundir.TRANSFER_CONFIGS, "folder")
+        rundir.make_dirs(out_dir / rundir.TRANSFER_PREDICTIONS, "folder")
         ids = {name: config_id(config) for name, config in configs}
         records = _read_rows(out_dir, {**ids, **trained_before}).to_dict("records")
         for name, config in configs:
@@ -449,6 +501,7 @@ def run_transfer(
                 measured = train_and_evaluate(
                     config, data, seed, epochs[name], settings.patience, source=name,
                     progress=progress, final=settings.final,
+                    predictions_file=rundir.prediction_file(out_dir, ids[name], seed),
                 )
             row = {
                 "config": name,
@@ -473,6 +526,9 @@ def run_transfer(
             )
         rows = _read_rows(out_dir, ids)
         summary = summarize(rows)
+        if "config_id" in summary.columns:
+            ensembles = ensemble_accuracies(out_dir, rows, data.y_test)
+            summary = summary.merge(ensembles, on="config_id", how="left")
         rundir.write_csv(out_dir / rundir.TRANSFER_SUMMARY, summary)
         return TransferResult(out_dir=out_dir, rows=rows, summary=summary, new_rows=len(todo))
 
@@ -481,9 +537,11 @@ def format_transfer_table(summary: pd.DataFrame) -> str:
     """The table ``hpsearch transfer`` prints: one line per configuration."""
     if summary.empty:
         return "No results."
+    ensembled = "ensemble_seeds" in summary.columns and (summary["ensemble_seeds"] > 1).any()
     lines = [
         f"{'config':<22} {'source val':>10} {'target val':>16} {'target test':>16} "
-        f"{'epochs':>6} {'params':>9} {'s/epoch':>8}"
+        + (f"{'ensemble':>13} " if ensembled else "")
+        + f"{'epochs':>6} {'params':>9} {'s/epoch':>8}"
     ]
     for row in summary.itertuples():
 
@@ -498,6 +556,14 @@ def format_transfer_table(summary: pd.DataFrame) -> str:
         lines.append(
             f"{row.config:<22} {source:>10} {pm(row.val_accuracy_mean, row.val_accuracy_std):>16} "
             f"{pm(row.test_accuracy_mean, row.test_accuracy_std):>16} "
-            f"{row.epochs_mean:>6.1f} {int(row.params):>9,} {row.seconds_per_epoch:>8.1f}"
+            + (f"{_ensemble_cell(row):>13} " if ensembled else "")
+            + f"{row.epochs_mean:>6.1f} {int(row.params):>9,} {row.seconds_per_epoch:>8.1f}"
         )
     return "\n".join(lines)
+
+
+def _ensemble_cell(row) -> str:
+    """``0.9123 (x3)``: the test accuracy of the seeds ensembled, and how many there were."""
+    if not (row.ensemble_seeds > 1 and math.isfinite(float(row.ensemble_test_accuracy))):
+        return "-"
+    return f"{row.ensemble_test_accuracy:.4f} (x{int(row.ensemble_seeds)})"
