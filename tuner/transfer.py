@@ -334,13 +334,16 @@ def ensemble_accuracies(out_dir: str | os.PathLike, rows: pd.DataFrame,
         if not (math.isfinite(float(row.test_accuracy)) and path.is_file()):
             continue
         probabilities = rundir.read_array(path, "test-set probabilities of a transfer row")
-        if probabilities.ndim != 2 or len(probabilities) != len(labels):
+        arrays = found.setdefault(str(row.config_id), [])
+        expected = str(arrays[0].shape) if arrays else f"({len(labels)}, classes)"
+        if probabilities.ndim != 2 or len(probabilities) != len(labels) or (
+                arrays and probabilities.shape != arrays[0].shape):
             raise CorruptRunError(
                 f"{path} holds an array of shape {probabilities.shape}; expected "
-                f"({len(labels)}, classes) for the {len(labels)} test images. Delete it to "
-                "leave that seed out of the ensemble."
+                f"{expected} for the {len(labels)} test images. Delete it to leave that seed "
+                "out of the ensemble."
             )
-        found.setdefault(str(row.config_id), []).append(probabilities)
+        arrays.append(probabilities)
     records = [
         {"config_id": key, "ensemble_seeds": len(arrays),
          "ensemble_test_accuracy": accuracy(np.mean(arrays, axis=0), labels)
