@@ -313,9 +313,13 @@ def _transfer_ensembles(run_dir: Path) -> pd.DataFrame | None:
         return None
     saved = rundir.read_csv(path, "the summary of a transfer")
     columns = ["config", "ensemble_seeds", "ensemble_test_accuracy"]
-    if not set(columns) <= set(saved.columns) or not (saved["ensemble_seeds"] > 1).any():
+    if not set(columns) <= set(saved.columns):
         return None
-    return saved[columns].drop_duplicates("config", keep="last")
+    saved = saved[columns].assign(**{column: pd.to_numeric(saved[column], errors="coerce")
+                                     for column in columns[1:]})
+    if not (saved["ensemble_seeds"] > 1).any():
+        return None
+    return saved.drop_duplicates("config", keep="last")
 
 
 def _clock_comparison_section(run_dir: Path, name: str) -> _Section:

@@ -335,13 +335,14 @@ def ensemble_accuracies(out_dir: str | os.PathLike, rows: pd.DataFrame,
             continue
         probabilities = rundir.read_array(path, "test-set probabilities of a transfer row")
         arrays = found.setdefault(str(row.config_id), [])
+        # One row per test image; the first file of a configuration fixes its class count.
         expected = str(arrays[0].shape) if arrays else f"({len(labels)}, classes)"
         if probabilities.ndim != 2 or len(probabilities) != len(labels) or (
                 arrays and probabilities.shape != arrays[0].shape):
             raise CorruptRunError(
-                f"{path} holds an array of shape {probabilities.shape}; expected "
-                f"{expected} for the {len(labels)} test images. Delete it to leave that seed "
-                "out of the ensemble."
+                f"{path} holds an array of shape {probabilities.shape}; expected {expected} "
+                f"for the {len(labels)} test images. Delete it to leave that seed out of the "
+                "ensemble."
             )
         arrays.append(probabilities)
     records = [
