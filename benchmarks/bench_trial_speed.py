@@ -10,7 +10,7 @@ against the same model (the space's textbook point: same layers, optimizer, batc
 and trained by the search space as a trial does (float32 arrays, ``steps_per_execution`` 32,
 validation on the held-out split every epoch), with and without XLA (``jit_compile``), and in
 ``mixed_bfloat16`` (``hpsearch+bf16``: what ``--precision auto`` picks on a CPU with AVX512_BF16 or
-AMX; emulated elsewhere). Variants
+AMX where its timing finds bfloat16 faster; emulated elsewhere). Variants
 run in one process, alternating, each for ``--epochs`` epochs; the first epoch (tracing) and the
 mean of the others are reported separately, with the validation accuracy each reached, so the
 speed-up is at equal accuracy.

@@ -11,8 +11,9 @@ its exact size. Usage:
         as_is input_dropout=0.2 label_smoothing=0.1 units_0=1024,units_1=512,units_2=256
 
 Each variant is ``as_is`` or comma-separated NAME=VALUE pairs: ``input_dropout`` (a Dropout on
-the input), ``label_smoothing`` (categorical cross-entropy with smoothed targets) or any of the
-configuration's hyperparameters.
+the input), ``label_smoothing`` (categorical cross-entropy with smoothed targets), ``mixup`` (each
+training batch mixed with a shuffled copy of itself, images and one-hot labels alike, by weights
+drawn from Beta(alpha, alpha); the value is alpha) or any of the configuration's hyperparameters.
 """
 
 from __future__ import annotations
@@ -32,14 +33,15 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 import datasets  # noqa: E402
+from search_spaces._layers import schedule_callbacks  # noqa: E402
 from search_spaces.mlp import MLPHyperModel  # noqa: E402
 
-TRICKS = ("input_dropout", "label_smoothing")
+TRICKS = ("input_dropout", "label_smoothing", "mixup")
 
 
 def parse_variant(text: str, values: dict) -> tuple[dict, dict]:
     """(hyperparameter values, tricks) of one variant given as ``as_is`` or NAME=VALUE,..."""
-    values, tricks = dict(values), {"input_dropout": 0.0, "label_smoothing": 0.0}
+    values, tricks = dict(values), dict.fromkeys(TRICKS, 0.0)
     if text == "as_is":
         return values, tricks
     for pair in text.split(","):
@@ -53,6 +55,24 @@ def parse_variant(text: str, values: dict) -> tuple[dict, dict]:
             raise SystemExit(f"Unknown variant setting {name!r}: expected one of {TRICKS} or a "
                              f"hyperparameter of the configuration ({', '.join(values)}).")
     return values, tricks
+
+
+def mixup_batches(x: np.ndarray, y: np.ndarray, batch_size: int, alpha: float, seed: int):
+    """Shuffled training batches, each mixed with a permutation of itself (mixup, Zhang et al. 2018)."""
+    import tensorflow as tf
+
+    def mix(images, labels):
+        size = tf.shape(images)[0]
+        first = tf.random.gamma([size], alpha, seed=seed)
+        weight = first / (first + tf.random.gamma([size], alpha, seed=seed + 1))
+        partner = tf.random.shuffle(tf.range(size), seed=seed)
+        w = tf.reshape(weight, [-1] + [1] * (len(images.shape) - 1))
+        images = w * images + (1 - w) * tf.gather(images, partner)
+        w = tf.reshape(weight, [-1, 1])
+        return images, w * labels + (1 - w) * tf.gather(labels, partner)
+
+    batches = tf.data.Dataset.from_tensor_slices((x, y.astype("float32"))).shuffle(len(x), seed=seed)
+    return batches.batch(batch_size).map(mix, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
 
 
 def train_variant(values: dict, tricks: dict, data, epochs: int, seed: int = 0) -> dict:
@@ -71,8 +91,13 @@ def train_variant(values: dict, tricks: dict, data, epochs: int, seed: int = 0) 
     one_hot = [keras.utils.to_categorical(y, data.num_classes)
                for y in (data.y_train, data.y_val, data.y_test)]
     started = time.perf_counter()
-    history = space.fit(hp, model, data.x_train, one_hot[0], epochs=epochs, verbose=0,
-                        validation_data=(data.x_val, one_hot[1])).history
+    if tricks["mixup"]:
+        batches = mixup_batches(data.x_train, one_hot[0], hp.get("batch_size"), tricks["mixup"], seed)
+        history = model.fit(batches, epochs=epochs, verbose=0, validation_data=(data.x_val, one_hot[1]),
+                            callbacks=schedule_callbacks(hp, epochs)).history
+    else:
+        history = space.fit(hp, model, data.x_train, one_hot[0], epochs=epochs, verbose=0,
+                            validation_data=(data.x_val, one_hot[1])).history
     test = model.evaluate(data.x_test, one_hot[2], verbose=0)[1]
     return {"val_last": history["val_accuracy"][-1], "val_best": max(history["val_accuracy"]),
             "best_epoch": int(np.argmax(history["val_accuracy"])) + 1,

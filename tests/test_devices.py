@@ -1,5 +1,6 @@
 """GPU discovery from the NVIDIA driver, precision ``auto`` and the workers' device environment."""
 
+import json
 import os
 import stat
 import sys
@@ -77,7 +78,55 @@ def test_auto_precision_follows_the_gpu_that_trains(fake_smi, monkeypatch):
     precision._native_bfloat16.cache_clear()
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU: the CPU decides
     monkeypatch.setattr(precision, "_cpu_flags", lambda: {"avx2", "amx_bf16"})
+    monkeypatch.setattr(precision, "cpu_bfloat16_speedup", lambda: 1.8)
     assert precision.resolve_precision("auto") == "mixed_bfloat16"
+
+
+def test_auto_precision_on_a_cpu_takes_bfloat16_only_where_it_was_measured_faster(fake_smi,
+                                                                                 monkeypatch):
+    fake_smi("", exit_code=9)  # no GPU
+    measured = []
+
+    def speedup(value):
+        def measure():
+            measured.append(value)
+            return value
+        return measure
+
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    monkeypatch.setattr(precision, "cpu_bfloat16_speedup", speedup(0.7))  # flags, but slower
+    assert precision.resolve_precision("auto") == "float32"
+    precision._native_bfloat16.cache_clear()
+    monkeypatch.setattr(precision, "cpu_bfloat16_speedup", speedup(1.05))  # within the margin
+    assert precision.resolve_precision("auto") == "float32"
+    precision._native_bfloat16.cache_clear()
+    monkeypatch.setattr(precision, "cpu_bfloat16_speedup", speedup(1.6))
+    assert precision.resolve_precision("auto") == "mixed_bfloat16"
+    precision._native_bfloat16.cache_clear()
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: {"avx2", "fma"})  # no native bfloat16:
+    assert precision.resolve_precision("auto") == "float32"  # nothing to measure
+    assert measured == [0.7, 1.05, 1.6]
+
+
+def test_the_bfloat16_measurement_is_taken_once_per_machine_and_kept(tmp_path, monkeypatch):
+    import keras
+
+    speedup = precision.cpu_bfloat16_speedup(tmp_path)  # a real measurement on this CPU
+    assert 0.05 < speedup < 20
+    assert keras.mixed_precision.global_policy().name == "float32"  # left as it was
+    kept = json.loads((tmp_path / precision.PROBE_FILE).read_text())
+    [(key, entry)] = kept.items()
+    assert keras.__version__ in key and entry["speedup"] == round(speedup, 3)
+
+    def measure_again():
+        raise AssertionError("measured again although the cache holds this CPU's figure")
+
+    monkeypatch.setattr(precision, "measure_bfloat16_speedup", measure_again)
+    assert precision.cpu_bfloat16_speedup(tmp_path) == round(speedup, 3)
+    (tmp_path / precision.PROBE_FILE).write_text('{"half written')  # another process mid-write
+    monkeypatch.setattr(precision, "measure_bfloat16_speedup", lambda: 1.25)
+    assert precision.cpu_bfloat16_speedup(tmp_path) == 1.25
+    assert json.loads((tmp_path / precision.PROBE_FILE).read_text())[key]["speedup"] == 1.25
 
 
 def test_workers_get_a_gpu_each_round_robin_and_share_memory_only_when_they_must():

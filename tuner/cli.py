@@ -66,7 +66,8 @@ def precision_option(function):
         default="auto",
         show_default=True,
         help="Keras dtype policy: float32, mixed_bfloat16, mixed_float16, or auto "
-        "(bfloat16 where the CPU has AMX/AVX512-BF16 or the GPU supports it, else float32; "
+        "(bfloat16 where the GPU supports it, or where the CPU has AMX/AVX512-BF16 and a "
+        "timing of both, once per machine, finds bfloat16 faster; else float32; "
         "same accuracy within seed noise, BENCHMARKS.md). float32 reproduces results "
         "published before 2026-12-06.",
     )(function)

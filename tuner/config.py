@@ -182,8 +182,9 @@ class RunConfig:
     # Clock space only: the images as they are, negated (255 - pixel), or "auto": a fine-tune
     # negates them when its --init-from model reads the negatives more confidently.
     polarity: str = "auto"
-    # Keras dtype policy; "auto": mixed_bfloat16 where the hardware has bfloat16 (AMX,
-    # AVX512-BF16, GPUs of compute capability 8+), float32 elsewhere; the same validation accuracy
+    # Keras dtype policy; "auto": mixed_bfloat16 where the hardware has bfloat16 (GPUs of compute
+    # capability 8+; CPUs with AMX or AVX512-BF16 where it was measured faster, see
+    # search_spaces.precision), float32 elsewhere; the same validation accuracy
     # within seed noise on the MLP and CNN (BENCHMARKS.md). Not part of a run's identity: the
     # resolved policy is recorded in run.yaml, and each trial's compute dtype in trial_log.jsonl.
     precision: str = "auto"
