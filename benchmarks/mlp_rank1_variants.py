@@ -13,7 +13,10 @@ its exact size. Usage:
 Each variant is ``as_is`` or comma-separated NAME=VALUE pairs: ``input_dropout`` (a Dropout on
 the input), ``label_smoothing`` (categorical cross-entropy with smoothed targets), ``mixup`` (each
 training batch mixed with a shuffled copy of itself, images and one-hot labels alike, by weights
-drawn from Beta(alpha, alpha); the value is alpha) or any of the configuration's hyperparameters.
+drawn from Beta(alpha, alpha); the value is alpha), ``distill`` (first trains that many teachers,
+the configuration as it is with other seeds, and then the variant on their averaged probabilities
+for the training images instead of the labels: distillation of an ensemble into one model of the
+same size) or any of the configuration's hyperparameters.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import datasets  # noqa: E402
 from search_spaces._layers import schedule_callbacks  # noqa: E402
 from search_spaces.mlp import MLPHyperModel  # noqa: E402
 
-TRICKS = ("input_dropout", "label_smoothing", "mixup")
+TRICKS = ("input_dropout", "label_smoothing", "mixup", "distill")
 
 
 def parse_variant(text: str, values: dict) -> tuple[dict, dict]:
@@ -76,6 +79,15 @@ def mixup_batches(x: np.ndarray, y: np.ndarray, batch_size: int, alpha: float, s
 
 
 def train_variant(values: dict, tricks: dict, data, epochs: int, seed: int = 0) -> dict:
+    targets = None
+    if tricks["distill"]:
+        teachers = [train_variant(values, dict.fromkeys(TRICKS, 0.0), data, epochs, seed + 1 + k)
+                    for k in range(int(tricks["distill"]))]
+        targets = np.mean([t["train_probabilities"] for t in teachers], axis=0)
+        ensemble = np.mean([t["test_probabilities"] for t in teachers], axis=0)
+        scores = ", ".join(f"{teacher['test_last']:.4f}" for teacher in teachers)
+        print(f"  teachers: test {scores}; ensembled {np.mean(ensemble.argmax(1) == data.y_test):.4f}",
+              flush=True)
     keras.utils.set_random_seed(seed)
     hp = kt.HyperParameters()
     for name, value in values.items():
@@ -90,6 +102,8 @@ def train_variant(values: dict, tricks: dict, data, epochs: int, seed: int = 0) 
                   metrics=["accuracy"], steps_per_execution=space.steps_per_execution)
     one_hot = [keras.utils.to_categorical(y, data.num_classes)
                for y in (data.y_train, data.y_val, data.y_test)]
+    if targets is not None:
+        one_hot[0] = targets.astype("float32")
     started = time.perf_counter()
     if tricks["mixup"]:
         batches = mixup_batches(data.x_train, one_hot[0], hp.get("batch_size"), tricks["mixup"], seed)
@@ -102,7 +116,9 @@ def train_variant(values: dict, tricks: dict, data, epochs: int, seed: int = 0) 
     return {"val_last": history["val_accuracy"][-1], "val_best": max(history["val_accuracy"]),
             "best_epoch": int(np.argmax(history["val_accuracy"])) + 1,
             "train_last": history["accuracy"][-1], "test_last": float(test),
-            "seconds": time.perf_counter() - started, "params": model.count_params()}
+            "seconds": time.perf_counter() - started, "params": model.count_params(),
+            "train_probabilities": model.predict(data.x_train, batch_size=1024, verbose=0),
+            "test_probabilities": model.predict(data.x_test, batch_size=1024, verbose=0)}
 
 
 def main() -> None:
