@@ -51,6 +51,29 @@ def resolve_precision(precision: str) -> str:
     return "mixed_bfloat16" if _native_bfloat16() else "float32"
 
 
+def describe_precision(precision: str, resolved: str | None = None) -> str:
+    """The policy ``precision`` resolves to, and for ``auto`` why, e.g. ``"float32 (auto: bfloat16
+    timed x0.66 against float32 on this CPU, x1.1 needed)"``. Given ``resolved`` (what a search
+    recorded), nothing is resolved or timed again, and no deep-learning framework is imported."""
+    resolved = resolved or resolve_precision(precision)
+    if precision != "auto":
+        return resolved
+    from search_spaces.devices import visible_gpus
+
+    gpus = visible_gpus()
+    if gpus:
+        why = ("every visible GPU computes bfloat16" if resolved == "mixed_bfloat16" else
+               "a visible GPU has no bfloat16 units")
+    elif not _cpu_flags() & set(BFLOAT16_CPU_FLAGS):
+        why = "this CPU has neither AMX nor AVX512-BF16"
+    elif (speedup := cpu_bfloat16_speedup(measure=False)) is not None:
+        why = (f"bfloat16 timed x{speedup:.2f} against float32 on this CPU, "
+               f"x{MIN_BFLOAT16_SPEEDUP:g} needed")
+    else:
+        why = "bfloat16 timed against float32 on this CPU"
+    return f"{resolved} (auto: {why})"
+
+
 @functools.lru_cache(maxsize=1)
 def _native_bfloat16() -> bool:
     from search_spaces.devices import visible_gpus
@@ -78,18 +101,20 @@ def _cpuinfo_field(name: str, cpuinfo: str | Path = "/proc/cpuinfo") -> str:
     return ""
 
 
-def cpu_bfloat16_speedup(cache_dir: str | Path | None = None) -> float:
+def cpu_bfloat16_speedup(cache_dir: str | Path | None = None, measure: bool = True) -> float | None:
     """How many times faster training steps run in ``mixed_bfloat16`` than in ``float32`` on this
     CPU: measured once by ``measure_bfloat16_speedup`` and kept in ``PROBE_FILE`` under the cache
-    folder, one entry per CPU model, flags and Keras backend and version."""
-    from datasets.clock import default_cache_root
+    folder, one entry per CPU model, flags and Keras backend and version. With ``measure`` False,
+    None when nothing is kept yet (and no framework is imported)."""
+    from importlib.metadata import version
 
-    import keras
+    from datasets.clock import default_cache_root
+    from search_spaces.devices import keras_backend
 
     path = default_cache_root(cache_dir) / PROBE_FILE
     key = " | ".join((_cpuinfo_field("model name") or platform.processor() or "unknown CPU",
                       " ".join(sorted(_cpu_flags() & set(BFLOAT16_CPU_FLAGS))),
-                      f"keras {keras.__version__} on {keras.backend.backend()}"))
+                      f"keras {version('keras')} on {keras_backend()}"))
     try:
         known = json.loads(path.read_text())
         if not isinstance(known, dict):
@@ -99,6 +124,8 @@ def cpu_bfloat16_speedup(cache_dir: str | Path | None = None) -> float:
     entry = known.get(key)
     if isinstance(entry, dict) and isinstance(entry.get("speedup"), (int, float)):
         return float(entry["speedup"])
+    if not measure:
+        return None
     speedup = measure_bfloat16_speedup()
     known[key] = {"speedup": round(speedup, 3), "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
     try:  # a cache that cannot be written or is read half-written costs a new measurement

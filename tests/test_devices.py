@@ -106,6 +106,13 @@ def test_auto_precision_on_a_cpu_takes_bfloat16_only_where_it_was_measured_faste
     monkeypatch.setattr(precision, "_cpu_flags", lambda: {"avx2", "fma"})  # no native bfloat16:
     assert precision.resolve_precision("auto") == "float32"  # nothing to measure
     assert measured == [0.7, 1.05, 1.6]
+    # The reason is printed with the policy; a recorded policy is explained without timing again.
+    assert precision.describe_precision("auto") == "float32 (auto: this CPU has neither AMX nor AVX512-BF16)"
+    assert precision.describe_precision("float32") == "float32"
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: {"avx512_bf16"})
+    monkeypatch.setattr(precision, "cpu_bfloat16_speedup", lambda measure=True: 0.66)
+    assert precision.describe_precision("auto", "float32") == (
+        "float32 (auto: bfloat16 timed x0.66 against float32 on this CPU, x1.1 needed)")
 
 
 def test_the_bfloat16_measurement_is_taken_once_per_machine_and_kept(tmp_path, monkeypatch):
@@ -123,6 +130,7 @@ def test_the_bfloat16_measurement_is_taken_once_per_machine_and_kept(tmp_path, m
 
     monkeypatch.setattr(precision, "measure_bfloat16_speedup", measure_again)
     assert precision.cpu_bfloat16_speedup(tmp_path) == round(speedup, 3)
+    assert precision.cpu_bfloat16_speedup(tmp_path / "elsewhere", measure=False) is None
     (tmp_path / precision.PROBE_FILE).write_text('{"half written')  # another process mid-write
     monkeypatch.setattr(precision, "measure_bfloat16_speedup", lambda: 1.25)
     assert precision.cpu_bfloat16_speedup(tmp_path) == 1.25

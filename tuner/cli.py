@@ -13,7 +13,7 @@ import click
 import tuner  # noqa: F401 - sets TensorFlow's log level before anything imports it
 from datasets import available_datasets
 from search_spaces import available_spaces
-from search_spaces.precision import PRECISIONS
+from search_spaces.precision import PRECISIONS, describe_precision
 from tuner.cli_errors import cli_errors, import_tensorflow, set_verbose
 from tuner.config import STRATEGIES, TUNERS, RunConfig, check_subset, parse_assignments
 from tuner.errors import UsageError
@@ -549,7 +549,7 @@ def format_summary(result, imports_seconds: float = 0.0) -> str:
         lines.append(
             f"This call: {wall:.1f} s wall for {result.training_seconds:.1f} s inside fit "
             f"(overhead x{wall / result.training_seconds:.2f}), "
-            f"precision {result.precision}."
+            f"precision {describe_precision(config.precision, result.precision)}."
         )
     lines += [
         f"{'':<10} {'trial':>6} {config.objective:>14} {'vs ' + baseline:>12} {'best epoch':>10}",

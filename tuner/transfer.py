@@ -28,7 +28,7 @@ import pandas as pd
 
 import datasets
 import search_spaces
-from search_spaces.precision import precision_policy, resolve_precision
+from search_spaces.precision import describe_precision, precision_policy
 from top_configs import (
     TopConfig,
     TopConfigError,
@@ -492,7 +492,7 @@ def run_transfer(
         )
         progress(
             f"Retraining {len(configs)} configurations x {settings.seeds} seed(s) {how}, in "
-            f"{resolve_precision(settings.precision)}; "
+            f"{describe_precision(settings.precision)}; "
             f"{len(done)} already done, {len(todo)} to run."
         )
         started = time.monotonic()
