@@ -55,35 +55,37 @@ def describe_precision(precision: str, resolved: str | None = None) -> str:
     """The policy ``precision`` resolves to, and for ``auto`` why, e.g. ``"float32 (auto: bfloat16
     timed x0.66 against float32 on this CPU, x1.1 needed)"``. Given ``resolved`` (what a search
     recorded), nothing is resolved or timed again, and no deep-learning framework is imported."""
-    resolved = resolved or resolve_precision(precision)
     if precision != "auto":
-        return resolved
-    from search_spaces.devices import visible_gpus
-
-    gpus = visible_gpus()
-    if gpus:
-        why = ("every visible GPU computes bfloat16" if resolved == "mixed_bfloat16" else
-               "a visible GPU has no bfloat16 units")
-    elif not _cpu_flags() & set(BFLOAT16_CPU_FLAGS):
-        why = "this CPU has neither AMX nor AVX512-BF16"
-    elif (speedup := cpu_bfloat16_speedup(measure=False)) is not None:
-        why = (f"bfloat16 timed x{speedup:.2f} against float32 on this CPU, "
-               f"x{MIN_BFLOAT16_SPEEDUP:g} needed")
-    else:
-        why = "bfloat16 timed against float32 on this CPU"
+        return resolved or resolve_precision(precision)
+    native, why = _auto_decision(measure=resolved is None)
+    if resolved is None:
+        resolved = "mixed_bfloat16" if native else "float32"
     return f"{resolved} (auto: {why})"
 
 
 @functools.lru_cache(maxsize=1)
 def _native_bfloat16() -> bool:
+    return _auto_decision()[0]
+
+
+def _auto_decision(measure: bool = True) -> tuple[bool, str]:
+    """Whether ``auto`` trains in bfloat16 on this machine, and why in a few words. With
+    ``measure`` False a CPU that was never timed is not timed now (the answer is then False)."""
     from search_spaces.devices import visible_gpus
 
     gpus = visible_gpus()
     if gpus:  # training runs on the GPU: its arithmetic decides
-        return all(gpu.has_bfloat16 for gpu in gpus)
+        if all(gpu.has_bfloat16 for gpu in gpus):
+            return True, "every visible GPU computes bfloat16"
+        return False, "a visible GPU has no bfloat16 units"
     if not _cpu_flags() & set(BFLOAT16_CPU_FLAGS):
-        return False
-    return cpu_bfloat16_speedup() >= MIN_BFLOAT16_SPEEDUP
+        return False, "this CPU has neither AMX nor AVX512-BF16"
+    speedup = cpu_bfloat16_speedup(measure=measure)
+    if speedup is None:
+        return False, "bfloat16 not yet timed against float32 on this CPU"
+    return speedup >= MIN_BFLOAT16_SPEEDUP, (
+        f"bfloat16 timed x{speedup:.2f} against float32 on this CPU, "
+        f"x{MIN_BFLOAT16_SPEEDUP:g} needed")
 
 
 def _cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:

@@ -78,7 +78,7 @@ def test_auto_precision_follows_the_gpu_that_trains(fake_smi, monkeypatch):
     precision._native_bfloat16.cache_clear()
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU: the CPU decides
     monkeypatch.setattr(precision, "_cpu_flags", lambda: {"avx2", "amx_bf16"})
-    monkeypatch.setattr(precision, "cpu_bfloat16_speedup", lambda: 1.8)
+    monkeypatch.setattr(precision, "cpu_bfloat16_speedup", lambda measure=True: 1.8)
     assert precision.resolve_precision("auto") == "mixed_bfloat16"
 
 
@@ -88,7 +88,7 @@ def test_auto_precision_on_a_cpu_takes_bfloat16_only_where_it_was_measured_faste
     measured = []
 
     def speedup(value):
-        def measure():
+        def measure(measure=True):
             measured.append(value)
             return value
         return measure
