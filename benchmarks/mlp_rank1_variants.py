@@ -16,7 +16,11 @@ training batch mixed with a shuffled copy of itself, images and one-hot labels a
 drawn from Beta(alpha, alpha); the value is alpha), ``distill`` (first trains that many teachers,
 the configuration as it is with other seeds, and then the variant on their averaged probabilities
 for the training images instead of the labels: distillation of an ensemble into one model of the
-same size) or any of the configuration's hyperparameters.
+same size), ``flip`` (1: random horizontal flips of the training images), ``tta`` (1: the test
+images read twice, as they are and flipped, and the two probabilities averaged; reported beside
+the plain test accuracy), ``ema`` (the optimizer keeps an exponential moving average of the
+weights with this momentum, e.g. 0.999, and the model ends with the averaged weights) or any of
+the configuration's hyperparameters.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import datasets  # noqa: E402
 from search_spaces._layers import schedule_callbacks  # noqa: E402
 from search_spaces.mlp import MLPHyperModel  # noqa: E402
 
-TRICKS = ("input_dropout", "label_smoothing", "mixup", "distill")
+TRICKS = ("input_dropout", "label_smoothing", "mixup", "distill", "flip", "tta", "ema")
 
 
 def parse_variant(text: str, values: dict) -> tuple[dict, dict]:
@@ -48,6 +52,8 @@ def parse_variant(text: str, values: dict) -> tuple[dict, dict]:
     if text == "as_is":
         return values, tricks
     for pair in text.split(","):
+        if pair == "as_is":
+            continue
         name, _, raw = pair.partition("=")
         if name in TRICKS:
             tricks[name] = float(raw)
@@ -96,7 +102,10 @@ def train_variant(values: dict, tricks: dict, data, epochs: int, seed: int = 0) 
     core = space.build(hp)
     inputs = keras.Input(data.x_train.shape[1:])
     x = keras.layers.Dropout(tricks["input_dropout"])(inputs) if tricks["input_dropout"] else inputs
+    x = keras.layers.RandomFlip("horizontal", seed=seed)(x) if tricks["flip"] else x
     model = keras.Model(inputs, core(x))
+    if tricks["ema"]:  # Keras averages the weights during fit and swaps them in at its end
+        core.optimizer.use_ema, core.optimizer.ema_momentum = True, tricks["ema"]
     model.compile(optimizer=core.optimizer,
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=tricks["label_smoothing"]),
                   metrics=["accuracy"], steps_per_execution=space.steps_per_execution)
@@ -113,12 +122,15 @@ def train_variant(values: dict, tricks: dict, data, epochs: int, seed: int = 0) 
         history = space.fit(hp, model, data.x_train, one_hot[0], epochs=epochs, verbose=0,
                             validation_data=(data.x_val, one_hot[1])).history
     test = model.evaluate(data.x_test, one_hot[2], verbose=0)[1]
+    test_probabilities = model.predict(data.x_test, batch_size=1024, verbose=0)
+    flipped = model.predict(np.flip(data.x_test, axis=2), batch_size=1024, verbose=0)
+    test_tta = float(np.mean((test_probabilities + flipped).argmax(1) == data.y_test))
     return {"val_last": history["val_accuracy"][-1], "val_best": max(history["val_accuracy"]),
             "best_epoch": int(np.argmax(history["val_accuracy"])) + 1,
-            "train_last": history["accuracy"][-1], "test_last": float(test),
+            "train_last": history["accuracy"][-1], "test_last": float(test), "test_tta": test_tta,
             "seconds": time.perf_counter() - started, "params": model.count_params(),
             "train_probabilities": model.predict(data.x_train, batch_size=1024, verbose=0),
-            "test_probabilities": model.predict(data.x_test, batch_size=1024, verbose=0)}
+            "test_probabilities": test_probabilities}
 
 
 def main() -> None:
@@ -137,7 +149,9 @@ def main() -> None:
         result = train_variant(values, tricks, data, args.epochs, args.seed)
         print(f"{text}: validation {result['val_last']:.4f} last, {result['val_best']:.4f} best "
               f"(epoch {result['best_epoch']}); training {result['train_last']:.4f}; test "
-              f"{result['test_last']:.4f}; {result['params']:,} parameters, "
+              f"{result['test_last']:.4f}"
+              + (f" ({result['test_tta']:.4f} with flip TTA)" if tricks["tta"] else "")
+              + f"; {result['params']:,} parameters, "
               f"{result['seconds']:.0f} s", flush=True)
 
 
