@@ -49,8 +49,6 @@ TRICKS = ("input_dropout", "label_smoothing", "mixup", "distill", "flip", "tta",
 def parse_variant(text: str, values: dict) -> tuple[dict, dict]:
     """(hyperparameter values, tricks) of one variant given as ``as_is`` or NAME=VALUE,..."""
     values, tricks = dict(values), dict.fromkeys(TRICKS, 0.0)
-    if text == "as_is":
-        return values, tricks
     for pair in text.split(","):
         if pair == "as_is":
             continue
@@ -123,8 +121,10 @@ def train_variant(values: dict, tricks: dict, data, epochs: int, seed: int = 0) 
                             validation_data=(data.x_val, one_hot[1])).history
     test = model.evaluate(data.x_test, one_hot[2], verbose=0)[1]
     test_probabilities = model.predict(data.x_test, batch_size=1024, verbose=0)
-    flipped = model.predict(np.flip(data.x_test, axis=2), batch_size=1024, verbose=0)
-    test_tta = float(np.mean((test_probabilities + flipped).argmax(1) == data.y_test))
+    test_tta = None
+    if tricks["tta"]:
+        flipped = model.predict(np.flip(data.x_test, axis=2), batch_size=1024, verbose=0)
+        test_tta = float(np.mean((test_probabilities + flipped).argmax(1) == data.y_test))
     return {"val_last": history["val_accuracy"][-1], "val_best": max(history["val_accuracy"]),
             "best_epoch": int(np.argmax(history["val_accuracy"])) + 1,
             "train_last": history["accuracy"][-1], "test_last": float(test), "test_tta": test_tta,
@@ -150,7 +150,7 @@ def main() -> None:
         print(f"{text}: validation {result['val_last']:.4f} last, {result['val_best']:.4f} best "
               f"(epoch {result['best_epoch']}); training {result['train_last']:.4f}; test "
               f"{result['test_last']:.4f}"
-              + (f" ({result['test_tta']:.4f} with flip TTA)" if tricks["tta"] else "")
+              + (f" ({result['test_tta']:.4f} with flip TTA)" if result["test_tta"] is not None else "")
               + f"; {result['params']:,} parameters, "
               f"{result['seconds']:.0f} s", flush=True)
 
