@@ -18,7 +18,9 @@ the configuration as it is with other seeds, and then the variant on their avera
 for the training images instead of the labels: distillation of an ensemble into one model of the
 same size), ``flip`` (1: random horizontal flips of the training images), ``tta`` (1: the test
 images read twice, as they are and flipped, and the two probabilities averaged; reported beside
-the plain test accuracy), ``ema`` (the optimizer keeps an exponential moving average of the
+the plain test accuracy), ``shift`` (random shifts of the training images by whole pixels, up to
+this fraction of their height and width each way: the space's ``RandomShift``, e.g. 0.07 for 2
+pixels of 28), ``ema`` (the optimizer keeps an exponential moving average of the
 weights with this momentum, e.g. 0.999, and the model ends with the averaged weights) or any of
 the configuration's hyperparameters.
 """
@@ -40,10 +42,10 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 import datasets  # noqa: E402
-from search_spaces._layers import schedule_callbacks  # noqa: E402
+from search_spaces._layers import RandomShift, schedule_callbacks  # noqa: E402
 from search_spaces.mlp import MLPHyperModel  # noqa: E402
 
-TRICKS = ("input_dropout", "label_smoothing", "mixup", "distill", "flip", "tta", "ema")
+TRICKS = ("input_dropout", "label_smoothing", "mixup", "distill", "flip", "shift", "tta", "ema")
 
 
 def parse_variant(text: str, values: dict) -> tuple[dict, dict]:
@@ -101,6 +103,7 @@ def train_variant(values: dict, tricks: dict, data, epochs: int, seed: int = 0) 
     inputs = keras.Input(data.x_train.shape[1:])
     x = keras.layers.Dropout(tricks["input_dropout"])(inputs) if tricks["input_dropout"] else inputs
     x = keras.layers.RandomFlip("horizontal", seed=seed)(x) if tricks["flip"] else x
+    x = RandomShift(tricks["shift"], seed=seed)(x) if tricks["shift"] else x
     model = keras.Model(inputs, core(x))
     if tricks["ema"]:  # Keras averages the weights during fit and swaps them in at its end
         core.optimizer.use_ema, core.optimizer.ema_momentum = True, tricks["ema"]

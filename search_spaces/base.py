@@ -22,6 +22,8 @@ class SearchSpace(kt.HyperModel):
         num_classes: number of output classes (classification families).
         steps_per_execution: training steps run per call into TensorFlow; 32 halves the epoch
             time of the MLP on 2 CPU cores (see BENCHMARKS.md), where per-step overhead dominates.
+            A model built inside a tf.distribute strategy's scope (``--strategy mirrored``)
+            compiles with 1 instead (``steps_per_execution`` below).
     """
 
     name = "base"
@@ -49,7 +51,17 @@ class SearchSpace(kt.HyperModel):
             )
         self.input_shape = input_shape
         self.num_classes = num_classes
-        self.steps_per_execution = int(steps_per_execution)
+        self._steps_per_execution = int(steps_per_execution)
+
+    @property
+    def steps_per_execution(self) -> int:
+        """What the space's models compile with: the constructor's value, but 1 for a model built
+        inside a tf.distribute strategy's scope. Keras 3 (3.15) under MirroredStrategy fails every
+        ``fit`` with more than one step per execution ("You must feed a value for placeholder
+        tensor"; tests/test_distributed.py trains on two replicas to keep this true)."""
+        if self._steps_per_execution > 1 and _in_distribution_scope():
+            return 1
+        return self._steps_per_execution
 
     def _declare_batch_size(self, hp: kt.HyperParameters, default: int = 32) -> int:
         return hp.Choice("batch_size", BATCH_SIZES, default=default)
@@ -66,6 +78,17 @@ class SearchSpace(kt.HyperModel):
         hp = kt.HyperParameters()
         self.build(hp)
         return dict(hp.values)
+
+
+def _in_distribution_scope() -> bool:
+    """Whether the code runs inside a tf.distribute strategy's scope (never on other backends)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return tf.distribute.has_strategy()
 
 
 def _under_active_policy(build):

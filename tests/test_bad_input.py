@@ -156,3 +156,28 @@ def test_too_many_failures_stop_with_the_cause_and_no_trial_left_running(tiny_da
     assert "ValueError: the pipeline broke" in message and "Traceback" not in message
     trials = pd.read_csv(tmp_path / "run" / "trials.csv")
     assert trials["status"].tolist() == ["FAILED"] * 5
+
+
+def test_a_search_whose_every_trial_failed_exits_1_with_the_cause(tiny_data_dir, tmp_path,
+                                                                   monkeypatch):
+    # Fewer failures than KerasTuner's limit of consecutive ones: the search "finishes", with
+    # nothing to show. A script's `hpsearch tune ... && hpsearch transfer ...` must stop there.
+    from search_spaces.mlp import MLPHyperModel
+
+    monkeypatch.setattr(MLPHyperModel, "fit", _FailingSpace.fit)
+    run = tmp_path / "run"
+    result = CliRunner().invoke(main, ["tune", "mlp", "--run-dir", str(run), "--data-dir",
+                                       str(tiny_data_dir), "--subset", "all", "--tuner", "random",
+                                       "--max-trials", "2", "--max-epochs", "1", "--quiet"])
+    assert result.exit_code == 1, result.output
+    assert "No trial completed, so no configuration was exported." in result.output
+    assert ("Error: Every trial failed (2 of 2), so nothing was exported. Trial 0: ValueError: "
+            "the pipeline broke") in result.output
+    assert "Traceback" not in result.output.split("Error: ")[-1]
+    assert pd.read_csv(run / "trials.csv")["status"].tolist() == ["FAILED", "FAILED"]
+    # Run again, the budget is spent: nothing ran in this call, which is not a new failure.
+    again = CliRunner().invoke(main, ["tune", "mlp", "--run-dir", str(run), "--data-dir",
+                                      str(tiny_data_dir), "--subset", "all", "--tuner", "random",
+                                      "--max-trials", "2", "--max-epochs", "1", "--quiet"])
+    assert again.exit_code == 0, again.output
+    assert "0 run now" in again.output

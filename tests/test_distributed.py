@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -68,6 +69,52 @@ def test_mirrored_strategy_wiring(monkeypatch):
     assert distribution_strategy(RunConfig(strategy="mirrored"), gpus=2) == "mirrored-strategy"
     with pytest.raises(InvalidSettingError, match="Unknown strategy 'mirror'"):
         RunConfig(strategy="mirror")
+
+
+_TWO_REPLICA_SEARCH = """
+import sys
+import tensorflow as tf
+
+# Two logical CPUs stand in for two GPUs: MirroredStrategy then really keeps one replica per
+# device, all-reduces the gradients and splits each batch, as across the GPUs of one host.
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+real_strategy, replicas = tf.distribute.MirroredStrategy, []
+
+def on_two_cpus():
+    strategy = real_strategy(["/cpu:0", "/cpu:1"])
+    replicas.append(strategy.num_replicas_in_sync)
+    return strategy
+
+tf.distribute.MirroredStrategy = on_two_cpus
+import search_spaces.devices
+search_spaces.devices.visible_gpus = lambda: ["gpu0", "gpu1"]
+from tuner.cli import main
+try:
+    main(sys.argv[1:])
+finally:
+    print("replicas:", replicas)
+"""
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_trains_each_trial_on_two_replicas(tiny_data_dir, tmp_path):
+    # The real tf.distribute path of --strategy mirrored (KerasTuner builds and fits each trial
+    # inside the strategy's scope), on the two logical CPUs of _TWO_REPLICA_SEARCH.
+    run = tmp_path / "run"
+    command = [sys.executable, "-c", _TWO_REPLICA_SEARCH, "tune", "mlp", "--run-dir", str(run),
+               "--data-dir", str(tiny_data_dir), "--subset", "all", "--strategy", "mirrored",
+               "--precision", "float32", "--tuner", "random", "--max-trials", "2",
+               "--max-epochs", "2", "--seed", "3", "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "replicas: [2]" in result.stdout  # one strategy, two replicas, for the whole search
+    with open(run / "trials.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert [row["status"] for row in rows] == ["COMPLETED", "COMPLETED"]
+    assert all(0.0 <= float(row["score"]) <= 1.0 for row in rows)
+    assert (run / "top_configs" / "rank_1.yaml").exists()
 
 
 def test_no_gpu_mirrored_is_refused_before_training(tiny_data_dir, tmp_path):

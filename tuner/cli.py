@@ -16,7 +16,7 @@ from search_spaces import available_spaces
 from search_spaces.precision import PRECISIONS, describe_precision
 from tuner.cli_errors import cli_errors, import_tensorflow, set_verbose
 from tuner.config import STRATEGIES, TUNERS, RunConfig, check_subset, parse_assignments
-from tuner.errors import UsageError
+from tuner.errors import SearchError, UsageError
 from tuner.clock_cli import clock_group, init_from_options, polarity_option
 from tuner.report_cli import export, repair, report
 
@@ -323,6 +323,8 @@ def tune(
             serve=serve,
         )
     click.echo(format_summary(result, imports_seconds))
+    if result.failure:
+        raise SearchError(result.failure)
 
 
 @main.command(short_help="Join a search served by `hpsearch tune --serve`; train its trials.")

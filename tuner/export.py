@@ -149,6 +149,24 @@ class SearchResult:
             return math.nan
         return self.wall_seconds / self.training_seconds
 
+    @property
+    def failure(self) -> str | None:
+        """Why the search has nothing to show: this call ran trials, every trial of the run
+        directory failed, and this says so with the first failure's last line; None otherwise
+        (a resumed search whose budget was already spent ran nothing and has not failed)."""
+        trials = self.trials
+        if not self.new_trials or not len(trials) or (trials["status"] == "COMPLETED").any():
+            return None
+        failed = trials[trials["status"] == "FAILED"]
+        if failed.empty:
+            return None
+        lines = [line.strip() for line in str(failed["message"].iloc[0] or "").splitlines()
+                 if line.strip()] if "message" in failed else []
+        reason = f" Trial {failed['trial_id'].iloc[0]}: {lines[-1]}" if lines else ""
+        return (f"Every trial failed ({len(failed)} of {len(trials)}), so nothing was exported."
+                f"{reason} The full error of each trial is in trials.csv (column message) and "
+                "above; fix its cause and run the same command with --overwrite.")
+
 
 def search_result(run_dir, config, trials, top, new_trials, started, training_seconds,
                   precision) -> SearchResult:
