@@ -98,11 +98,12 @@ finally:
 
 
 @pytest.mark.slow
-def test_mirrored_strategy_trains_each_trial_on_two_replicas(tiny_data_dir, tmp_path):
+@pytest.mark.parametrize("space", ["mlp", "cnn"])
+def test_mirrored_strategy_trains_each_trial_on_two_replicas(space, tiny_data_dir, tmp_path):
     # The real tf.distribute path of --strategy mirrored (KerasTuner builds and fits each trial
     # inside the strategy's scope), on the two logical CPUs of _TWO_REPLICA_SEARCH.
     run = tmp_path / "run"
-    command = [sys.executable, "-c", _TWO_REPLICA_SEARCH, "tune", "mlp", "--run-dir", str(run),
+    command = [sys.executable, "-c", _TWO_REPLICA_SEARCH, "tune", space, "--run-dir", str(run),
                "--data-dir", str(tiny_data_dir), "--subset", "all", "--strategy", "mirrored",
                "--precision", "float32", "--tuner", "random", "--max-trials", "2",
                "--max-epochs", "2", "--seed", "3", "--quiet"]
