@@ -160,8 +160,9 @@ class SearchResult:
         failed = trials[trials["status"] == "FAILED"]
         if failed.empty:
             return None
-        lines = [line.strip() for line in str(failed["message"].iloc[0] or "").splitlines()
-                 if line.strip()] if "message" in failed else []
+        message = failed["message"].iloc[0] if "message" in failed else None
+        lines = [line.strip() for line in message.splitlines() if line.strip()] \
+            if isinstance(message, str) else []  # an empty cell reads as NaN
         reason = f" Trial {failed['trial_id'].iloc[0]}: {lines[-1]}" if lines else ""
         return (f"Every trial failed ({len(failed)} of {len(trials)}), so nothing was exported."
                 f"{reason} The full error of each trial is in trials.csv (column message) and "
