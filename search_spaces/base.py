@@ -82,9 +82,9 @@ class SearchSpace(kt.HyperModel):
 
 def _in_distribution_scope() -> bool:
     """Whether the code runs inside a tf.distribute strategy's scope (never on other backends)."""
-    import keras
+    from search_spaces.devices import keras_backend
 
-    if keras.backend.backend() != "tensorflow":
+    if keras_backend() != "tensorflow":
         return False
     import tensorflow as tf
 

@@ -33,3 +33,10 @@ class RunLockedError(RunDirError, RuntimeError):
 
 class SearchError(HpsearchError, RuntimeError):
     """The search could not run or stopped (e.g. too many consecutive failed trials)."""
+
+
+def last_error_line(text: str, limit: int = 300) -> str:
+    """The last non-empty line of an error text such as a trial's traceback (what raised it and
+    why), stripped and cut to ``limit`` characters; "" for an empty text."""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return lines[-1][:limit] if lines else ""

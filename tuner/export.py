@@ -20,7 +20,7 @@ import pandas as pd
 from top_configs import TopConfig, strip_internal_keys, write_top_config
 from tuner import rundir
 from tuner.config import RunConfig
-from tuner.errors import UsageError
+from tuner.errors import UsageError, last_error_line
 from tuner.rundir import TOP_DIR, TRIALS_CSV
 from tuner.results import completed_ranking, read_search, read_trial_values, read_trials
 
@@ -161,9 +161,8 @@ class SearchResult:
         if failed.empty:
             return None
         message = failed["message"].iloc[0] if "message" in failed else None
-        lines = [line.strip() for line in message.splitlines() if line.strip()] \
-            if isinstance(message, str) else []  # an empty cell reads as NaN
-        reason = f" Trial {failed['trial_id'].iloc[0]}: {lines[-1]}" if lines else ""
+        last = last_error_line(message) if isinstance(message, str) else ""  # empty cell: NaN
+        reason = f" Trial {failed['trial_id'].iloc[0]}: {last}" if last else ""
         return (f"Every trial failed ({len(failed)} of {len(trials)}), so nothing was exported."
                 f"{reason} The full error of each trial is in trials.csv (column message) and "
                 "above; fix its cause and run the same command with --overwrite.")

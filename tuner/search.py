@@ -47,7 +47,7 @@ from tuner.config import (
     implied_direction,
     write_run_config,
 )
-from tuner.errors import CorruptRunError, RunDirError, SearchError
+from tuner.errors import CorruptRunError, RunDirError, SearchError, last_error_line
 from tuner.guided import ModelGuidedProposals
 from tuner.results import (
     append_trial_log,
@@ -1185,12 +1185,12 @@ def _stopped_message(error: RuntimeError) -> str:
     lines = [line for line in str(error).strip().splitlines() if line.strip()]
     if not lines:
         return "The search stopped."
-    first, last = lines[0], lines[-1]
+    first, last = lines[0], last_error_line(str(error))
     if "consecutive failures" in first:
         return (f"The search stopped: {MAX_CONSECUTIVE_FAILED_TRIALS} trials in a row failed. "
-                f"The last one failed with: {last.strip()[:300]}. The failed trials are in "
+                f"The last one failed with: {last}. The failed trials are in "
                 "trials.csv; fix the cause and run the same command again to resume.")
-    return f"The search stopped: {first}" + (f" ({last.strip()[:300]})" if last != first else "")
+    return f"The search stopped: {first}" + (f" ({last})" if last != first.strip() else "")
 
 
 def _default_values(hypermodel, fixed: kt.HyperParameters | None) -> dict[str, Any]:
