@@ -145,7 +145,8 @@ def importance(scores: pd.Series, values: pd.Series, spec: dict[str, Any]) -> fl
     analysis of variance, ``(SS_between - (k - 1) * MS_within) / SS_total`` clipped at 0, of the
     scores' ranks (so one diverged trial cannot decide the importance on its own), where the
     groups are the hyperparameter's values (Choice, Boolean, Int with few values) or equal-count
-    bins of its values on its own scale (log or linear), one per 6 trials, 2 to 10 bins. Unlike
+    bins of its values on its own scale (log or linear), one per 6 trials, 2 to 10 bins, that
+    never split equal values (a value tried in most trials is one group). Unlike
     the raw correlation
     ratio it does not reward a hyperparameter for splitting few trials into many groups. It is a
     marginal share: interactions are not attributed, so importances need not sum to 1.
@@ -187,7 +188,18 @@ def _importance_groups(values: pd.Series, spec: dict[str, Any]):
         return values.astype(str)
     numbers = _on_scale(pd.to_numeric(values, errors="coerce").astype(float), spec)
     bins = max(2, min(MAX_IMPORTANCE_BINS, len(numbers) // TRIALS_PER_BIN))
-    return pd.qcut(numbers.rank(method="first"), bins, labels=False)
+    return _equal_count_bins(numbers, bins)
+
+
+def _equal_count_bins(numbers: pd.Series, bins: int) -> pd.Series:
+    # Equal values always share a bin: the rows arrive best first, so a tie split between bins
+    # would be split by score and make a hyperparameter look important that never changed. Each
+    # distinct value goes to the bin holding the middle of its run of ranks, so with few distinct
+    # values this is grouping by value, and with all values distinct it is equal-count binning.
+    counts = numbers.value_counts().sort_index()
+    middles = counts.cumsum() - counts / 2
+    bin_of_value = np.minimum((middles / len(numbers) * bins).astype(int), bins - 1)
+    return numbers.map(bin_of_value)
 
 
 def _few_integers(spec) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import pickle
 import tarfile
+import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -68,19 +69,19 @@ def locate(data_dir=None, download: bool | None = None) -> tuple[Path, list[str]
     if found:
         return found, tried
     cache = keras_cache_dir()
-    # Keras 3.x extracts into cifar-10-batches-py-target/; older Keras into cifar-10-batches-py/.
-    for directory in (cache / BATCH_DIR, cache / f"{BATCH_DIR}-target" / BATCH_DIR, cache):
+    for directory in _keras_layouts(cache):
         found = _candidate(directory)
         if found:
             return found, tried
-    tried.append(f"{cache / BATCH_DIR} (Keras cache)")
+    tried.append(f"{cache} (Keras cache: {BATCH_DIR}/, {BATCH_DIR}/{BATCH_DIR}/, "
+                 f"{BATCH_DIR}-target/{BATCH_DIR}/)")
     found = try_download(download, _KERAS_ORIGIN, _download, tried)
     if found:
         return found, tried
     raise DatasetNotFoundError(
         format_not_found(
             "cifar10",
-            tried,
+            tried + _unread_layouts(data_dir),
             [
                 "pass --data-dir DIR (or set HPSEARCH_DATA_DIR=DIR) where DIR holds cifar-10-batches-py/ "
                 f"or {ARCHIVE}",
@@ -92,14 +93,43 @@ def locate(data_dir=None, download: bool | None = None) -> tuple[Path, list[str]
     )
 
 
+def _unread_layouts(data_dir) -> list[str]:
+    """Lines naming what the searched folders hold that is CIFAR-10 but cannot be read."""
+    notes = []
+    for base in explicit_data_dirs(data_dir):
+        for directory in (base / sub if sub else base for sub in _SUBDIRS):
+            if (directory / "cifar-10-batches-bin").is_dir():
+                notes.append(f"{directory / 'cifar-10-batches-bin'} is the binary version, which "
+                             f"is not read: use the python version ({ARCHIVE})")
+            present = [name for name in TRAIN_BATCHES + (TEST_BATCH,)
+                       if (directory / name).is_file()]
+            if 0 < len(present) < len(TRAIN_BATCHES) + 1:
+                missing = sorted(set(TRAIN_BATCHES + (TEST_BATCH,)) - set(present))
+                notes.append(f"{directory} holds only some of the batches: missing "
+                             f"{', '.join(missing)}")
+    return notes
+
+
+def _keras_layouts(directory: Path) -> tuple[Path, ...]:
+    """Where a Keras download named ``cifar-10-batches-py`` leaves the batches under ``directory``:
+    Keras 2 and 3.0 in ``cifar-10-batches-py/``; Keras 3.x extracts the archive's own
+    ``cifar-10-batches-py/`` folder into ``cifar-10-batches-py/`` or ``...-target/``."""
+    return (directory / BATCH_DIR, directory / BATCH_DIR / BATCH_DIR,
+            directory / f"{BATCH_DIR}-target" / BATCH_DIR, directory)
+
+
 def _download() -> Path:
     import keras  # imported here: TensorFlow start-up is slow and rarely needed for loading
 
-    path = keras.utils.get_file(BATCH_DIR, origin=_KERAS_ORIGIN, untar=True)
-    found = _candidate(Path(path))
-    if not found:
-        raise FileNotFoundError(f"the download left no batch files in {path}")
-    return found
+    # The cache named explicitly: Keras reads $KERAS_HOME once, at import; the search reads it
+    # each time (keras_cache_dir), so both look in the same place.
+    path = Path(keras.utils.get_file(BATCH_DIR, origin=_KERAS_ORIGIN, untar=True,
+                                     cache_dir=str(keras_cache_dir().parent)))
+    for directory in (path, path / BATCH_DIR, *_keras_layouts(path.parent)):
+        found = _candidate(directory)
+        if found:
+            return found
+    raise FileNotFoundError(f"the download left no batch files in {path}")
 
 
 def _unpickle(raw: bytes, name: str) -> dict:
@@ -146,8 +176,11 @@ def _reader(location: Path) -> Callable[[str], bytes]:
                 for m in archive.getmembers()
                 if m.isfile()
             }
-    except (tarfile.TarError, OSError, EOFError) as error:
-        raise DatasetFormatError(f"Cannot read archive {location}: {error}.") from None
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
+        raise DatasetFormatError(
+            f"Cannot read archive {location}: {error}. The archive is corrupt or truncated; "
+            f"download {ARCHIVE} again, or point --data-dir at a folder holding {BATCH_DIR}/."
+        ) from None
 
     def read_member(name: str) -> bytes:
         if name not in members:

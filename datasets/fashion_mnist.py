@@ -9,8 +9,14 @@ from pathlib import Path
 import numpy as np
 
 from datasets.errors import DatasetFormatError, DatasetNotFoundError
-from datasets.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
-from datasets.sources import format_not_found, keras_cache_dir, search_explicit_dirs, try_download
+from datasets.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx, read_idx_shape
+from datasets.sources import (
+    explicit_data_dirs,
+    format_not_found,
+    keras_cache_dir,
+    search_explicit_dirs,
+    try_download,
+)
 from datasets.splits import RawDataset
 
 CLASS_NAMES = (
@@ -32,7 +38,9 @@ FILES = {
     "y_test": "t10k-labels-idx1-ubyte",
 }
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
-_SUBDIRS = ("", "fashion-mnist", "fashion_mnist", "fashion-mnist/data")
+# The last three: a clone of github.com/zalandoresearch/fashion-mnist, which keeps them in data/fashion.
+_SUBDIRS = ("", "fashion-mnist", "fashion_mnist", "fashion-mnist/data", "data/fashion",
+            "fashion-mnist/data/fashion", "fashion_mnist/data/fashion")
 _KERAS_ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 
 
@@ -73,7 +81,7 @@ def locate(data_dir=None, download: bool | None = None) -> tuple[dict[str, Path]
     raise DatasetNotFoundError(
         format_not_found(
             "fashion_mnist",
-            tried,
+            tried + _incomplete_sets(data_dir),
             [
                 "apt-get install dataset-fashion-mnist   "
                 "(Debian/Ubuntu; installs to /usr/share/datasets/fashion-mnist)",
@@ -85,20 +93,27 @@ def locate(data_dir=None, download: bool | None = None) -> tuple[dict[str, Path]
     )
 
 
-def count_images(path: Path) -> int:
-    """The item count in an IDX file's header (its first 8 bytes), without reading the data."""
-    import gzip
-    import struct
+def _incomplete_sets(data_dir) -> list[str]:
+    """One line per searched folder that holds some of the four files but not all of them."""
+    notes = []
+    for base in explicit_data_dirs(data_dir):
+        for directory in (base / sub if sub else base for sub in _SUBDIRS):
+            missing = [f"{stem}.gz" for stem in FILES.values()
+                       if not any((directory / name).is_file() for name in (f"{stem}.gz", stem))]
+            if 0 < len(missing) < len(FILES):
+                notes.append(f"{directory} holds only {len(FILES) - len(missing)} of the 4 files: "
+                             f"missing {', '.join(missing)}")
+    return notes
 
-    try:
-        opener = gzip.open if str(path).endswith(".gz") else open
-        with opener(path, "rb") as handle:
-            header = handle.read(8)
-    except (OSError, EOFError) as error:
-        raise DatasetFormatError(f"Cannot read {path}: {error}.") from None
-    if len(header) < 8:
-        raise DatasetFormatError(f"{path} is too short to be an IDX file.")
-    return struct.unpack(">I", header[4:8])[0]
+
+def count_images(path: Path, expected_magic: int = LABELS_MAGIC) -> int:
+    """The item count an IDX file's header announces (labels by default), checked as ``read_idx``
+    checks it, without reading the data.
+
+    Raises:
+        DatasetFormatError: unreadable, corrupt, or another magic number.
+    """
+    return read_idx_shape(path, expected_magic)[0]
 
 
 def _download() -> dict[str, Path]:
@@ -106,8 +121,9 @@ def _download() -> dict[str, Path]:
 
     files = {}
     for key, stem in FILES.items():
-        path = keras.utils.get_file(
-            f"{stem}.gz", origin=_KERAS_ORIGIN + f"{stem}.gz", cache_subdir="datasets/fashion-mnist"
+        path = keras.utils.get_file(  # the cache named explicitly, as in cifar10._download
+            f"{stem}.gz", origin=_KERAS_ORIGIN + f"{stem}.gz", cache_subdir="datasets/fashion-mnist",
+            cache_dir=str(keras_cache_dir().parent),
         )
         files[key] = Path(path)
     return files

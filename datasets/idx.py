@@ -18,10 +18,11 @@ from datasets.errors import DatasetFormatError
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
 _UNSIGNED_BYTE = 0x08
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 def read_idx(path: str | os.PathLike, expected_magic: int) -> np.ndarray:
-    """Read one IDX file (gzipped when its name ends in ``.gz``) into a uint8 array.
+    """Read one IDX file, gzipped or not (told by its first two bytes, not its name), into uint8.
 
     Args:
         path: the file.
@@ -31,21 +32,43 @@ def read_idx(path: str | os.PathLike, expected_magic: int) -> np.ndarray:
         A uint8 array shaped as the header says, e.g. (60000, 28, 28) or (60000,).
 
     Raises:
-        DatasetFormatError: the file is truncated, not gzip, or has another magic number or size.
+        DatasetFormatError: the file is truncated, corrupt, or has another magic number or size.
     """
     path = os.fspath(path)
+    raw = _read(path, size=-1)
+    shape, header_size = _parse_header(path, raw, expected_magic)
+    expected_bytes = int(np.prod(shape, dtype=np.int64))
+    actual_bytes = len(raw) - header_size
+    if actual_bytes != expected_bytes:
+        raise DatasetFormatError(
+            f"{path} holds {actual_bytes} data bytes but its header announces shape {shape} "
+            f"({expected_bytes} bytes): the file is truncated or corrupt."
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(shape)
+
+
+def read_idx_shape(path: str | os.PathLike, expected_magic: int) -> tuple[int, ...]:
+    """The shape an IDX file's header announces, checked as ``read_idx`` checks it, without
+    reading the data."""
+    path = os.fspath(path)
+    return _parse_header(path, _read(path, size=4 + 4 * 255), expected_magic)[0]
+
+
+def _read(path: str, size: int) -> bytes:
+    """Up to ``size`` bytes (-1: all) of the file, decompressed when it starts with gzip's magic."""
     try:
-        if path.endswith(".gz"):
-            with gzip.open(path, "rb") as handle:
-                raw = handle.read()
-        else:
-            with open(path, "rb") as handle:
-                raw = handle.read()
+        with open(path, "rb") as handle:
+            gzipped = handle.read(2) == _GZIP_MAGIC
+        with (gzip.open if gzipped else open)(path, "rb") as handle:
+            return handle.read(size)
     except (OSError, EOFError, zlib.error) as error:
         raise DatasetFormatError(
             f"Cannot read {path}: {error}. The file is corrupt or truncated; "
             "download it again or point --data-dir at a good copy."
         ) from None
+
+
+def _parse_header(path: str, raw: bytes, expected_magic: int) -> tuple[tuple[int, ...], int]:
     if len(raw) < 8:
         raise DatasetFormatError(
             f"{path} is too short to be an IDX file ({len(raw)} bytes, expected at least 8)."
@@ -63,15 +86,7 @@ def read_idx(path: str | os.PathLike, expected_magic: int) -> np.ndarray:
     header_size = 4 + 4 * ndim
     if len(raw) < header_size:
         raise DatasetFormatError(f"{path} is truncated inside its header.")
-    shape = struct.unpack(f">{ndim}I", raw[4:header_size])
-    expected_bytes = int(np.prod(shape, dtype=np.int64))
-    actual_bytes = len(raw) - header_size
-    if actual_bytes != expected_bytes:
-        raise DatasetFormatError(
-            f"{path} holds {actual_bytes} data bytes but its header announces shape {shape} "
-            f"({expected_bytes} bytes): the file is truncated or corrupt."
-        )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(shape)
+    return struct.unpack(f">{ndim}I", raw[4:header_size]), header_size
 
 
 def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:

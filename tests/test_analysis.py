@@ -217,3 +217,20 @@ def test_transfer_summary_averages_seeds_per_configuration():
     assert summary.loc[0, "seconds_per_epoch"] == 4.0
     with pytest.raises(ValueError, match="needs a 'config' column"):
         transfer_summary(transfer.drop(columns="config"))
+
+
+def test_equal_values_share_a_bin_so_a_hyperparameter_that_never_changed_is_not_important():
+    momentum = {"name": "momentum", "type": "Float", "min_value": 0.0, "max_value": 0.99,
+                "step": None, "sampling": "linear", "conditions": []}
+    # Momentum 0.0 in eleven trials and 0.5 in one, scores unrelated to it. The table arrives
+    # best first, so splitting the eleven zeros into two bins would split them by score.
+    scores = pd.Series(np.linspace(0.9, 0.5, 12))
+    values = pd.Series([0.0] * 3 + [0.5] + [0.0] * 8)
+    assert importance(scores, values, momentum) == pytest.approx(0.0, abs=0.05)
+    rates = 10 ** np.random.default_rng(1).uniform(-4, -1, 12)  # twelve configurations
+    trials = trials_table([{"score": score, "momentum": value, "learning_rate": rate}
+                           for score, value, rate in zip(scores, values, rates)])
+    shares = range_table(trials, [momentum, LEARNING_RATE], "max")["importance"]
+    assert shares.iloc[0] == pytest.approx(0.0, abs=0.05)
+    # Distinct values are still cut into equal-count bins: best six against worst six.
+    assert importance(scores, pd.Series(np.linspace(0.0, 0.9, 12)), momentum) > 0.6

@@ -23,8 +23,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 def tune(tmp_path, *extra, data_dir=None):
     run_dir = tmp_path / "runs" / "run"
-    args = ["tune", "mlp", "--run-dir", str(run_dir), "--data-dir",
-            str(data_dir or tmp_path / "no-data"), "--max-epochs", "1", *extra]
+    if data_dir is None:  # an existing folder without the data
+        data_dir = tmp_path / "no-data"
+        data_dir.mkdir(exist_ok=True)
+    args = ["tune", "mlp", "--run-dir", str(run_dir), "--data-dir", str(data_dir),
+            "--max-epochs", "1", *extra]
     return CliRunner().invoke(main, args), run_dir
 
 

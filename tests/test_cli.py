@@ -55,6 +55,18 @@ def test_data_command_reports_found_and_missing(tiny_data_dir, tmp_path):
     assert result.exit_code == 1 and "cifar10: MISSING" in result.output
 
 
+def test_a_mistyped_data_dir_is_a_usage_error_not_a_silent_fallback(tiny_data_dir, tmp_path,
+                                                                     monkeypatch):
+    # The data is elsewhere on the search path: a typo must not quietly read that copy.
+    monkeypatch.setenv("HPSEARCH_DATA_DIR", str(tiny_data_dir))
+    for arguments in (["data", "fashion_mnist"],
+                      ["tune", "mlp", "--run-dir", str(tmp_path / "run")]):
+        result = CliRunner().invoke(main, [*arguments, "--data-dir", str(tmp_path / "typo")])
+        assert result.exit_code == 2, result.output
+        assert "does not exist" in result.output and "typo" in result.output
+    assert not (tmp_path / "run").exists()
+
+
 def test_every_command_turns_user_errors_into_error_lines():
     for path, command in _commands(main):
         if isinstance(command, click.Group):

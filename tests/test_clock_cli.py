@@ -263,6 +263,24 @@ def test_folders_written_before_a_setting_existed_still_resume(tmp_path, clock_f
     assert "test_rotations: run directory has 1, this command asks for 2" in refused.output
 
 
+def test_a_set_refused_for_its_contents_leaves_nothing_that_refuses_the_fixed_one(tmp_path,
+                                                                                 clock_files):
+    labels = np.load(clock_files / "labels.npy")
+    hours_1_to_12 = labels.copy()
+    hours_1_to_12[hours_1_to_12[:, 0] == 0, 0] = 12
+    np.save(clock_files / "labels.npy", hours_1_to_12)
+    out = tmp_path / "out"
+    arguments = ["compare", "--data-dir", str(clock_files), "--epochs", "1", "--head", "periodic",
+                 *TINY_BACKBONE, "--out", str(out)]
+    refused = CliRunner().invoke(clock_group, arguments)
+    assert refused.exit_code == 1 and "labels[:, 0] % 12" in refused.output, refused.output
+    assert "Traceback" not in refused.output and not out.exists()
+    fixed_files = write_clock_files(tmp_path / "fixed")  # the corrected set, in another folder
+    arguments[arguments.index(str(clock_files))] = str(fixed_files)
+    fixed = CliRunner().invoke(clock_group, arguments)
+    assert fixed.exit_code == 0, fixed.output
+
+
 def test_predict_reads_the_time_with_a_trained_head(tmp_path, clock_files):
     from PIL import Image
 
@@ -316,7 +334,7 @@ def test_predict_refuses_auto_polarity_without_a_softmax_head(tmp_path, clock_fi
     out = tmp_path / "trained"
     CliRunner().invoke(clock_group, ["compare", "--data-dir", str(clock_files), "--epochs", "1",
                                      "--head", "periodic", *TINY_BACKBONE, "--out", str(out)])
-    np.save(tmp_path / "clocks.npy", np.zeros((2, 75, 75), np.uint8))
+    np.save(tmp_path / "clocks.npy", np.full((2, 75, 75), 128, np.uint8))
     result = CliRunner().invoke(clock_group, ["predict", str(out), str(tmp_path / "clocks.npy"),
                                               "--polarity", "auto"])
     assert result.exit_code == 2
@@ -326,7 +344,7 @@ def test_predict_refuses_auto_polarity_without_a_softmax_head(tmp_path, clock_fi
 
 @pytest.mark.parametrize("make_input,message", [
     (lambda tmp: (tmp / "big.npy", np.zeros((2, 60, 60), np.uint8)),
-     "expected uint8 images of shape (N, 75, 75) or (N, 150, 150), got uint8 (2, 60, 60)"),
+     "expected shape (N, S, S) with S in 75, 150, got (2, 60, 60)"),
     (lambda tmp: (tmp / "broken.png", b"not a png"), "not a readable picture"),
     (lambda tmp: (tmp / "empty", None), "no pictures in this folder"),
 ])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -287,20 +288,53 @@ def test_missing_data_dir_says_where_it_looked_and_how_to_fix(tmp_path):
     assert "leave data_dir out" in message
 
 
+_GRAY = np.full((4, 75, 75), 128, np.uint8)
+_LABELS = np.array([[1, 2]] * 4)
+
+
 @pytest.mark.parametrize("images,labels,expected", [
-    (np.zeros((4, 75, 75), np.float32), np.zeros((4, 2), np.int64), "expected dtype uint8"),
-    (np.zeros((4, 64, 64), np.uint8), np.zeros((4, 2), np.int64), "expected shape (N, S, S)"),
-    (np.zeros((4, 75, 70), np.uint8), np.zeros((4, 2), np.int64), "expected shape (N, S, S)"),
-    (np.zeros((4, 75, 75), np.uint8), np.zeros((4, 3), np.int64), "expected shape (N, 2)"),
-    (np.zeros((4, 75, 75), np.uint8), np.zeros((4, 2), np.float32), "expected integer labels"),
-    (np.zeros((4, 75, 75), np.uint8), np.zeros((3, 2), np.int64), "one label per image"),
-    (np.zeros((4, 75, 75), np.uint8), np.array([[12, 0]] * 4), "expected hours in 0-11"),
-    (np.zeros((4, 75, 75), np.uint8), np.array([[1, 60]] * 4), "expected minutes in 0-59"),
+    (np.full((4, 75, 75), 0.5, np.float32), _LABELS, "(images * 255).round().astype(np.uint8)"),
+    (np.full((4, 75, 75), 9, np.int64), _LABELS, "expected grayscale uint8 images"),
+    (np.full((4, 75, 75, 3), 9, np.uint8), _LABELS, "got colour images (4, 75, 75, 3)"),
+    (np.full((4, 64, 64), 9, np.uint8), _LABELS, "expected shape (N, S, S) with S in 75, 150"),
+    (np.full((4, 75, 70), 9, np.uint8), _LABELS, "expected shape (N, S, S)"),
+    (np.zeros((0, 75, 75), np.uint8), np.zeros((0, 2), np.int64), "holds no images"),
+    # float images in [0, 1] cast to uint8 without scaling: every pixel 0 or 1.
+    ((np.random.default_rng(0).random((4, 75, 75)) * 1.5).astype(np.uint8), _LABELS,
+     "every pixel is 0 or 1"),
+    (_GRAY, np.zeros((4, 3), np.int64), "expected shape (N, 2)"),
+    (_GRAY, np.zeros(4, np.int64), "expected shape (N, 2)"),
+    (_GRAY, _LABELS.astype(np.float32), "labels.round().astype(np.int64)"),
+    (_GRAY, np.full((4, 2), np.nan, np.float32), "not whole numbers (or are NaN)"),
+    (_GRAY, np.zeros((3, 2), np.int64), "one label per image"),
+    (_GRAY, np.array([[12, 0]] * 4), "labels[:, 0] % 12"),
+    (_GRAY, np.array([[1, 60]] * 4), "expected minutes in 0-59"),
+    (_GRAY, np.array([[-1, 6]] * 4), "expected hours in 0-11, got values from -1 to -1."),
 ])
 def test_bad_files_are_rejected_with_clear_errors(tmp_path, images, labels, expected):
     directory = _write(tmp_path / "bad", images, labels)
-    with pytest.raises(DatasetFormatError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(DatasetFormatError) as error:
         read_clock_files(directory)
+    assert expected in str(error.value)
+    # A user's own files are never worth deleting; only the render cache says so.
+    assert "delete" not in str(error.value).lower()
+
+
+def test_an_npz_archive_saved_as_npy_is_named(tmp_path):
+    directory = _valid_files(tmp_path / "set")
+    with open(directory / "images.npy", "wb") as handle:
+        np.savez(handle, images=_GRAY)
+    with pytest.raises(DatasetFormatError, match=r"got an .npz archive \(np.savez\) of images"):
+        read_clock_files(directory)
+
+
+def test_errors_in_the_render_cache_say_that_deleting_renders_it_again(tmp_path):
+    cache = clock_data.rendered_dir(4, 75, 0)
+    _write(cache, _GRAY, np.array([[12, 0]] * 4))
+    (cache / clock_data.GEOMETRY_FILE).parent.mkdir(parents=True, exist_ok=True)
+    np.save(cache / clock_data.GEOMETRY_FILE, np.zeros((4, 5), np.float32))
+    with pytest.raises(DatasetFormatError, match="delete the folder to have the set rendered"):
+        load_clock(count=4)
 
 
 def test_unreadable_or_too_small_files(tmp_path):
@@ -311,6 +345,89 @@ def test_unreadable_or_too_small_files(tmp_path):
     small = _valid_files(tmp_path / "small", size=75)
     with pytest.raises(DatasetFormatError, match="asked for 150x150"):
         read_clock_files(small, size=150)
+
+
+# Images to read the time from (``hpsearch clock predict``)
+
+def _gray_picture(size=80):
+    return np.random.default_rng(1).integers(0, 256, (size, size)).astype(np.uint8)
+
+
+def test_pictures_of_every_depth_read_as_their_8_bit_copy(tmp_path):
+    from datasets.clock import read_clock_images
+
+    gray = _gray_picture()
+    Image.fromarray(gray).save(tmp_path / "8bit.png")
+    Image.fromarray(gray.astype(np.uint16) * 257).save(tmp_path / "16bit.png")
+    Image.fromarray(gray.astype(np.float32) / 255).save(tmp_path / "float.tif")
+    Image.fromarray(gray.astype(np.int32)).save(tmp_path / "int32.tif")
+    images, names = read_clock_images([tmp_path], 75)
+    assert [Path(name).name for name in names] == ["16bit.png", "8bit.png", "float.tif",
+                                                   "int32.tif"]
+    for image in images:
+        np.testing.assert_array_equal(image, images[1])
+    assert images[1].std() > 50  # not a blank image
+
+
+def test_transparent_pictures_are_laid_over_white(tmp_path):
+    from datasets.clock import read_clock_images
+
+    rgba = np.zeros((80, 80, 4), np.uint8)
+    rgba[:40, :, :3], rgba[:40, :, 3] = 20, 255  # top half opaque dark, bottom transparent
+    Image.fromarray(rgba).save(tmp_path / "clock.png")
+    image = read_clock_images([tmp_path / "clock.png"], 75)[0][0]
+    assert image[:30].max() <= 21 and image[-30:].min() == 255
+
+
+def test_npy_images_single_or_in_folders_and_what_is_refused(tmp_path):
+    from datasets.clock import read_clock_images
+
+    folder = tmp_path / "arrays"
+    folder.mkdir()
+    pixels = _gray_picture(75)
+    np.save(folder / "one.npy", pixels[..., None])  # a single (S, S, 1) image
+    np.save(folder / "two.npy", np.stack([pixels, pixels]))
+    images, names = read_clock_images([folder], 75)
+    assert images.shape == (3, 75, 75) and names[0].endswith("one.npy[0]")
+    np.save(tmp_path / "floats.npy", pixels.astype(np.float32) / 255)
+    with pytest.raises(DatasetFormatError, match=r"\(images \* 255\).round\(\)"):
+        read_clock_images([tmp_path / "floats.npy"], 75)
+    np.save(tmp_path / "cast.npy", (pixels > 128).astype(np.uint8))
+    with pytest.raises(DatasetFormatError, match="every pixel is 0 or 1"):
+        read_clock_images([tmp_path / "cast.npy"], 75)
+    np.savez(tmp_path / "archive.npz", x=pixels)
+    (tmp_path / "archive.npz").rename(tmp_path / "archive.npy")
+    with pytest.raises(DatasetFormatError, match="got an .npz archive"):
+        read_clock_images([tmp_path / "archive.npy"], 75)
+
+
+def test_a_picture_too_large_to_open_is_refused_without_a_traceback(tmp_path, monkeypatch):
+    from datasets.clock import read_clock_images
+
+    Image.fromarray(_gray_picture(200)).save(tmp_path / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 40,000 pixels: over twice the limit
+    with pytest.raises(DatasetFormatError, match="huge.png: not a readable picture"):
+        read_clock_images([tmp_path / "huge.png"], 75)
+
+
+def test_a_set_too_small_to_split_is_refused(tmp_path):
+    directory = _valid_files(tmp_path / "tiny", count=5)
+    with pytest.raises(DatasetFormatError, match="5 images leave 5 training, 0 validation, 0 test"):
+        load_clock(data_dir=directory, split="tuning")
+    assert len(load_clock(data_dir=_valid_files(tmp_path / "six", count=6)).x_test) == 1
+
+
+def test_locating_agrees_with_loading(tmp_path):
+    images_only = tmp_path / "images_only"
+    _valid_files(images_only)
+    (images_only / "labels.npy").unlink()
+    for call in (clock_data.locate_clock, load_clock):
+        with pytest.raises(DatasetNotFoundError, match="holds images.npy but no labels.npy"):
+            call(data_dir=images_only)
+        with pytest.raises(DatasetNotFoundError, match="Places tried"):
+            call(data_dir=tmp_path / "empty")
+    assert clock_data.locate_clock(data_dir=_valid_files(tmp_path / "set")).startswith(
+        "clock: found in")
 
 
 def test_bad_options():

@@ -167,6 +167,113 @@ def test_corrupt_cifar_batch_is_reported(tmp_path):
     assert "data_batch_3 is not a readable CIFAR-10 python batch" in str(error.value)
 
 
+def test_idx_files_are_read_by_content_not_by_name(tmp_path):
+    """Gzipped files without .gz and plain files named .gz: both are read, and counted."""
+    source = write_fashion_mnist(tmp_path / "source")
+    renamed = tmp_path / "renamed"
+    renamed.mkdir()
+    for key, stem in fashion_mnist.FILES.items():
+        packed = (source / f"{stem}.gz").read_bytes()
+        if key.startswith("x"):  # gzip data under the plain name
+            (renamed / stem).write_bytes(packed)
+        else:  # plain data under the .gz name
+            (renamed / f"{stem}.gz").write_bytes(gzip.decompress(packed))
+    expected = datasets.load("fashion_mnist", data_dir=source)
+    data = datasets.load("fashion_mnist", data_dir=renamed)
+    np.testing.assert_array_equal(data.x_train, expected.x_train)
+    np.testing.assert_array_equal(data.y_test, expected.y_test)
+    assert datasets.locate("fashion_mnist", data_dir=renamed).startswith(
+        "fashion_mnist: 60 train / 20 test images")
+
+
+def test_locate_checks_the_headers_it_counts(tmp_path):
+    write_fashion_mnist(tmp_path)
+    labels = tmp_path / "train-labels-idx1-ubyte.gz"
+    packed = bytearray(labels.read_bytes())
+    packed[12:40] = bytes(byte ^ 0x5A for byte in packed[12:40])  # corrupt deflate data
+    labels.write_bytes(bytes(packed))
+    with pytest.raises(datasets.DatasetFormatError, match=f"Cannot read {labels}"):
+        datasets.locate("fashion_mnist", data_dir=tmp_path)
+    write_fashion_mnist(tmp_path)
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(
+        (tmp_path / "t10k-images-idx3-ubyte.gz").read_bytes())
+    with pytest.raises(datasets.DatasetFormatError, match="magic number 2051, expected 2049"):
+        datasets.locate("fashion_mnist", data_dir=tmp_path)
+
+
+def test_a_clone_of_the_fashion_mnist_repository_is_found(tmp_path):
+    write_fashion_mnist(tmp_path / "fashion-mnist" / "data" / "fashion")
+    for data_dir in (tmp_path, tmp_path / "fashion-mnist"):
+        data = datasets.load("fashion_mnist", data_dir=data_dir)
+        assert len(data.x_test) == 20
+
+
+def test_a_corrupt_cifar_archive_is_reported(tmp_path):
+    import tarfile
+
+    write_cifar10(tmp_path / "batches")
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as handle:
+        handle.add(tmp_path / "batches" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    packed = bytearray(archive.read_bytes())
+    packed[12:200] = bytes(byte ^ 0x5A for byte in packed[12:200])  # corrupt deflate data
+    archive.write_bytes(bytes(packed))
+    with pytest.raises(datasets.DatasetFormatError) as error:
+        datasets.load("cifar10", data_dir=archive)
+    assert f"Cannot read archive {archive}" in str(error.value)
+    assert "download cifar-10-python.tar.gz again" in str(error.value)
+
+
+def test_not_found_names_incomplete_and_unreadable_copies(tmp_path):
+    write_fashion_mnist(tmp_path / "fashion")
+    (tmp_path / "fashion" / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(datasets.DatasetNotFoundError) as error:
+        datasets.load("fashion_mnist", data_dir=tmp_path / "fashion")
+    assert (f"{tmp_path / 'fashion'} holds only 3 of the 4 files: missing "
+            "t10k-labels-idx1-ubyte.gz") in str(error.value)
+    write_cifar10(tmp_path / "cifar")
+    (tmp_path / "cifar" / "cifar-10-batches-py" / "data_batch_5").unlink()
+    (tmp_path / "cifar" / "cifar-10-batches-bin").mkdir()
+    with pytest.raises(datasets.DatasetNotFoundError) as error:
+        datasets.load("cifar10", data_dir=tmp_path / "cifar")
+    message = str(error.value)
+    assert "holds only some of the batches: missing data_batch_5" in message
+    assert "cifar-10-batches-bin is the binary version, which is not read" in message
+
+
+@pytest.mark.slow
+def test_fashion_mnist_is_found_where_a_keras_download_leaves_it(tmp_path, monkeypatch):
+    source = write_fashion_mnist(tmp_path / "origin")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+    monkeypatch.setattr(fashion_mnist, "_KERAS_ORIGIN", source.as_uri() + "/")
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", tmp_path / "no-debian")
+    found, _ = fashion_mnist.locate(None, download=True)
+    assert found["x_train"].parent == tmp_path / "keras-home" / "datasets" / "fashion-mnist"
+    assert fashion_mnist.locate(None, download=False)[0] == found
+
+
+@pytest.mark.slow
+def test_cifar10_is_found_where_a_keras_download_leaves_it(tmp_path, monkeypatch):
+    """Keras 3's get_file(untar=True) extracts the archive's own cifar-10-batches-py/ folder
+    inside the one it names; the download and every later search find the batches there."""
+    import tarfile
+
+    from datasets import cifar10
+
+    write_cifar10(tmp_path / "batches")
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as handle:
+        handle.add(tmp_path / "batches" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+    monkeypatch.setattr(cifar10, "_KERAS_ORIGIN", archive.as_uri())
+    cifar10.locate.__globals__["_read"].cache_clear()
+    found, _ = cifar10.locate(None, download=True)
+    assert (found / "data_batch_1").is_file()
+    again, _ = cifar10.locate(None, download=False)
+    assert again == found
+    assert len(datasets.load("cifar10", download=False).x_test) == 20
+
+
 @pytest.mark.integration
 def test_real_fashion_mnist_and_cifar10():
     fashion_dir, cifar_dir = real_data_dir("fashion-mnist"), None

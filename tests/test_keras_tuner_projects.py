@@ -124,7 +124,11 @@ def test_a_corrupt_trial_is_named_and_repaired_keeping_the_good_ones(search_run,
     assert trials["status"].tolist() == ["COMPLETED", "FAILED", "COMPLETED", "COMPLETED"]
 
 
-def test_a_corrupt_oracle_is_rebuilt_from_the_trials(search_run, tiny_data_dir):
+@pytest.mark.parametrize("tuner", ["random", "bayesian"])
+def test_a_corrupt_oracle_is_rebuilt_from_the_trials(tiny_data_dir, tmp_path, tuner):
+    search_run = tmp_path / "run"
+    run_search(RunConfig(space="mlp", tuner=tuner, max_trials=3, max_epochs=1, subset=None),
+               search_run, data_dir=tiny_data_dir, progress=None)
     oracle = search_run / "kt" / "oracle.json"
     saved = json.loads(oracle.read_text())
     oracle.write_text("\x00\x01 not json")
@@ -133,9 +137,13 @@ def test_a_corrupt_oracle_is_rebuilt_from_the_trials(search_run, tiny_data_dir):
     rebuilt = json.loads(oracle.read_text())
     for key in ("start_order", "end_order", "tried_so_far", "id_to_hash"):
         assert rebuilt[key] == (sorted(saved[key]) if key == "tried_so_far" else saved[key]), key
-    assert yaml.safe_load((search_run / "run.yaml").read_text())["config"]["tuner"] == "random"
+    # The seed KerasTuner was handed, and what a Bayesian oracle's state needs besides.
+    assert rebuilt["seed"] == saved["seed"] and rebuilt["seed_state"] > saved["seed_state"]
+    for key in ("num_initial_points", "alpha", "beta"):
+        assert rebuilt.get(key) == saved.get(key), key
+    assert yaml.safe_load((search_run / "run.yaml").read_text())["config"]["tuner"] == tuner
     resumed = CliRunner().invoke(main, [
         "tune", "mlp", "--run-dir", str(search_run), "--data-dir", str(tiny_data_dir), "--tuner",
-        "random", "--max-epochs", "1", "--subset", "all", "--max-trials", "4"],
+        tuner, "--max-epochs", "1", "--subset", "all", "--max-trials", "4"],
         catch_exceptions=False)
     assert resumed.exit_code == 0 and "3 already run" in resumed.output, resumed.output

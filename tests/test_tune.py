@@ -193,6 +193,34 @@ def test_fixed_hyperparameters_hold_in_every_trial_and_are_part_of_the_run(tiny_
     assert "fixed: run directory has" in result.output and "--overwrite" in result.output
 
 
+@pytest.mark.parametrize("tuner", ["random", "bayesian", "hyperband"])
+def test_a_fixed_conditional_hyperparameter_holds_in_every_trial(tiny_data_dir, tmp_path, tuner):
+    """beta_1 and dropout_rate are declared in conditional scopes (Adam's, dropout's): the
+    search's draw for those declarations must not replace the fixed values."""
+    run_dir = tmp_path / "run"
+    fixes = ["--fix", "optimizer=adam", "--fix", "beta_1=0.95", "--fix", "regularization=dropout",
+             "--fix", "dropout_rate=0.5", "--fix", "num_layers=2", "--fix", "units_1=50"]
+    budget = ["--max-trials", "3"] if tuner != "hyperband" else []
+    tune(CliRunner(), run_dir, tiny_data_dir, "--tuner", tuner, *budget, *fixes)
+    trials = pd.read_csv(run_dir / "trials.csv")
+    assert len(trials) >= 3
+    assert set(trials["beta_1"]) == {0.95} and set(trials["dropout_rate"]) == {0.5}
+    assert set(trials["units_1"]) == {50} and set(trials["optimizer"]) == {"adam"}
+    rank_1 = read_top_config(run_dir / "top_configs" / "rank_1.yaml").hyperparameters
+    assert (rank_1["beta_1"], rank_1["dropout_rate"], rank_1["units_1"]) == (0.95, 0.5, 50)
+
+
+def test_a_fixed_value_another_fixed_value_makes_unused_is_refused(tmp_path):
+    (tmp_path / "data").mkdir()
+    result = CliRunner().invoke(main, [
+        "tune", "mlp", "--run-dir", str(tmp_path / "run"), "--data-dir", str(tmp_path / "data"),
+        "--fix", "optimizer=adam", "--fix", "momentum=0.9"])
+    assert result.exit_code == 2, result.output
+    assert ("--fix momentum=0.9 would change nothing: momentum is used only when optimizer is "
+            "sgd") in result.output
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("fix, expected", [
     ("optimiser=adam", "--fix optimiser: not a hyperparameter of the 'mlp' space. Its "
                        "hyperparameters: activation, augment, batch_norm, batch_size"),
@@ -204,6 +232,7 @@ def test_fixed_hyperparameters_hold_in_every_trial_and_are_part_of_the_run(tiny_
     ("learning_rate", "Expected NAME=VALUE (e.g. learning_rate=0.001), got 'learning_rate'."),
 ])
 def test_a_bad_fix_exits_2_before_any_data_is_read(fix, expected, tmp_path):
+    (tmp_path / "nowhere").mkdir()  # a folder without the data
     result = CliRunner().invoke(main, ["tune", "mlp", "--run-dir", str(tmp_path / "run"),
                                        "--data-dir", str(tmp_path / "nowhere"), "--fix", fix])
     assert result.exit_code == 2, result.output
@@ -248,6 +277,7 @@ def test_missing_dataset_exits_1_without_traceback(tmp_path, monkeypatch):
     from datasets import fashion_mnist
 
     monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", tmp_path / "none")
+    (tmp_path / "empty").mkdir()
     result = CliRunner().invoke(
         main,
         ["tune", "mlp", "--run-dir", str(tmp_path / "run"), "--data-dir", str(tmp_path / "empty")],
@@ -418,7 +448,8 @@ def test_top_configs_are_distinct_configurations_not_one_trial_and_its_parents()
 def test_seed_zero_gives_the_same_trials_every_time():
     import keras_tuner as kt
 
-    from tuner.search import _RandomOracle, oracle_seed
+    from tuner.config import oracle_seed
+    from tuner.search import _RandomOracle
 
     hp = kt.HyperParameters()
     hp.Float("learning_rate", 1e-4, 1e-1, sampling="log")

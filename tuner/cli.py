@@ -52,9 +52,12 @@ class SubsetType(click.ParamType):
 def data_dir_option(function):
     return click.option(
         "--data-dir",
-        type=click.Path(file_okay=False, path_type=Path),
+        # Must exist: a mistyped folder would otherwise be skipped for $HPSEARCH_DATA_DIR's or
+        # the system's copy without a word. A file is accepted: cifar-10-python.tar.gz.
+        type=click.Path(exists=True, path_type=Path),
         multiple=True,
-        help="Directory searched first for datasets (repeatable). Also: $HPSEARCH_DATA_DIR.",
+        help="Directory searched first for datasets (repeatable; for CIFAR-10 also its "
+             "cifar-10-python.tar.gz). Also: $HPSEARCH_DATA_DIR.",
     )(function)
 
 

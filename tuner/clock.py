@@ -38,7 +38,7 @@ from tuner.clock_models import (INPUT_POLARITIES, ComparisonRunError, InitSource
 from tuner.errors import UsageError
 from tuner.rundir import (COMPARISON_CSV, COMPARISON_FILE, COMPARISON_JSON, COMPARISON_MD,
                           HEADS_DIR, run_lock)
-from tuner.search import oracle_seed
+from tuner.config import oracle_seed
 
 TABLE_COLUMNS = ["head", "outputs", "loss", "cse_mean", "cse_median", "within_1min",
                  "within_5min", "seconds_per_epoch", "parameters", "epochs", "train_images",
@@ -251,11 +251,14 @@ def compare_heads(config: ComparisonConfig, out_dir: str | os.PathLike, verbose:
     out = Path(out_dir)
     source = _init_source(config, data)
     with run_lock(out, "output folder"):
-        _check_or_write_config(out, config)
+        # Checked before the data is loaded, written once it loaded: a set refused for its
+        # contents leaves no settings behind to refuse the corrected command.
+        _check_or_write_config(out, config, write=False)
         if data is None:
             data = load_clock(data_dir=config.data_dir, size=config.size, split=config.split,
                               seed=config.seed, subset=config.subset, count=config.count,
                               style=config.style)
+        _check_or_write_config(out, config)
         choice = (source.choose_polarity(data.x_train, config.polarity, config.seed) if source
                   else choose_polarity(data.x_train, config.polarity))
         if progress is not None and (source is not None or choice.polarity != "as_is"):
@@ -411,17 +414,21 @@ def _write_predictions(path: Path, true_minutes, predicted_minutes) -> None:
     table.to_csv(path, index_label="test_index")
 
 
-def _check_or_write_config(out: Path, config: ComparisonConfig) -> None:
+def _check_or_write_config(out: Path, config: ComparisonConfig, write: bool = True) -> None:
+    """Refuse a folder written with other settings; then (``write``) record these."""
     # Settings added since the folder was written count as their defaults; but a fine-tune from
     # before polarity was chosen trained on its images as they were (auto is that without one).
     defaults = {**ComparisonConfig().to_dict(), "polarity": "as_is" if config.init_from else "auto"}
-    rundir.write_or_check_settings(
-        out / COMPARISON_FILE, config.to_dict(), None,
-        consequence="its heads would not be comparable",
-        fix="Use the same settings" + (" (--polarity as_is for a fine-tune written before "
-                                       "--polarity existed)" if config.init_from else "")
-            + ", another output folder, or delete it to start again.",
-        defaults=defaults)
+    path, settings = out / COMPARISON_FILE, config.to_dict()
+    how = dict(consequence="its heads would not be comparable",
+               fix="Use the same settings" + (" (--polarity as_is for a fine-tune written before "
+                                              "--polarity existed)" if config.init_from else "")
+               + ", another output folder, or delete it to start again.",
+               defaults=defaults)
+    if write:
+        rundir.write_or_check_settings(path, settings, None, **how)
+    else:
+        rundir.check_settings(path, None, settings, **how)
 
 
 def _write_json(path: Path, value: Any) -> None:

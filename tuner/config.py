@@ -312,6 +312,24 @@ def write_run_config(
     return rundir.write_yaml(Path(run_dir) / RUN_FILE, {"config": config.to_dict(), **(extra or {})})
 
 
+def bayesian_initial_points(config: "RunConfig") -> int:
+    """Random trials a Bayesian search draws before its Gaussian process takes over.
+
+    KerasTuner's default, 3 x (number of hyperparameters), is ~70 for the MLP space, so a 10- or
+    30-trial "bayesian" search was a random search (same seed, same trials:
+    benchmarks/bench_search_efficiency.py). A third of the budget, at least 3, leaves the model
+    two thirds. Saved in the oracle's state, so a resumed search keeps the value it started with.
+    """
+    return max(3, config.trial_budget // 3)
+
+
+def oracle_seed(seed: int) -> int:
+    """The seed handed to KerasTuner's oracle for ``--seed``: KerasTuner reads 0 as "no seed"
+    (``seed or random.randint(...)``), which made ``--seed 0`` searches draw other trials on every
+    run. Shifted by one, every seed is a seed."""
+    return int(seed) + 1
+
+
 def read_run_config(run_dir: str | os.PathLike) -> tuple[RunConfig, dict[str, Any]]:
     """Read ``run.yaml``; returns the config and the whole document.
 

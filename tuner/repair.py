@@ -19,10 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from tuner import rundir
-from tuner.config import HYPERBAND_TUNERS
+from tuner.config import (
+    HYPERBAND_TUNERS,
+    bayesian_initial_points,
+    oracle_seed,
+    read_run_config,
+)
 from tuner.errors import CorruptRunError, RunDirError
 
 _ENDED = ("COMPLETED", "FAILED", "INVALID")
+# keras_tuner.oracles.BayesianOptimizationOracle's defaults, which hpsearch does not change.
+BAYESIAN_ALPHA, BAYESIAN_BETA = 1e-4, 2.6
 
 
 @dataclasses.dataclass
@@ -114,16 +121,20 @@ def _values_hash(values: dict[str, Any]) -> str:
 
 
 def _rebuilt_oracle(run_dir: Path, states: list[dict[str, Any]]) -> dict[str, Any]:
-    seed = 0
+    seed, extra = oracle_seed(0), {}
     if (run_dir / rundir.RUN_FILE).is_file():
-        config = rundir.read_yaml(run_dir / rundir.RUN_FILE, "an hpsearch run configuration")
-        settings = config.get("config") or {}
-        if settings.get("tuner") in HYPERBAND_TUNERS:
+        config, _ = read_run_config(run_dir)
+        if config.tuner in HYPERBAND_TUNERS:
             raise RunDirError(
                 f"{rundir.keras_tuner_project(run_dir) / rundir.ORACLE_FILE} of a Hyperband search "
                 "was unreadable (set aside) and cannot be rebuilt: its brackets are only in that "
                 "file. Start again with --overwrite, or restore the file from a backup.")
-        seed = int(settings.get("seed") or 0)
+        seed = oracle_seed(config.seed)  # what the search handed KerasTuner
+        if config.tuner == "bayesian":
+            # What BayesianOptimizationOracle.set_state reads: the search's own number of
+            # initial points and KerasTuner's defaults.
+            extra = {"num_initial_points": bayesian_initial_points(config),
+                     "alpha": BAYESIAN_ALPHA, "beta": BAYESIAN_BETA}
     elif any("tuner/bracket" in (state.get("hyperparameters") or {}).get("values", {})
              for state in states):
         raise RunDirError("The oracle.json of a Hyperband project was unreadable (set aside) and "
@@ -145,8 +156,11 @@ def _rebuilt_oracle(run_dir: Path, states: list[dict[str, Any]]) -> dict[str, An
         "run_times": {trial_id: 1 for trial_id in ended},
         "retry_queue": [trial_id for trial_id in ids if trial_id not in ended],
         "seed": seed,
-        "seed_state": seed + len(ids),
+        # KerasTuner advances the state once per value it draws (tens per trial): start beyond
+        # what the lost oracle can have used, so new trials do not replay its random streams.
+        "seed_state": seed + 1000 * (len(ids) + 1),
         "tried_so_far": sorted(set(id_to_hash.values())),
         "id_to_hash": id_to_hash,
         "display": {"search_start": None, "trial_start": {}, "trial_number": {}},
+        **extra,
     }

@@ -41,10 +41,12 @@ from tuner.config import (
     DEFAULT_CLOCK_SIZE,
     InvalidSettingError,
     RunConfig,
+    bayesian_initial_points,
     check_subset_size,
     hyperband_schedule,
     identity_defaults,
     implied_direction,
+    oracle_seed,
     write_run_config,
 )
 from tuner.errors import CorruptRunError, RunDirError, SearchError, last_error_line
@@ -93,7 +95,17 @@ class _HpsearchOracle:
     def populate_space(self, trial_id):
         if self.trial_cap is not None and len(self.trials) >= self.trial_cap:
             return {"status": kt.engine.trial.TrialStatus.STOPPED}
-        return super().populate_space(trial_id)
+        response = super().populate_space(trial_id)
+        values = response.get("values")
+        if values is not None:
+            # A value fixed for the search (``--fix``, a fine-tune's architecture) is a Fixed
+            # entry without conditions; a space that declares the same name in a conditional
+            # scope (beta_1 for Adam) adds a second entry, and both share one value, which the
+            # draw for that second entry overwrote: the fixed value wins.
+            for parameter in self.hyperparameters.space:
+                if isinstance(parameter, kt.engine.hyperparameters.Fixed) and not parameter.conditions:
+                    values[parameter.name] = parameter.value
+        return response
 
     def get_trial(self, trial_id):
         if trial_id == RUN_ID_PROBE:
@@ -424,13 +436,6 @@ class _TrackedTuner:
         return format_duration(per_trial * remaining / max(self._workers_alive(), 1))
 
 
-def oracle_seed(seed: int) -> int:
-    """The seed handed to KerasTuner's oracle for ``--seed``: KerasTuner reads 0 as "no seed"
-    (``seed or random.randint(...)``), which made ``--seed 0`` searches draw other trials on every
-    run. Shifted by one, every seed is a seed."""
-    return int(seed) + 1
-
-
 class _HyperbandTuner(_TrackedTuner, kt.tuners.Hyperband):
     oracle_class: type = _HyperbandOracle
 
@@ -471,12 +476,7 @@ class _BayesianTuner(_TrialBudgetTuner):
     oracle_class = _BayesianOracle
 
     def _oracle_options(self, config: RunConfig) -> dict[str, Any]:
-        # KerasTuner draws 3 x (number of hyperparameters) random trials before its Gaussian
-        # process starts: ~70 for the MLP space, so a 10- or 30-trial "bayesian" search was a
-        # random search (same seed, same trials: benchmarks/bench_search_efficiency.py). A third
-        # of the budget, at least 3, leaves the model two thirds. Saved in the oracle's state, so
-        # a resumed search keeps the value it started with.
-        return {"num_initial_points": max(3, config.trial_budget // 3)}
+        return {"num_initial_points": bayesian_initial_points(config)}
 
 
 class _RandomTuner(_TrialBudgetTuner):
@@ -595,6 +595,9 @@ def _check_fixed(config: RunConfig, hypermodel) -> None:
     hp = kt.HyperParameters()
     hypermodel.build(hp)
     declared = {parameter.name: parameter for parameter in hp.space}
+    declared_all: dict[str, list] = {}
+    for parameter in hp.space:
+        declared_all.setdefault(parameter.name, []).append(parameter)
     unknown = sorted(set(config.fixed) - set(declared))
     if unknown:
         raise InvalidSettingError(
@@ -604,11 +607,32 @@ def _check_fixed(config: RunConfig, hypermodel) -> None:
         problem = _outside(declared[name], value)
         if problem:
             raise InvalidSettingError(f"--fix {name}={value}: {problem}.")
+    fixed = fixed_hyperparameters(config.fixed)
     try:
-        hypermodel.build(fixed_hyperparameters(config.fixed))
+        hypermodel.build(fixed)
     except (ValueError, TypeError, KeyError) as error:
         raise InvalidSettingError(f"The '{config.space}' space cannot build a model with "
                                   f"{_fixed_text(config.fixed)}: {error}") from None
+    for name, value in config.fixed.items():
+        unused = _unused_by(declared_all[name], config.fixed)
+        if unused:
+            raise InvalidSettingError(
+                f"--fix {name}={value} would change nothing: {name} is used only when {unused}. "
+                f"Leave it out, or fix {unused.split(' is ')[0]} to a value that uses it.")
+
+
+def _unused_by(declarations: list, fixed: dict[str, Any]) -> str | None:
+    """When every declaration of a hyperparameter sits in a conditional scope that the other
+    fixed values rule out: the first such condition as text ("optimizer is sgd"); else None."""
+    ruled_out = []
+    for parameter in declarations:
+        blocking = [condition for condition in parameter.conditions
+                    if condition.name in fixed and fixed[condition.name] not in condition.values]
+        if not blocking:
+            return None
+        ruled_out.append(blocking[0])
+    condition = ruled_out[0]
+    return f"{condition.name} is {' or '.join(map(str, condition.values))}"
 
 
 def _outside(parameter, value) -> str | None:
