@@ -21,6 +21,7 @@ from datasets.sources import (
     explicit_data_dirs,
     format_not_found,
     keras_cache_dir,
+    keras_download_root,
     search_explicit_dirs,
     try_download,
 )
@@ -121,10 +122,8 @@ def _keras_layouts(directory: Path) -> tuple[Path, ...]:
 def _download() -> Path:
     import keras  # imported here: TensorFlow start-up is slow and rarely needed for loading
 
-    # The cache named explicitly: Keras reads $KERAS_HOME once, at import; the search reads it
-    # each time (keras_cache_dir), so both look in the same place.
     path = Path(keras.utils.get_file(BATCH_DIR, origin=_KERAS_ORIGIN, untar=True,
-                                     cache_dir=str(keras_cache_dir().parent)))
+                                     cache_dir=keras_download_root()))
     for directory in (path, path / BATCH_DIR, *_keras_layouts(path.parent)):
         found = _candidate(directory)
         if found:

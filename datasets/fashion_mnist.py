@@ -14,6 +14,7 @@ from datasets.sources import (
     explicit_data_dirs,
     format_not_found,
     keras_cache_dir,
+    keras_download_root,
     search_explicit_dirs,
     try_download,
 )
@@ -121,9 +122,9 @@ def _download() -> dict[str, Path]:
 
     files = {}
     for key, stem in FILES.items():
-        path = keras.utils.get_file(  # the cache named explicitly, as in cifar10._download
+        path = keras.utils.get_file(
             f"{stem}.gz", origin=_KERAS_ORIGIN + f"{stem}.gz", cache_subdir="datasets/fashion-mnist",
-            cache_dir=str(keras_cache_dir().parent),
+            cache_dir=keras_download_root(),
         )
         files[key] = Path(path)
     return files

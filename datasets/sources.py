@@ -36,6 +36,15 @@ def keras_cache_dir() -> Path:
     return Path(keras_home) / "datasets"
 
 
+def keras_download_root() -> str:
+    """The ``cache_dir`` for ``keras.utils.get_file``: the parent of ``keras_cache_dir()``,
+    created. Keras reads ``$KERAS_HOME`` once, at import, and downloads into ``/tmp/.keras``
+    when the folder is missing: in either case no later search would look there."""
+    root = keras_cache_dir().parent
+    root.mkdir(parents=True, exist_ok=True)
+    return str(root)
+
+
 def downloads_allowed(download: bool | None) -> bool:
     """A download is tried unless turned off by argument or by ``HPSEARCH_NO_DOWNLOAD=1``."""
     if download is not None:
