@@ -176,7 +176,7 @@ def test_a_search_whose_every_trial_failed_exits_1_with_the_cause(tiny_data_dir,
     assert "No trial completed, so no configuration was exported." in result.output
     assert ("Error: Every trial failed (2 of 2), so nothing was exported. Trial 0: ValueError: "
             "the pipeline broke") in result.output
-    assert "Traceback" not in result.output.split("Error: ")[-1]
+    assert "Traceback" not in result.output  # neither KerasTuner's per trial nor ours
     assert pd.read_csv(run / "trials.csv")["status"].tolist() == ["FAILED", "FAILED"]
     # Run again, the budget is spent: nothing ran in this call, which is not a new failure.
     again = CliRunner().invoke(main, ["tune", "mlp", "--run-dir", str(run), "--data-dir",

@@ -138,16 +138,31 @@ def _broken(tune_run, tmp_path, change):
         ),
         (
             lambda d: d["hyperparameters"].update(units_0="wide"),
-            "hyperparameter 'units_0' should be an integer, got 'wide'.",
+            "hyperparameter 'units_0' is 'wide'; expected a whole number.",
+        ),
+        (
+            lambda d: d["hyperparameters"].update(units_0=300.0),
+            "hyperparameter 'units_0' is 300.0; expected a whole number.",
+        ),
+        (
+            lambda d: d["hyperparameters"].update(batch_size=32.0),
+            "hyperparameter 'batch_size' is 32.0; expected one of 16, 32, 64, 128, 256.",
         ),
         (
             lambda d: d["hyperparameters"].update(optimizer="adagrad"),
-            "hyperparameter 'optimizer' is 'adagrad'; expected one of",
+            "hyperparameter 'optimizer' is 'adagrad'; expected one of sgd, adam",
         ),
         (
             lambda d: d["hyperparameters"].update(learning_rate=5.0),
-            "hyperparameter 'learning_rate' is 5.0, outside its range",
+            "hyperparameter 'learning_rate' is 5.0; expected a value from 0.0001 to 0.3.",
         ),
+        (
+            lambda d: d["hyperparameters"].update(learning_rate="5e-3x"),
+            "hyperparameter 'learning_rate' is '5e-3x'; expected a number.",
+        ),
+        (lambda d: d["hyperparameters"].update({5: 1}),
+         "hyperparameter names should be text, got 5 (int)"),
+        (lambda d: d.update(epochs=-3), "field 'epochs' should be 0 (the default) or more, got -3."),
         (lambda d: d.update(rank="first"), "field 'rank' should be int, got 'first' (str)."),
         (
             lambda d: d.update(search_space="clock"),
@@ -163,6 +178,13 @@ def test_invalid_configuration_names_file_and_field(
                       "--epochs", "1", expect=1)
     assert result.output.startswith("Error: ") and message in result.output
     assert "broken" in result.output and "Traceback" not in result.output
+
+
+def test_a_hand_written_exponent_is_read_as_the_number_it_spells(tune_run, tmp_path):
+    # YAML 1.1 (PyYAML) reads 1e-3 without a decimal point as a string.
+    path = _broken(tune_run, tmp_path, lambda d: d["hyperparameters"].update(learning_rate=0))
+    path.write_text(path.read_text().replace("learning_rate: 0", "learning_rate: 1e-3"))
+    assert read_top_config(path).hyperparameters["learning_rate"] == 0.001
 
 
 def test_unreadable_yaml_and_missing_source(tmp_path):

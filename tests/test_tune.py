@@ -210,15 +210,56 @@ def test_a_fixed_conditional_hyperparameter_holds_in_every_trial(tiny_data_dir, 
     assert (rank_1["beta_1"], rank_1["dropout_rate"], rank_1["units_1"]) == (0.95, 0.5, 50)
 
 
-def test_a_fixed_value_another_fixed_value_makes_unused_is_refused(tmp_path):
+@pytest.mark.parametrize("fixes, expected", [
+    (["optimizer=adam", "momentum=0.9"],
+     "--fix momentum=0.9 would change nothing: momentum is used only when optimizer is sgd"),
+    (["units_0=16", "units_0=17"], "units_0 is given twice (units_0=16 and units_0=17)"),
+    (["units_0=300.0"], "--fix units_0=300.0: expected a whole number."),
+    (["learning_rate=1e-9"], "--fix learning_rate=1e-09: expected a value from 0.0001 to 0.3."),
+])
+def test_a_fix_that_cannot_mean_what_it_says_is_refused(tmp_path, fixes, expected):
     (tmp_path / "data").mkdir()
     result = CliRunner().invoke(main, [
         "tune", "mlp", "--run-dir", str(tmp_path / "run"), "--data-dir", str(tmp_path / "data"),
-        "--fix", "optimizer=adam", "--fix", "momentum=0.9"])
+        *[part for fix in fixes for part in ("--fix", fix)]])
     assert result.exit_code == 2, result.output
-    assert ("--fix momentum=0.9 would change nothing: momentum is used only when optimizer is "
-            "sgd") in result.output
+    assert expected in result.output and "Traceback" not in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_a_fix_in_exponent_notation_is_a_number(tiny_data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    tune(CliRunner(), run_dir, tiny_data_dir, "--tuner", "random", "--max-trials", "1",
+         "--fix", "learning_rate=2e-3")
+    assert pd.read_csv(run_dir / "trials.csv")["learning_rate"].tolist() == [0.002]
+
+
+def test_a_run_whose_settings_file_is_gone_is_not_resumed_with_any_settings(tiny_data_dir,
+                                                                            tmp_path):
+    run_dir = tmp_path / "run"
+    tune(CliRunner(), run_dir, tiny_data_dir, "--tuner", "random", "--max-trials", "2")
+    (run_dir / "run.yaml").unlink()
+    trials = sorted(p.read_text() for p in run_dir.glob("kt/trial_*/trial.json"))
+    result = tune(CliRunner(), run_dir, tiny_data_dir, "--tuner", "random", "--max-trials", "3",
+                  "--max-epochs", "1", expect=1)
+    assert f"{run_dir / 'run.yaml'} is missing, but {run_dir / 'kt'} holds" in result.output
+    assert "Restore run.yaml" in result.output and "--overwrite" in result.output
+    assert sorted(p.read_text() for p in run_dir.glob("kt/trial_*/trial.json")) == trials
+
+
+def test_more_hyperband_iterations_extend_a_finished_search_and_fewer_are_refused(
+        tiny_data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    tune(CliRunner(), run_dir, tiny_data_dir)
+    first = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
+    extended = tune(CliRunner(), run_dir, tiny_data_dir, "--hyperband-iterations", "2").output
+    after = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
+    assert len(after) == 2 * len(first) and f"{len(first)} already run" in extended
+    kept = after.iloc[:len(first)]  # the first sweep's trials as they were
+    assert kept["trial_id"].tolist() == first["trial_id"].tolist()
+    assert kept["score"].tolist() == first["score"].tolist()
+    refused = tune(CliRunner(), run_dir, tiny_data_dir, expect=1).output
+    assert "hyperband_iterations: run directory has 2, this command asks for 1" in refused
 
 
 @pytest.mark.parametrize("fix, expected", [
@@ -361,6 +402,9 @@ def test_resume_after_kill_minus_9_retrains_no_completed_trial(tmp_path):
     assert all(trained.count(trial_id) == 1 for trial_id in completed_before)
     final = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
     assert len(final) == 4 and set(final["status"]) == {"COMPLETED"}
+    # The interrupted trial ran in the resumed call, and is counted there.
+    ended = len(completed_before)
+    assert f"4 trials (4 completed, 0 failed), {4 - ended} run now" in result.stdout, result.stdout
 
 
 def test_hyperband_trains_the_textbook_model_at_full_budget_when_not_promoted(
@@ -461,3 +505,23 @@ def test_seed_zero_gives_the_same_trials_every_time():
         return [oracle._propose_values() for _ in range(3)]
 
     assert draws() == draws()
+
+
+def test_status_tells_a_stopped_search_from_a_running_one(tiny_data_dir, tmp_path):
+    """After a kill -9 a trial stays RUNNING on disk; only a held lock means it still runs."""
+    from tuner import rundir
+
+    run_dir = tmp_path / "run"
+    tune(CliRunner(), run_dir, tiny_data_dir, "--tuner", "random", "--max-trials", "2")
+    trial = run_dir / "kt" / "trial_1" / "trial.json"
+    state = json.loads(trial.read_text())
+    trial.write_text(json.dumps({**state, "status": "RUNNING"}))  # as a kill mid-trial leaves it
+    stopped = CliRunner().invoke(main, ["status", str(run_dir), "--watch", "1"])
+    assert stopped.exit_code == 0, stopped.output
+    assert "stopped. 1/2 trials done (1 completed, 0 failed), 0 running" in stopped.output
+    assert "run the same `hpsearch tune` command again to resume it" in stopped.output
+    assert stopped.output.count("stopped.") == 1  # --watch ends: nothing will change
+    with rundir.run_lock(run_dir):  # a live search holds the lock
+        running = CliRunner().invoke(main, ["status", str(run_dir)])
+    assert "running. 1/2 trials done (1 completed, 0 failed), 1 running" in running.output
+    assert "running: trial 1 on -" in running.output

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,18 @@ def write_top_config(path: str | os.PathLike, config: TopConfig) -> Path:
     return path
 
 
+# A number in scientific notation without a decimal point: YAML 1.1 (PyYAML) reads "1e-3" as a
+# string, where a user means the number.
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def yaml_scalar(value: Any) -> Any:
+    """A scalar as PyYAML read it, with "1e-3"-like strings read as the floats they spell."""
+    if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value.strip()):
+        return float(value)
+    return value
+
+
 def read_top_config(path: str | os.PathLike) -> TopConfig:
     """Read and check one configuration file.
 
@@ -161,9 +174,22 @@ def read_top_config(path: str | os.PathLike) -> TopConfig:
         value = optional[key] = document.get(key)
         if value is not None and not isinstance(value, str):
             raise TopConfigError(f"{path}: field '{key}' should be a string or null, got {value!r}.")
+    if fields["epochs"] < 0:
+        raise TopConfigError(
+            f"{path}: field 'epochs' should be 0 (the default) or more, got {fields['epochs']}."
+        )
+    hyperparameters = {}
     for name, value in fields["hyperparameters"].items():
+        if not isinstance(name, str):
+            raise TopConfigError(
+                f"{path}: hyperparameter names should be text, got {name!r} "
+                f"({type(name).__name__}) under 'hyperparameters'."
+            )
+        value = yaml_scalar(value)
         if not isinstance(value, (int, float, str, bool)):
             raise TopConfigError(
                 f"{path}: hyperparameter '{name}' should be a number, string or boolean, got {value!r}."
             )
+        hyperparameters[name] = value
+    fields["hyperparameters"] = hyperparameters
     return TopConfig(**optional, **fields)

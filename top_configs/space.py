@@ -62,33 +62,32 @@ def _explore_conditions(space: kt.HyperParameters, hypermodel) -> None:
 
 
 def _check_value(hp, value, source) -> None:
-    config = hp.get_config()
-    name = hp.name
-    kind = type(hp).__name__
-    if kind == "Boolean":
-        if not isinstance(value, bool):
-            raise TopConfigError(
-                f"{source}: hyperparameter '{name}' should be true or false, got {value!r}."
-            )
-        return
-    if kind == "Choice" or kind == "Fixed":
-        allowed = config.get("values") or [config.get("value")]
-        if value not in allowed:
-            raise TopConfigError(
-                f"{source}: hyperparameter '{name}' is {value!r}; expected one of {allowed}."
-            )
-        return
-    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind == "Int" and not (isinstance(value, int) and not isinstance(value, bool)):
-        raise TopConfigError(
-            f"{source}: hyperparameter '{name}' should be an integer, got {value!r}."
-        )
-    if not numeric:
-        raise TopConfigError(
-            f"{source}: hyperparameter '{name}' should be a number, got {value!r}."
-        )
-    low, high = config["min_value"], config["max_value"]
-    if not low <= value <= high:
-        raise TopConfigError(
-            f"{source}: hyperparameter '{name}' is {value}, outside its range [{low}, {high}]."
-        )
+    problem = value_problem(hp, value)
+    if problem:
+        raise TopConfigError(f"{source}: hyperparameter '{hp.name}' is {value!r}; {problem}.")
+
+
+def value_problem(parameter, value) -> str | None:
+    """Why ``value`` cannot be KerasTuner hyperparameter ``parameter``'s value, as "expected ..."
+    text; None when it can. One rule for every place a value comes from outside a search (a
+    configuration file, ``--fix``): of the declared type (a whole number is not ``32.0``, a
+    float choice takes an int) and within the choices or range."""
+    kinds = kt.engine.hyperparameters
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(parameter, kinds.Boolean):
+        return None if isinstance(value, bool) else "expected true or false"
+    if isinstance(parameter, (kinds.Choice, kinds.Fixed)):
+        allowed = (parameter.values if isinstance(parameter, kinds.Choice)
+                   else [parameter.value])
+        if any(value == option and (type(value) is type(option)
+                                    or number and isinstance(option, float))
+               for option in allowed):
+            return None
+        return f"expected one of {', '.join(map(str, allowed))}"
+    if isinstance(parameter, (kinds.Int, kinds.Float)):
+        whole = isinstance(parameter, kinds.Int)
+        if not number or (whole and not isinstance(value, int)):
+            return f"expected {'a whole number' if whole else 'a number'}"
+        if not parameter.min_value <= value <= parameter.max_value:
+            return f"expected a value from {parameter.min_value} to {parameter.max_value}"
+    return None

@@ -366,7 +366,8 @@ def worker(address, run_dir, tuner_id, threads, connect_timeout, call_timeout, d
 @main.command(short_help="Show a search's progress: trials done, running, best, time left.")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--watch", type=click.FloatRange(min=1.0), default=None, metavar="SECONDS",
-              help="Show it again every SECONDS until the search has finished (Ctrl-C stops).")
+              help="Show it again every SECONDS until the search has finished or stopped "
+                   "(Ctrl-C stops).")
 @cli_errors
 def status(run_dir, watch):
     """Where the search in RUN_DIR stands, read from its files (safe while it runs): trials
@@ -382,7 +383,7 @@ def status(run_dir, watch):
     while True:
         state = search_status(run_dir)
         click.echo(format_status(state))
-        if watch is None or state.finished:
+        if watch is None or state.finished or state.stopped:
             return
         time.sleep(watch)
         click.echo("")

@@ -73,13 +73,22 @@ def import_tensorflow() -> None:
     the descriptor is pointed at a temporary file for the import; its content is shown when the
     import fails.
     """
-    if "tensorflow" in sys.modules:
-        return
-    if _verbose:
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
-        import keras  # noqa: F401
+    if "tensorflow" not in sys.modules:
+        if _verbose:
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+            import keras  # noqa: F401
+        else:
+            _import_quietly()
+    if not _verbose:
+        # KerasTuner prints every failed trial's whole traceback (its DEBUG flag, on by
+        # default); the command prints the failure's last line, trials.csv (column message)
+        # keeps the traceback.
+        import keras_tuner.src.config
 
-        return
+        keras_tuner.src.config.DEBUG = False
+
+
+def _import_quietly() -> None:
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     import tempfile

@@ -14,6 +14,7 @@ import yaml
 
 from datasets.clock_render import SIZES as CLOCK_SIZES
 from search_spaces.precision import PRECISIONS
+from top_configs.format import yaml_scalar
 from tuner import rundir
 from tuner.errors import HpsearchError, UsageError
 from tuner.rundir import RUN_FILE
@@ -353,17 +354,21 @@ def parse_assignments(pairs) -> dict[str, Any]:
     """``["filters=32", "batch_norm=false"]`` -> ``{"filters": 32, "batch_norm": False}``: the
     NAME=VALUE pairs of ``tune --fix`` and ``clock compare --set``.
 
-    Values are read as YAML scalars (numbers, booleans, strings).
+    Values are read as YAML scalars (numbers, booleans, strings; 1e-3 is a number).
 
     Raises:
-        UsageError: a pair without '=' or without a name.
+        UsageError: a pair without '=' or without a name, or a name given twice.
     """
     values = {}
     for pair in pairs:
         name, sep, text = pair.partition("=")
         if not sep or not name.strip():
             raise UsageError(f"Expected NAME=VALUE (e.g. learning_rate=0.001), got {pair!r}.")
-        values[name.strip()] = yaml.safe_load(text)
+        name = name.strip()
+        if name in values:
+            raise UsageError(f"{name} is given twice ({name}={values[name]} and {pair}): give "
+                             f"each name once.")
+        values[name] = yaml_scalar(yaml.safe_load(text))
     return values
 
 

@@ -27,7 +27,6 @@ from tuner.config import (
 )
 from tuner.errors import CorruptRunError, RunDirError
 
-_ENDED = ("COMPLETED", "FAILED", "INVALID")
 # keras_tuner.oracles.BayesianOptimizationOracle's defaults, which hpsearch does not change.
 BAYESIAN_ALPHA, BAYESIAN_BETA = 1e-4, 2.6
 
@@ -147,7 +146,7 @@ def _rebuilt_oracle(run_dir: Path, states: list[dict[str, Any]]) -> dict[str, An
             space.setdefault(item["config"]["name"], item)
         id_to_hash[str(state["trial_id"])] = _values_hash(hyperparameters.get("values", {}))
     ids = [str(state["trial_id"]) for state in states]
-    ended = [str(state["trial_id"]) for state in states if state.get("status") in _ENDED]
+    ended = [str(state["trial_id"]) for state in states if state.get("status") in rundir.ENDED_STATUSES]
     return {
         "ongoing_trials": {},
         "hyperparameters": {"space": list(space.values()), "values": {}},

@@ -35,6 +35,8 @@ from tuner.errors import CorruptRunError, RunDirError, RunLockedError
 SEARCH, TRANSFER, COMPARISON, KERAS_TUNER = "search", "transfer", "comparison", "keras_tuner"
 
 LOCK_FILE = ".lock"
+# The statuses of a KerasTuner trial that has ended (trained to its end, or given up on).
+ENDED_STATUSES = ("COMPLETED", "FAILED", "INVALID")
 # A search run.
 RUN_FILE = "run.yaml"
 SPACE_FILE = "search_space.json"
@@ -200,6 +202,25 @@ def run_lock(run_dir: str | os.PathLike, what: str = "run directory") -> Iterato
         fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
         remove_empty_dirs(created)
+
+
+def lock_holder(run_dir: str | os.PathLike) -> str | None:
+    """Who holds ``run_dir``'s lock now ("pid 123, since ..."), or None when no process does
+    (never locked, finished, or killed: the OS drops a dead process's lock)."""
+    path = Path(run_dir) / LOCK_FILE
+    try:
+        handle = open(path)
+    except OSError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno in (errno.EAGAIN, errno.EACCES):
+                return handle.read().strip() or "unknown"
+            return None
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return None
 
 
 def _acquire(path: Path, run_dir: Path):

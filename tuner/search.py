@@ -31,6 +31,7 @@ import datasets
 import search_spaces
 from search_spaces.precision import precision_policy, reapply_policy
 from top_configs import plain_value, strip_internal_keys
+from top_configs.space import value_problem
 from tuner.export import SearchResult, export_results, search_result  # noqa: F401 (API)
 from tuner import rundir
 from tuner.clock_models import (TRIAL_CARD, InitSource, PolarityChoice, choose_polarity,
@@ -604,7 +605,7 @@ def _check_fixed(config: RunConfig, hypermodel) -> None:
             f"--fix {', '.join(unknown)}: not a hyperparameter of the '{config.space}' space. "
             f"Its hyperparameters: {', '.join(sorted(declared))}.")
     for name, value in config.fixed.items():
-        problem = _outside(declared[name], value)
+        problem = value_problem(declared[name], value)
         if problem:
             raise InvalidSettingError(f"--fix {name}={value}: {problem}.")
     fixed = fixed_hyperparameters(config.fixed)
@@ -633,29 +634,6 @@ def _unused_by(declarations: list, fixed: dict[str, Any]) -> str | None:
         ruled_out.append(blocking[0])
     condition = ruled_out[0]
     return f"{condition.name} is {' or '.join(map(str, condition.values))}"
-
-
-def _outside(parameter, value) -> str | None:
-    """Why ``value`` is not in the range of KerasTuner hyperparameter ``parameter`` (None: it is)."""
-    kinds = kt.engine.hyperparameters
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if isinstance(parameter, kinds.Boolean):
-        return None if isinstance(value, bool) else "expected true or false"
-    if isinstance(parameter, kinds.Choice):
-        if any(value == allowed and (type(value) is type(allowed) or number
-                                     and isinstance(allowed, float))
-               for allowed in parameter.values):
-            return None
-        return f"expected one of {', '.join(map(str, parameter.values))}"
-    if isinstance(parameter, kinds.Fixed):
-        return None if value == parameter.value else f"the space holds it at {parameter.value}"
-    if isinstance(parameter, (kinds.Int, kinds.Float)):
-        whole = isinstance(parameter, kinds.Int)
-        if not number or (whole and not float(value).is_integer()):
-            return f"expected {'a whole number' if whole else 'a number'}"
-        if not parameter.min_value <= value <= parameter.max_value:
-            return f"expected a value from {parameter.min_value} to {parameter.max_value}"
-    return None
 
 
 def _fixed_text(fixed: dict[str, Any]) -> str:
@@ -756,12 +734,29 @@ def _check_resume(run_dir: Path, config: RunConfig, overwrite: bool) -> bool:
         for name in (rundir.RUN_FILE, SPACE_FILE, TRIAL_LOG, TRIALS_CSV, rundir.DISTRIBUTED_FILE):
             (run_dir / name).unlink(missing_ok=True)
         return False
+    if not (run_dir / rundir.RUN_FILE).is_file():
+        # run.yaml is written before the project: deleted, or left out of a copy. Without it
+        # nothing tells whether this command's settings are the search's.
+        raise CorruptRunError(
+            f"{run_dir / rundir.RUN_FILE} is missing, but {project_dir(run_dir)} holds this "
+            "search's trials: without it this command's settings cannot be checked against "
+            "theirs, and resuming could mix incomparable trials. Restore run.yaml (from a backup "
+            "or the folder it was copied from), pass --overwrite to start again (deleting the "
+            "trials), or use another --run-dir.")
+    saved = rundir.read_yaml(run_dir / rundir.RUN_FILE, "an hpsearch run configuration")
+    saved_iterations = ((saved.get("config") or {}) if isinstance(saved, dict) else {}).get(
+        "hyperband_iterations", 1)
+    # More Hyperband sweeps extend a search (its earlier brackets stay as they are); fewer would
+    # not, and remain a mismatch.
+    extends = (config.uses_hyperband and isinstance(saved_iterations, int)
+               and config.hyperband_iterations >= saved_iterations)
     rundir.check_settings(
         run_dir / rundir.RUN_FILE,
         "config",
         config.identity(),
         consequence="resuming it would mix incomparable trials",
         fix="Use the saved settings to resume, --overwrite to start again, or another --run-dir.",
+        ignore=("hyperband_iterations",) if extends else (),
         defaults=identity_defaults(config),
     )
     # Named before KerasTuner reloads them (it would fail with a bare JSONDecodeError).
@@ -1000,7 +995,8 @@ def _run_search(config: RunConfig, run_dir: Path, data_dir, overwrite: bool, pro
             tuner.oracle.max_trials = config.max_trials
         else:
             tuner.oracle.max_trials = config.trial_budget
-        done_before = len(tuner.oracle.trials)
+        # Trials that ended: one a kill interrupted is RUNNING on disk and runs again now.
+        done_before = _ended_trials(tuner.oracle)
         progress(
             ("Resuming" if resuming else "Starting")
             + f" a {config.tuner} search of '{config.space}'"
@@ -1021,7 +1017,7 @@ def _run_search(config: RunConfig, run_dir: Path, data_dir, overwrite: bool, pro
             serve_oracle(tuner.oracle, run_dir, serve, progress)
             trials, top = export_results(run_dir, config, textbook)
             return search_result(run_dir, config, trials, top,
-                                 len(tuner.oracle.trials) - done_before, started, math.nan,
+                                 _ended_trials(tuner.oracle) - done_before, started, math.nan,
                                  precision)
         fit_arguments = search_fit_arguments(config, hypermodel, data, run_dir)
         try:
@@ -1033,8 +1029,12 @@ def _run_search(config: RunConfig, run_dir: Path, data_dir, overwrite: bool, pro
             keras.backend.clear_session()
         trials, top = export_results(run_dir, config, textbook)
         return search_result(run_dir, config, trials, top,
-                             len(tuner.oracle.trials) - done_before, started,
+                             _ended_trials(tuner.oracle) - done_before, started,
                              tuner.training_seconds, precision)
+
+
+def _ended_trials(oracle) -> int:
+    return sum(trial.status in rundir.ENDED_STATUSES for trial in oracle.trials.values())
 
 
 def distribution_strategy(config: RunConfig, gpus: int | None = None):

@@ -39,6 +39,8 @@ class SearchStatus:
         seconds_per_trial: mean seconds of the finished trials (NaN when none).
         seconds_left: estimated time to the end of the budget (NaN when unknown).
         chief: the chief's address, when the search is distributed.
+        active: an hpsearch process works in the run now (holds its lock, or a worker's
+            heartbeat is fresh); a search that is neither finished nor active has stopped.
     """
 
     run_dir: Path
@@ -54,10 +56,17 @@ class SearchStatus:
     seconds_per_trial: float
     seconds_left: float
     chief: str | None
+    active: bool = True
 
     @property
     def finished(self) -> bool:
         return not self.running and self.completed + self.failed >= self.budget
+
+    @property
+    def stopped(self) -> bool:
+        """Neither finished nor worked on: killed, or never resumed (a RUNNING trial there was
+        interrupted and runs again on a resume)."""
+        return not self.active and not self.finished
 
 
 def search_status(run_dir: str | os.PathLike, now: float | None = None) -> SearchStatus:
@@ -78,9 +87,11 @@ def search_status(run_dir: str | os.PathLike, now: float | None = None) -> Searc
                 if b.get("state") == "training" and not heartbeat_gone(b, STALE_SECONDS, now)}
     completed = [s for s in states if s.get("status") == "COMPLETED"]
     failed = [s for s in states if s.get("status") in ("FAILED", "INVALID")]
+    active = (rundir.lock_holder(run_dir) is not None
+              or any(not heartbeat_gone(b, STALE_SECONDS, now) for b in beats.values()))
     running = []
     for state in states:
-        if state.get("status") != "RUNNING":
+        if state.get("status") != "RUNNING" or not active:
             continue
         trial_id = str(state["trial_id"])
         beat = by_trial.get(trial_id)
@@ -118,18 +129,22 @@ def search_status(run_dir: str | os.PathLike, now: float | None = None) -> Searc
         chief = rundir.read_json(distributed, "the chief's address").get("address")
     return SearchStatus(run_dir, config.trial_budget, len(completed), len(failed), running,
                         workers, best_trial, best_score, config.objective or "",
-                        config.direction or "", per_trial, seconds_left, chief)
+                        config.direction or "", per_trial, seconds_left, chief, active)
 
 
 def format_status(status: SearchStatus) -> str:
     """The status as a few lines of text (what ``hpsearch status`` prints)."""
     done = status.completed + status.failed
-    state = "finished" if status.finished else "running" if status.running else "waiting"
+    state = ("finished" if status.finished else "stopped" if status.stopped
+             else "running" if status.running else "waiting")
     lines = [
         f"{status.run_dir}: {state}. {done}/{status.budget} trials done ({status.completed} "
         f"completed, {status.failed} failed), {len(status.running)} running"
         + (f"; chief at {status.chief}" if status.chief else "") + ".",
     ]
+    if status.stopped:
+        lines.append("No hpsearch process works in it (interrupted, or not resumed yet): run "
+                     "the same `hpsearch tune` command again to resume it.")
     if status.best_trial is not None:
         lines.append(f"Best so far: trial {status.best_trial}, {status.objective} = "
                      f"{status.best_score:.4f} ({status.direction})")
