@@ -82,6 +82,20 @@ def test_transfer_on_the_source_dataset_from_yaml_files(tune_run, tiny_data_dir,
     assert rows["config"].tolist() == ["rank_1"] and rows["dataset"].tolist() == ["fashion_mnist"]
 
 
+def test_files_of_the_same_name_from_two_runs_keep_apart(tune_run, tiny_data_dir, tmp_path):
+    other = tmp_path / "other" / "top_configs"
+    other.mkdir(parents=True)
+    (other / "rank_1.yaml").write_text(
+        (tune_run / "top_configs" / "rank_2.yaml").read_text().replace("rank: 2", "rank: 1"))
+    out = tmp_path / "both"
+    transfer(tune_run / "top_configs" / "rank_1.yaml", other / "rank_1.yaml", "--dataset",
+             "fashion_mnist", "--run-dir", out, "--data-dir", tiny_data_dir, "--no-textbook",
+             "--epochs", "1")
+    rows = pd.read_csv(out / "transfer.csv")
+    assert rows["config"].tolist() == [f"{tune_run.name}/rank_1", "other/rank_1"]
+    assert rows["config_id"].nunique() == 2
+
+
 def test_final_trains_on_training_and_validation_images_for_the_whole_budget(
     tune_run, tiny_data_dir, tmp_path
 ):

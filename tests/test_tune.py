@@ -525,3 +525,11 @@ def test_status_tells_a_stopped_search_from_a_running_one(tiny_data_dir, tmp_pat
         running = CliRunner().invoke(main, ["status", str(run_dir)])
     assert "running. 1/2 trials done (1 completed, 0 failed), 1 running" in running.output
     assert "running: trial 1 on -" in running.output
+
+
+def test_hyperband_settings_do_not_make_other_tuners_mismatch(tiny_data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    tune(CliRunner(), run_dir, tiny_data_dir, "--tuner", "random", "--max-trials", "1")
+    resumed = tune(CliRunner(), run_dir, tiny_data_dir, "--tuner", "random", "--max-trials", "2",
+                   "--factor", "4", "--hyperband-iterations", "3").output
+    assert "1 already run" in resumed and "1 run now" in resumed

@@ -756,7 +756,9 @@ def _check_resume(run_dir: Path, config: RunConfig, overwrite: bool) -> bool:
         config.identity(),
         consequence="resuming it would mix incomparable trials",
         fix="Use the saved settings to resume, --overwrite to start again, or another --run-dir.",
-        ignore=("hyperband_iterations",) if extends else (),
+        # Hyperband's own settings mean nothing to the other tuners.
+        ignore=(("hyperband_iterations",) if extends else ()) if config.uses_hyperband
+        else ("factor", "hyperband_iterations"),
         defaults=identity_defaults(config),
     )
     # Named before KerasTuner reloads them (it would fail with a bare JSONDecodeError).

@@ -137,12 +137,20 @@ def collect_configs(sources: Sequence[str | os.PathLike]) -> list[tuple[str, Top
                 (f"{prefix}rank_{read_top_config(f).rank}", read_top_config(f)) for f in files
             ]
         else:
-            configs.append((path.stem, read_top_config(path)))
+            # Files of the same name from two folders (a/rank_1.yaml, b/rank_1.yaml) keep their
+            # folder's name: every row and its ensemble stay apart.
+            stems = [Path(other).stem for other in sources if not Path(other).is_dir()]
+            folder = path.parent.parent if path.parent.name == TOP_DIR else path.parent
+            name = path.stem if stems.count(path.stem) == 1 else f"{folder.name}/{path.stem}"
+            configs.append((name, read_top_config(path)))
     for name, config in configs:
         if config.search_space not in CLASSIFIER_SPACES:
+            hint = (" Use `hpsearch clock compare` for clock models." if config.search_space ==
+                    "clock" else " It was not exported from one of hpsearch's search spaces, so "
+                    "there is no model to rebuild: retrain it with the code that defined it.")
             raise TopConfigError(
                 f"{name} is a '{config.search_space}' configuration; transfer retrains classifiers "
-                f"({', '.join(CLASSIFIER_SPACES)}). Use `hpsearch clock compare` for clock models."
+                f"({', '.join(CLASSIFIER_SPACES)}).{hint}"
             )
         # Check names, types and ranges now, before any data is loaded or model trained. The
         # hyperparameters of a space do not depend on the input shape.
