@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.ranges import _check_direction, _format_value, ranked_configurations
-from tuner.results import completed_ranking, hyperparameter_columns
+from analysis.ranges import _check_direction, ranked_configurations
+from tuner.results import (completed_ranking, configuration_epochs, hyperparameter_column,
+                           hyperparameter_columns, same_value)
 
 HISTORY_COLUMNS = ["trial_number", "trial_id", "status", "score", "best_so_far", "is_new_best",
                    "epochs", "cumulative_epochs", "seconds", "cumulative_seconds", "bracket",
@@ -26,9 +27,10 @@ def optimization_history(trials: pd.DataFrame, direction: str) -> pd.DataFrame:
 
     Columns: ``trial_number`` (1-based), ``trial_id``, ``status``, ``score`` (NaN unless
     COMPLETED), ``best_so_far`` (best COMPLETED score up to this trial, NaN before the first),
-    ``is_new_best``, ``epochs`` (trained in this trial, 0 when unknown), ``cumulative_epochs``,
-    ``seconds``, ``cumulative_seconds`` (unknown seconds count as 0), ``bracket``, ``round``,
-    ``is_textbook``. Failed and running trials keep their row: they spent epochs.
+    ``is_new_best``, ``epochs`` (trained in this trial, NaN when unknown), ``cumulative_epochs``,
+    ``seconds``, ``cumulative_seconds`` (the sums of the known ones so far; NaN until one is
+    known: a plain KerasTuner project records neither), ``bracket``, ``round``, ``is_textbook``.
+    Failed and running trials keep their row: they spent epochs.
 
     Args:
         trials: a trials table (``tuner.results.read_trials``), in creation order.
@@ -42,8 +44,8 @@ def optimization_history(trials: pd.DataFrame, direction: str) -> pd.DataFrame:
     best = (score.cummax() if direction == "max" else score.cummin()).ffill()
     previous = best.shift(1)
     is_new_best = completed & (previous.isna() | (best != previous))
-    epochs = pd.to_numeric(trials["epochs"], errors="coerce").fillna(0).astype(int)
-    seconds = pd.to_numeric(trials["seconds"], errors="coerce")
+    epochs = pd.to_numeric(trials["epochs"], errors="coerce").astype(float)
+    seconds = pd.to_numeric(trials["seconds"], errors="coerce").astype(float)
     return pd.DataFrame({
         "trial_number": np.arange(1, len(trials) + 1),
         "trial_id": trials["trial_id"].to_numpy(),
@@ -51,15 +53,19 @@ def optimization_history(trials: pd.DataFrame, direction: str) -> pd.DataFrame:
         "score": score.to_numpy(),
         "best_so_far": best.to_numpy(),
         "is_new_best": is_new_best.to_numpy(dtype=bool),
-        "epochs": epochs.to_numpy(),
-        "cumulative_epochs": epochs.cumsum().to_numpy(),
+        "epochs": pd.array(epochs, dtype="Int64"),
+        "cumulative_epochs": pd.array(_known_so_far(epochs), dtype="Int64"),
         "seconds": seconds.to_numpy(),
-        "cumulative_seconds": seconds.fillna(0).cumsum().to_numpy(),
+        "cumulative_seconds": _known_so_far(seconds).to_numpy(),
         "bracket": trials["bracket"].to_numpy() if "bracket" in trials else math.nan,
         "round": trials["round"].to_numpy() if "round" in trials else math.nan,
         "is_textbook": trials["is_textbook"].astype(bool).to_numpy()
         if "is_textbook" in trials else False,
     }, columns=HISTORY_COLUMNS)
+
+
+def _known_so_far(values: pd.Series) -> pd.Series:
+    return values.fillna(0).cumsum().where(values.notna().cummax())
 
 
 def textbook_score(trials: pd.DataFrame, direction: str) -> float:
@@ -76,8 +82,10 @@ def best_vs_textbook(trials: pd.DataFrame, direction: str,
     """The best COMPLETED configuration next to the textbook model.
 
     Rows: ``score``, ``difference`` (best minus textbook, so positive is better for "max"),
-    ``trial_id``, ``epochs``, then every hyperparameter either of them uses. Columns: ``item``,
-    ``textbook``, ``best``, ``changed`` (the values differ). Missing values are empty strings.
+    ``trial_id``, ``epochs`` (as exported to ``top_configs/``: see
+    ``tuner.results.configuration_epochs``), then every hyperparameter either of them uses.
+    Columns: ``item``, ``textbook``, ``best``, ``changed`` (the values differ, compared as values,
+    not as shown). Missing values are empty strings.
 
     Args:
         trials: a trials table.
@@ -100,11 +108,13 @@ def best_vs_textbook(trials: pd.DataFrame, direction: str,
         ("difference", "", best_value - textbook_value
          if math.isfinite(best_value) and math.isfinite(textbook_value) else math.nan),
         ("trial_id", _field(textbook, "trial_id"), _field(best, "trial_id")),
-        ("epochs", _field(textbook, "epochs"), _field(best, "epochs")),
+        ("epochs", _epochs(textbook), _epochs(best)),
     ]
     if textbook_values is None and textbook is not None:
         textbook_values = {name: textbook[name] for name in names if _present(textbook[name])}
-    textbook_values = textbook_values or {}
+    # run.yaml names hyperparameters as KerasTuner does; the table as read_trials does.
+    textbook_values = {hyperparameter_column(name): value
+                       for name, value in (textbook_values or {}).items()}
     for name in names + [name for name in textbook_values if name not in names]:
         before = textbook_values.get(name)
         after = best[name] if best is not None and name in best.index else None
@@ -112,9 +122,10 @@ def best_vs_textbook(trials: pd.DataFrame, direction: str,
             continue
         rows.append((name, before, after))
     table = pd.DataFrame(rows, columns=["item", "textbook", "best"])
+    # Raw values: 0.01 against 0.010004 is a change even where both show as "0.01".
     table["changed"] = [
         item not in ("score", "difference", "trial_id", "epochs")
-        and _format_value(_plain(before)) != _format_value(_plain(after))
+        and not same_value(_plain(before), _plain(after))
         for item, before, after in rows
     ]
     for column in ("textbook", "best"):
@@ -125,14 +136,16 @@ def best_vs_textbook(trials: pd.DataFrame, direction: str,
 
 def top_configurations(trials: pd.DataFrame, direction: str, count: int = 3) -> pd.DataFrame:
     """The best ``count`` configurations (default 3, as exported to ``top_configs/``), one column
-    each (``rank_1``...), with rows ``score``, ``trial_id``, ``epochs`` and every hyperparameter
-    (empty where inactive), plus an ``item`` column naming the rows."""
+    each (``rank_1``...), with rows ``score``, ``trial_id``, ``epochs`` (the exported epochs:
+    ``tuner.results.configuration_epochs``) and every hyperparameter (empty where inactive), plus
+    an ``item`` column naming the rows."""
     ranking = ranked_configurations(trials, direction).head(count)
     names = [name for name in hyperparameter_columns(trials) if ranking[name].notna().any()]
     table = {"item": ["score", "trial_id", "epochs"] + names}
     for rank, (_, row) in enumerate(ranking.iterrows(), start=1):
+        cells = {**row.to_dict(), "epochs": _epochs(row)}
         table[f"rank_{rank}"] = [
-            _plain(row[item]) if _present(row[item]) else "" for item in table["item"]
+            _plain(cells[item]) if _present(cells[item]) else "" for item in table["item"]
         ]
     return pd.DataFrame(table).astype(object)
 
@@ -162,8 +175,9 @@ def run_summary(name: str, config: dict[str, Any], trials: pd.DataFrame) -> dict
         "best_score": best, "textbook_score": textbook,
         "improvement": improvement if math.isfinite(improvement) else math.nan,
         "best_trial": str(ranking["trial_id"].iloc[0]) if not ranking.empty else "",
-        "epochs_trained": int(epochs.fillna(0).sum()),
-        "minutes": float(seconds.fillna(0).sum()) / 60.0,
+        # NaN when no trial recorded it (a plain KerasTuner project), never a made-up 0.
+        "epochs_trained": int(epochs.sum()) if epochs.notna().any() else math.nan,
+        "minutes": float(seconds.sum(min_count=1)) / 60.0,
     }
 
 
@@ -178,7 +192,8 @@ def transfer_summary(transfer: pd.DataFrame) -> pd.DataFrame:
 
     Returns:
         One row per configuration in rank order (the textbook model last): ``config``, ``rank``,
-        ``seeds``, ``<score>_mean`` and ``<score>_std`` (NaN with one seed: undefined, as in
+        ``seeds``, ``config_id`` (when the table has it: two configurations can share a
+        name), ``<score>_mean`` and ``<score>_std`` (NaN with one seed: undefined, as in
         ``summary.csv``) for each score, and the means of ``epochs``, ``params``,
         ``seconds_per_epoch`` when present. Rows are grouped by ``config_id`` (trial id and hash
         of the values) when the table has it, so one name never averages two models.
@@ -198,7 +213,10 @@ def transfer_summary(transfer: pd.DataFrame) -> pd.DataFrame:
         else "config"
     for _, group in transfer.groupby(key, sort=False):
         rank = pd.to_numeric(group.get("rank", pd.Series(dtype=float)), errors="coerce").min()
-        row = {"config": group["config"].iloc[-1], "rank": rank, "seeds": len(group)}
+        row = {"config": group["config"].iloc[-1]}
+        if key == "config_id":
+            row["config_id"] = str(group["config_id"].iloc[0])
+        row.update(rank=rank, seeds=len(group))
         for column in scores:
             values = pd.to_numeric(group[column], errors="coerce")
             row[f"{column}_mean"] = values.mean()
@@ -212,6 +230,12 @@ def transfer_summary(transfer: pd.DataFrame) -> pd.DataFrame:
     summary["_order"] = summary["rank"].fillna(np.inf)
     summary = summary.sort_values(["_order", "config"], kind="stable").drop(columns="_order")
     return summary.reset_index(drop=True)
+
+
+def _epochs(row):
+    if row is None:
+        return None
+    return configuration_epochs(row.get("best_step"), row.get("initial_epoch"), row.get("epochs"))
 
 
 def _field(row, name):

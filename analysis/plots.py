@@ -77,7 +77,10 @@ def plot_history(history: pd.DataFrame, objective: str, direction: str) -> Figur
     _theme()
     figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True, layout="constrained")
     limits = score_limits(history["score"], direction)
-    history = history.assign(score=_clip_scores(history["score"], limits))
+    history = history.assign(score=_clip_scores(history["score"], limits),
+                             # unknown epochs are NA in the table, NaN (not drawn) here
+                             cumulative_epochs=pd.to_numeric(history["cumulative_epochs"])
+                             .astype(float))
     for ax, x, xlabel in ((axes[0], "trial_number", "trials run"),
                           (axes[1], "cumulative_epochs", "epochs trained, all trials so far")):
         done = history[history["score"].notna()]
@@ -91,9 +94,13 @@ def plot_history(history: pd.DataFrame, objective: str, direction: str) -> Figur
                 linewidth=2, label="best so far", zorder=4)
         failed = history[history["status"] != "COMPLETED"]
         if not failed.empty and done["score"].notna().any():
-            bottom = done["score"].min()
-            ax.scatter(failed[x], [bottom] * len(failed), marker="x", color=COLORS["failed"],
+            # At the worst score seen, whichever way is better: never among the good trials.
+            worst = done["score"].min() if direction == "max" else done["score"].max()
+            ax.scatter(failed[x], [worst] * len(failed), marker="x", color=COLORS["failed"],
                        s=40, label="failed / unfinished", zorder=3)
+        if history[x].isna().all() and not history.empty:
+            ax.text(0.5, 0.5, "epochs trained unknown\n(not recorded by this project)",
+                    ha="center", va="center", transform=ax.transAxes, color="#555555")
         ax.set_xlabel(xlabel)
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, nbins=8))
     if limits is not None:
@@ -165,10 +172,12 @@ def plot_scores_by_hyperparameter(trials: pd.DataFrame, space: list[dict[str, An
                        s=160, color=COLORS["best"], zorder=5, edgecolor="white", linewidth=0.5)
             _numeric_axis(ax, spec)
         else:
-            order = [_label(value) for value in (spec.get("values") or [False, True])]
             data["value"] = data["value"].map(_label)
-            order = [value for value in order if value in set(data["value"])] or \
-                sorted(set(data["value"]))
+            seen = set(data["value"])
+            order = [value for value in map(_label, spec.get("values") or [False, True])
+                     if value in seen]
+            # A value outside the saved choices (an edited trial file) still gets its place.
+            order += sorted(seen - set(order))
             others = data[data["group"] != "best trial"]
             if not others.empty:
                 sns.stripplot(data=others, x="value", y="score", hue="group",
@@ -257,6 +266,13 @@ def plot_transfer(summary: pd.DataFrame, source: str, target: str) -> Figure:
         source, target: dataset names for the legend.
     """
     _theme()
+    if summary.empty:
+        figure, ax = plt.subplots(figsize=(6, 2.5), layout="constrained")
+        ax.text(0.5, 0.5, "(no rows: no configuration was retrained yet)", ha="center",
+                va="center", transform=ax.transAxes, color="#555555")
+        ax.axis("off")
+        ax.set_title(f"Transfer: {source} → {target}")
+        return figure
     series = [(f"{column}_mean", f"{column}_std", label) for column, label in (
         ("source_score", f"search score on {source}"),
         ("val_accuracy", f"validation accuracy on {target}"),
@@ -269,7 +285,10 @@ def plot_transfer(summary: pd.DataFrame, source: str, target: str) -> Figure:
         ax.bar(positions + (index - (len(series) - 1) / 2) * width, summary[mean], width,
                yerr=summary[std] if std in summary else None, capsize=3, label=label,
                color=COLORS["series"][index % len(COLORS["series"])])
-    ax.set_xticks(positions, summary["config"].astype(str))
+    labels = summary["config"].astype(str) if "config" in summary else pd.Series(dtype=str)
+    if labels.duplicated().any() and "config_id" in summary:
+        labels = labels + "\n" + summary["config_id"].astype(str)  # two models, one name
+    ax.set_xticks(positions, labels)
     ax.set_ylabel("accuracy (mean ± std over seeds)")
     low = min((summary[mean] - summary.get(std, 0)).min() for mean, std, _ in series) if series \
         else 0.0

@@ -13,6 +13,7 @@ with a comparison of them.
 from __future__ import annotations
 
 import base64
+import collections
 import dataclasses
 import datetime
 import html
@@ -21,6 +22,7 @@ import math
 import os
 import re
 import textwrap
+import unicodedata
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -52,6 +54,7 @@ PDF_PAGE = (11.69, 8.27)  # A4 landscape, inches: wide tables fit
 PDF_FONT_SIZE = 7.0
 PDF_LINE_CHARS = 190    # characters of 7 pt text across the page's usable width
 PDF_COLUMN_CHARS = 46   # a column wider than this wraps
+NO_ROWS = "(no rows)"
 PANEL_ROWS_PER_FIGURE = 2  # score-against-hyperparameter panels: two rows fill a landscape page
 
 
@@ -87,6 +90,7 @@ class _Block:
     figure: Figure | None = None
     csv_only: bool = False          # too long to read in a report: only linked, as CSV
     png: bytes = b""
+    stem: str = ""                  # the file name, unique in the report (``_unique_names``)
 
 
 @dataclasses.dataclass
@@ -146,16 +150,16 @@ def write_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLi
 
 
 def _run_names(run_dirs: list[Path]) -> list[str]:
-    names = [run_dir.resolve().name or "run" for run_dir in run_dirs]
-    for index, run_dir in enumerate(run_dirs):
-        if names.count(names[index]) > 1:
-            names[index] = f"{run_dir.resolve().parent.name}-{run_dir.resolve().name}"
-    seen: dict[str, int] = {}
-    for index, name in enumerate(names):
-        seen[name] = seen.get(name, 0) + 1
-        if seen[name] > 1:
-            names[index] = f"{name}-{seen[name]}"
-    return names
+    """One name per run, used in titles, anchors and file names: the folder's name, with its
+    parent's when two folders share a name, and a number when their slugs (file names) would
+    still be the same ("a b" and "a-b" are both "a-b")."""
+    resolved = [run_dir.resolve() for run_dir in run_dirs]
+    counts = collections.Counter(path.name for path in resolved)
+    wanted = [f"{path.parent.name}-{path.name}" if counts[path.name] > 1 else path.name or "run"
+              for path in resolved]
+    taken: set[str] = set()
+    return [_claim(name, taken, key=lambda candidate: _slug(candidate).casefold())
+            for name in wanted]
 
 
 def _run_sections(run_dir: Path, name: str, top_k: int, top_fraction: float | None):
@@ -189,8 +193,8 @@ def _search_section(run_dir: Path, name: str, top_k: int, top_fraction: float | 
                                                                "objective": objective}, trials)
     kind = "KerasTuner project" if search.kind == rundir.KERAS_TUNER else "Search run"
     section = _Section(title=f"{kind}: {name}", anchor=_slug(name),
-                       summary=_search_headline(summary, objective) + (
-                           f" {search.objective_note}" if search.objective_note else ""))
+                       summary=" ".join(filter(None, [_search_headline(summary, objective),
+                                                      search.objective_note, search.space_note])))
     add = section.blocks.append
 
     settings = _settings_table(run_dir, search.settings, document)
@@ -229,7 +233,8 @@ def _search_section(run_dir: Path, name: str, top_k: int, top_fraction: float | 
                f"configurations ({len(top)} trials). 'suggested' covers the top trials' values on "
                "the hyperparameter's own scale; importance is the share of the score's variance "
                "the hyperparameter explains (ε², see analysis.ranges.importance) among the trials "
-               "where it was active ('active_trials'); empty: too few trials to tell."))
+               "where it was active ('active_trials'); empty: too few trials to tell."
+               + (f" {search.space_note}" if search.space_note else "")))
     add(_Block("figure", f"{name}-importance", "Hyperparameter importance",
                figure=plots.plot_importance(ranges),
                caption="Share of the score's variance explained by each hyperparameter alone."))
@@ -253,7 +258,7 @@ def _search_headline(summary: dict[str, Any], objective: str) -> str:
     best, textbook = summary["best_score"], summary["textbook_score"]
     text = (f"{summary['tuner']} search of the '{summary['space']}' space on {summary['dataset']}: "
             f"{summary['completed']} of {summary['trials']} trials completed, "
-            f"{summary['epochs_trained']} epochs in {summary['minutes']:.1f} min. ")
+            f"{_cost(summary['epochs_trained'], summary['minutes'])}. ")
     if math.isfinite(best):
         text += f"Best {objective} {best:.4f} (trial {summary['best_trial']})"
         if math.isfinite(textbook):
@@ -262,6 +267,12 @@ def _search_headline(summary: dict[str, Any], objective: str) -> str:
     else:
         text += "No trial completed yet."
     return text
+
+
+def _cost(epochs: float, minutes: float) -> str:
+    epochs_text = f"{int(epochs)} epochs" if math.isfinite(epochs) else "unknown epochs"
+    minutes_text = f"{minutes:.1f} min" if math.isfinite(minutes) else "unknown time"
+    return f"{epochs_text} in {minutes_text}"
 
 
 def _settings_table(run_dir: Path, config: dict[str, Any], document: dict[str, Any]
@@ -284,7 +295,10 @@ def _transfer_section(run_dir: Path, name: str) -> _Section:
     except (HpsearchError, ValueError) as error:
         raise ReportError(f"Cannot read the transfer run in {run_dir}: {error}") from None
     if ensembles is not None and not summary.empty:
-        summary = summary.merge(ensembles, on="config", how="left")
+        # Rows are grouped by configuration (config_id), never by name: two models can share one.
+        key = ensembles.columns[0]
+        if key in summary.columns:
+            summary = summary.merge(ensembles, on=key, how="left")
     # transfer.yaml keeps the target in its settings; the source datasets are in the rows.
     settings = meta.get("settings") if isinstance(meta.get("settings"), dict) else {}
     source = str(_first(transfer, "source_dataset") or "source")
@@ -307,19 +321,22 @@ def _transfer_section(run_dir: Path, name: str) -> _Section:
 
 def _transfer_ensembles(run_dir: Path) -> pd.DataFrame | None:
     """The seeds-ensembled test accuracy per configuration from the transfer's ``summary.csv``
-    (which ``run_transfer`` computes from ``predictions/``), or None when it has none."""
+    (which ``run_transfer`` computes from ``predictions/``), keyed by its first column:
+    ``config_id``, or ``config`` in files written before it; None when it has none."""
     path = run_dir / TRANSFER_SUMMARY
     if not path.is_file():
         return None
-    saved = rundir.read_csv(path, "the summary of a transfer")
-    columns = ["config", "ensemble_seeds", "ensemble_test_accuracy"]
-    if not set(columns) <= set(saved.columns):
+    saved = rundir.read_csv(path, "the summary of a transfer", dtype={"config": str,
+                                                                       "config_id": str})
+    scores = ["ensemble_seeds", "ensemble_test_accuracy"]
+    key = "config_id" if "config_id" in saved.columns else "config"
+    if not {key, *scores} <= set(saved.columns):
         return None
-    saved = saved[columns].assign(**{column: pd.to_numeric(saved[column], errors="coerce")
-                                     for column in columns[1:]})
+    saved = saved[[key] + scores].assign(**{column: pd.to_numeric(saved[column], errors="coerce")
+                                            for column in scores})
     if not (saved["ensemble_seeds"] > 1).any():
         return None
-    return saved.drop_duplicates("config", keep="last")
+    return saved.drop_duplicates(key, keep="last")
 
 
 def _clock_comparison_section(run_dir: Path, name: str) -> _Section:
@@ -366,14 +383,15 @@ def _write_files(sections: list[_Section], out_dir: Path, title: str) -> ReportR
     tables_dir.mkdir(parents=True, exist_ok=True)
     figures_dir.mkdir(parents=True, exist_ok=True)
     tables, figures = [], []
+    _unique_names(sections)
     for section in sections:
         for block in section.blocks:
             if block.kind == "table":
-                path = tables_dir / f"{_slug(block.name)}.csv"
+                path = tables_dir / f"{block.stem}.csv"
                 block.table.to_csv(path, index=False)
                 tables.append(path)
             else:
-                path = figures_dir / f"{_slug(block.name)}.png"
+                path = figures_dir / f"{block.stem}.png"
                 buffer = io.BytesIO()
                 block.figure.savefig(buffer, format="png", dpi=PNG_DPI)
                 block.png = buffer.getvalue()
@@ -418,7 +436,32 @@ def _text(value: Any) -> str:
 
 
 def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "run"
+    # Accents dropped ("névé" -> "neve"), other non-ASCII letters become "-": file names and
+    # links that work everywhere; ``_run_names`` and ``_unique_names`` keep them apart.
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", ascii_name).strip("-") or "run"
+
+
+def _unique_names(sections: list[_Section]) -> None:
+    """Give every section a distinct anchor and every table and figure a distinct file stem, in
+    report order (the runs' comparison comes first, so it keeps "runs-comparison")."""
+    anchors: set[str] = set()
+    stems: dict[str, set[str]] = {"table": set(), "figure": set()}
+    for section in sections:
+        section.anchor = _claim(_slug(section.anchor), anchors)
+        for block in section.blocks:
+            block.stem = _claim(_slug(block.name), stems[block.kind])
+
+
+def _claim(name: str, taken: set[str], key=str.casefold) -> str:
+    """``name``, or ``name-2``, ``name-3``... the first whose key is not taken yet (casefold by
+    default: macOS and Windows file names ignore case); its key is then taken."""
+    candidate, number = name, 1
+    while key(candidate) in taken:
+        number += 1
+        candidate = f"{name}-{number}"
+    taken.add(key(candidate))
+    return candidate
 
 
 def _shown(block: _Block) -> pd.DataFrame:
@@ -459,7 +502,7 @@ def _html(sections: list[_Section], title: str, created: str) -> str:
         if section.summary:
             parts.append(f'<p class="summary">{html.escape(section.summary)}</p>')
         for block in section.blocks:
-            csv_link = f"tables/{_slug(block.name)}.csv"
+            csv_link = f"tables/{block.stem}.csv"
             if block.kind == "table":
                 if block.csv_only:
                     parts.append(f"<h3>{html.escape(block.title)}</h3><p class='caption'>"
@@ -471,6 +514,8 @@ def _html(sections: list[_Section], title: str, created: str) -> str:
                     parts.append(f'<p class="caption">{html.escape(block.caption)}</p>')
                 parts.append('<div class="scroll">' + _shown(block).to_html(
                     index=False, classes="data", border=0, na_rep="") + "</div>")
+                if block.table.empty:
+                    parts.append(f'<p class="caption">{NO_ROWS}</p>')
             else:
                 encoded = base64.b64encode(block.png).decode("ascii")
                 parts.append(f"<h3>{html.escape(block.title)}</h3>")
@@ -554,8 +599,10 @@ def _figure_page(block: _Block, heading: str, summary: str) -> Figure:
 
 
 def _table_pages(block: _Block, shown: pd.DataFrame, heading: str, summary: str) -> list[Figure]:
-    columns = [str(column) for column in shown.columns]
+    columns = [str(column) for column in shown.columns] or [""]
     cells = shown.astype(str).to_numpy().tolist()
+    if not cells:  # a search with no trial yet, a header-only CSV: say so under the header
+        cells = [[NO_ROWS] + [""] * (len(columns) - 1)]
     natural = [max([len(column)] + [len(row[index]) for row in cells]) for index, column
                in enumerate(columns)]
     # Shrinking a column never splits a word (the longest word sets its least width).
@@ -576,10 +623,10 @@ def _table_pages(block: _Block, shown: pd.DataFrame, heading: str, summary: str)
                for row in cells]
     line = PDF_FONT_SIZE * 1.45 / 72 / PDF_PAGE[1]  # one text line, figure fraction
     pages = []
-    row_lines = [max(cell.count("\n") + 1 for cell in row) if row else 1 for row in wrapped]
-    header_lines = max(cell.count("\n") + 1 for cell in wrapped_header) if wrapped_header else 1
+    row_lines = [max(cell.count("\n") + 1 for cell in row) for row in wrapped]
+    header_lines = max(cell.count("\n") + 1 for cell in wrapped_header)
     start = 0
-    while start < len(wrapped) or (start == 0 and not wrapped):
+    while start < len(wrapped):
         page, top = _page(heading if start == 0 else "", summary if start == 0 else "",
                           block.title + (" (continued)" if start else ""),
                           block.caption if start == 0 else "")
@@ -588,12 +635,12 @@ def _table_pages(block: _Block, shown: pd.DataFrame, heading: str, summary: str)
         while end < len(wrapped) and used + (row_lines[end] + 0.6) * line <= available:
             used += (row_lines[end] + 0.6) * line
             end += 1
-        end = max(end, start + 1) if wrapped else 0
+        end = max(end, start + 1)
         # Capitals and digits run wider than the average character PDF_LINE_CHARS assumes.
         fraction_width = min(0.92, 1.2 * (sum(widths) + 2 * len(widths)) / PDF_LINE_CHARS * 0.92)
         ax = page.add_axes([0.04, top - used - 0.005, fraction_width, used])
         ax.axis("off")
-        table = ax.table(cellText=wrapped[start:end] or None, colLabels=wrapped_header,
+        table = ax.table(cellText=wrapped[start:end], colLabels=wrapped_header,
                          colWidths=[(width + 2) / (sum(widths) + 2 * len(widths))
                                     for width in widths], cellLoc="left",
                          loc="upper left", bbox=[0, 0, 1, 1])
@@ -611,7 +658,5 @@ def _table_pages(block: _Block, shown: pd.DataFrame, heading: str, summary: str)
             elif row % 2 == 0:
                 cell.set_facecolor("#f5f5f5")
         pages.append(page)
-        if not wrapped:
-            break
         start = end
     return pages

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.history import (best_vs_textbook, optimization_history, top_configurations,
-                              transfer_summary)
+from analysis.history import (best_vs_textbook, optimization_history, run_summary,
+                              top_configurations, transfer_summary)
 from analysis.ranges import importance, range_table, ranked_configurations, top_trials
 
 LEARNING_RATE = {"name": "learning_rate", "type": "Float", "min_value": 1e-4, "max_value": 0.3,
@@ -234,3 +234,29 @@ def test_equal_values_share_a_bin_so_a_hyperparameter_that_never_changed_is_not_
     assert shares.iloc[0] == pytest.approx(0.0, abs=0.05)
     # Distinct values are still cut into equal-count bins: best six against worst six.
     assert importance(scores, pd.Series(np.linspace(0.0, 0.9, 12)), momentum) > 0.6
+
+
+def test_changed_compares_the_values_not_their_three_digit_text():
+    trials = trials_table([
+        {"score": 0.80, "is_textbook": True, "learning_rate": 0.01, "units": 64, "act": "relu"},
+        {"score": 0.90, "learning_rate": 0.010004, "units": 64.0, "act": "relu"},
+    ])
+    table = best_vs_textbook(trials, "max").set_index("item")
+    assert table.loc["learning_rate", "changed"]  # both show as "0.01"
+    assert not table.loc["units", "changed"] and not table.loc["act", "changed"]
+    written = best_vs_textbook(trials, "max", {"learning_rate": 0.01, "units": 64,
+                                               "act": "relu"}).set_index("item")
+    assert list(written["changed"].loc[["learning_rate", "units", "act"]]) == [True, False, False]
+
+
+def test_unknown_epochs_and_time_stay_unknown_instead_of_zero():
+    # A plain KerasTuner project records neither the epochs trained nor the time taken.
+    trials = trials_table([{"score": 0.5, "epochs": math.nan, "seconds": math.nan},
+                           {"score": 0.6, "epochs": math.nan, "seconds": math.nan}])
+    history = optimization_history(trials, "max")
+    assert history[["epochs", "cumulative_epochs", "cumulative_seconds"]].isna().all().all()
+    summary = run_summary("project", {"direction": "max"}, trials)
+    assert math.isnan(summary["epochs_trained"]) and math.isnan(summary["minutes"])
+    known = run_summary("run", {"direction": "max"}, trials_table([{"score": 0.5, "epochs": 3,
+                                                                    "seconds": 90.0}]))
+    assert (known["epochs_trained"], known["minutes"]) == (3, 1.5)

@@ -22,7 +22,13 @@ from tuner import rundir
 from tuner.config import RunConfig
 from tuner.errors import UsageError, last_error_line
 from tuner.rundir import TOP_DIR, TRIALS_CSV
-from tuner.results import completed_ranking, read_search, read_trial_values, read_trials
+from tuner.results import (
+    completed_ranking,
+    configuration_epochs,
+    read_search,
+    read_trial_values,
+    read_trials,
+)
 
 TOP_K = 3  # the top configurations a search exports to ``top_configs/``
 
@@ -44,11 +50,8 @@ def top_configs_of(trials: pd.DataFrame, hp_values: dict[str, dict[str, Any]], s
         if values in seen:
             continue
         seen.append(values)
-        best_step = row["best_step"]
-        if pd.notna(best_step):
-            epochs = int(stored.get("tuner/initial_epoch", 0)) + int(best_step) + 1
-        else:
-            epochs = int(row["epochs"] or 0)
+        epochs = configuration_epochs(row["best_step"], stored.get("tuner/initial_epoch"),
+                                      row["epochs"]) or 0
         top.append(TopConfig(
             rank=len(top) + 1,
             search_space=space,

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from tuner import rundir
+from tuner.errors import CorruptRunError
 from tuner.rundir import PROJECT_NAME, SPACE_FILE, TOP_DIR, TRIAL_LOG, TRIALS_CSV  # noqa: F401
 
 # Columns of the trials table before the hyperparameter columns.
@@ -34,6 +35,7 @@ META_COLUMNS = [
     "score",
     "best_step",
     "epochs",
+    "initial_epoch",
     "seconds",
     "worker",
     "bracket",
@@ -41,6 +43,38 @@ META_COLUMNS = [
     "is_textbook",
     "message",
 ]
+
+
+# A hyperparameter named like a column above keeps its values under this prefix ("hp:epochs"):
+# the trials table never loses either, and the name says which is which.
+HYPERPARAMETER_PREFIX = "hp:"
+
+
+def hyperparameter_column(name: str) -> str:
+    """The trials table's column of the hyperparameter ``name``: the name itself, or
+    ``hp:<name>`` for a name that is also a fixed column (``epochs``, ``score``, ``round``...)."""
+    return f"{HYPERPARAMETER_PREFIX}{name}" if name in META_COLUMNS else name
+
+
+def configuration_epochs(best_step: Any, initial_epoch: Any, epochs: Any) -> int | None:
+    """The epochs a configuration trains for as exported to ``top_configs/rank_*.yaml``: up to its
+    best epoch, counting those a promoted Hyperband trial inherited from its parent
+    (``initial_epoch + best_step + 1``), else the epochs the trial trained; None when neither is
+    known.
+
+    Args:
+        best_step: the trial's best epoch (0-based; NaN/None when unknown).
+        initial_epoch: ``tuner/initial_epoch`` (Hyperband; NaN/None/0 otherwise).
+        epochs: the epochs the trial trained (the trials table's ``epochs``).
+    """
+    if _known(best_step):
+        return (int(initial_epoch) if _known(initial_epoch) else 0) + int(best_step) + 1
+    return int(epochs) if _known(epochs) else None
+
+
+def _known(value: Any) -> bool:
+    return not (value is None or value is pd.NA
+                or (isinstance(value, (float, np.floating)) and math.isnan(value)))
 
 
 def project_dir(run_dir: str | os.PathLike) -> Path:
@@ -88,14 +122,21 @@ def read_trials(
     Columns: ``trial_id``, ``status`` (COMPLETED, FAILED, RUNNING, INVALID...), ``score`` (the
     objective at the best epoch; NaN when there is none), ``best_step`` (that epoch, 0-based),
     ``epochs`` (epochs trained in this trial; a promoted Hyperband trial counts only the epochs it
-    added), ``seconds`` (wall time of the trial, NaN if unknown), ``worker`` (the tuner id of the
-    distributed worker that trained it, "" in a one-process search), ``bracket``/``round`` (Hyperband,
-    else NaN), ``is_textbook`` (the trial's values are the textbook model's), ``message`` (why it
-    failed), then one column per hyperparameter (NaN where inactive).
+    added), ``initial_epoch`` (Hyperband: the epochs a promoted trial inherited, else NA),
+    ``seconds`` (wall time of the trial, NaN if unknown), ``worker`` (the tuner id of the
+    distributed worker that trained it, "" in a one-process search), ``bracket``/``round``
+    (Hyperband, else NaN), ``is_textbook`` (the trial's values are the textbook model's),
+    ``message`` (why it failed), then one column per hyperparameter (NaN where inactive), named
+    by ``hyperparameter_column``: a hyperparameter called like one of the columns before it is
+    ``hp:<name>``.
 
     Args:
         run_dir: a directory written by ``run_search``.
         textbook_values: the textbook model's values; default: read from ``run.yaml``.
+
+    Raises:
+        CorruptRunError: a trial file cannot be read, or its score or a numeric hyperparameter
+            is not a number (the message names the file).
     """
     run_dir = Path(run_dir)
     if textbook_values is None:
@@ -106,7 +147,9 @@ def read_trials(
         trial_id = str(trial["trial_id"])
         values = trial.get("hyperparameters", {}).get("values", {})
         hyperparameters = {k: v for k, v in values.items() if not k.startswith("tuner/")}
-        for name in hyperparameters:
+        _check_numbers(run_dir, trial, hyperparameters)
+        columns = {hyperparameter_column(name): value for name, value in hyperparameters.items()}
+        for name in columns:
             if name not in hp_names:
                 hp_names.append(name)
         logged = log.get(trial_id, {})
@@ -115,14 +158,14 @@ def read_trials(
         epochs = logged.get("epochs")
         if epochs is None and "tuner/epochs" in values:
             epochs = int(values["tuner/epochs"]) - int(values.get("tuner/initial_epoch", 0))
-        score = trial.get("score")
         rows.append(
             {
                 "trial_id": trial_id,
                 "status": trial.get("status", "UNKNOWN"),
-                "score": float(score) if score is not None else math.nan,
+                "score": _score(run_dir, trial),
                 "best_step": trial.get("best_step"),
                 "epochs": epochs,
+                "initial_epoch": values.get("tuner/initial_epoch"),
                 "seconds": logged.get("seconds", math.nan),
                 # The tuner id of the worker that trained it ("" in a one-process search).
                 "worker": logged.get("worker", ""),
@@ -135,7 +178,7 @@ def read_trials(
                     if trial.get("message")
                     else ""
                 ),
-                **hyperparameters,
+                **columns,
             }
         )
     frame = pd.DataFrame(rows, columns=META_COLUMNS + hp_names)
@@ -143,11 +186,41 @@ def read_trials(
         # Numerically: KerasTuner pads ids to the budget's width, so "5" comes before "06".
         frame = frame.sort_values("trial_id", key=lambda ids: ids.map(rundir.trial_sort_key),
                                   kind="stable").reset_index(drop=True)
-        frame["epochs"] = pd.to_numeric(frame["epochs"], errors="coerce").astype("Int64")
-        frame["bracket"] = pd.to_numeric(frame["bracket"], errors="coerce").astype("Int64")
-        frame["round"] = pd.to_numeric(frame["round"], errors="coerce").astype("Int64")
+        for column in ("epochs", "initial_epoch", "bracket", "round"):
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("Int64")
         frame["seconds"] = pd.to_numeric(frame["seconds"], errors="coerce")
     return frame
+
+
+def _trial_file(run_dir: Path, trial: dict[str, Any]) -> Path:
+    return project_dir(run_dir) / f"{rundir.TRIAL_DIR_PREFIX}{trial['trial_id']}" / rundir.TRIAL_FILE
+
+
+def _score(run_dir: Path, trial: dict[str, Any]) -> float:
+    score = trial.get("score")
+    if score is None:
+        return math.nan
+    if isinstance(score, (int, float)) and not isinstance(score, bool):
+        return float(score)
+    raise CorruptRunError(
+        f"{_trial_file(run_dir, trial)}: 'score' should be a number (or null), got {score!r}. "
+        "The file is damaged: correct the score, or move the trial's folder out of the project "
+        "to leave it out.")
+
+
+def _check_numbers(run_dir: Path, trial: dict[str, Any], values: dict[str, Any]) -> None:
+    # Int and Float values feed numeric statistics: text there is damage, named at its file.
+    for item in (trial.get("hyperparameters") or {}).get("space") or []:
+        name = (item.get("config") or {}).get("name")
+        value = values.get(name)
+        if item.get("class_name") not in ("Int", "Float") or value is None:
+            continue
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise CorruptRunError(
+                f"{_trial_file(run_dir, trial)}: hyperparameter '{name}' ({item['class_name']}) "
+                f"should hold a number, got {value!r}. The file is "
+                "damaged: correct the value, or move the trial's folder out of the project to "
+                "leave it out.")
 
 
 def hyperparameter_columns(trials: pd.DataFrame) -> list[str]:
@@ -156,16 +229,21 @@ def hyperparameter_columns(trials: pd.DataFrame) -> list[str]:
 
 
 def _same_values(values: dict[str, Any], reference: dict[str, Any]) -> bool:
-    if set(values) != set(reference):
-        return False
-    for name, value in values.items():
-        other = reference[name]
-        if isinstance(value, float) or isinstance(other, float):
-            if not np.isclose(float(value), float(other), rtol=1e-9, atol=0):
-                return False
-        elif value != other:
-            return False
-    return True
+    return set(values) == set(reference) and all(
+        same_value(value, reference[name]) for name, value in values.items())
+
+
+def same_value(value: Any, other: Any) -> bool:
+    """Whether two hyperparameter values are the same: numbers compared as numbers (to 1e-9
+    relative, what a YAML or JSON round trip keeps), a missing value (None/NaN) equal only to
+    another missing one, anything else with ``==``."""
+    if not _known(value) or not _known(other):
+        return not _known(value) and not _known(other)
+    numbers = (int, float, np.integer, np.floating)
+    if isinstance(value, numbers) and isinstance(other, numbers) \
+            and not isinstance(value, (bool, np.bool_)) and not isinstance(other, (bool, np.bool_)):
+        return bool(np.isclose(float(value), float(other), rtol=1e-9, atol=0))
+    return bool(value == other)
 
 
 def _textbook_values_from_run(run_dir: Path) -> dict[str, Any]:
@@ -178,24 +256,52 @@ def _textbook_values_from_run(run_dir: Path) -> dict[str, Any]:
 def read_search_space(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """The searched hyperparameters: a list of dicts with ``name``, ``type`` (Float, Int, Choice,
     Boolean, Fixed), ``min_value``/``max_value``/``step``/``sampling`` or ``values``, ``default`` and
-    ``conditions`` (list of {"name": parent, "values": [...]} under which it is active)."""
-    path = Path(run_dir) / SPACE_FILE
+    ``conditions`` (list of {"name": parent, "values": [...]} under which it is active). Names are
+    the trials table's columns (``hyperparameter_column``).
+
+    From ``search_space.json`` (a search run), else the project's ``oracle.json``, else the spaces
+    saved with the trials (``trial_*/trial.json``); empty when none of them has one."""
+    return _read_search_space(Path(run_dir))[0]
+
+
+def _read_search_space(run_dir: Path) -> tuple[list[dict[str, Any]], str]:
+    """(specs, note): the note says where the space came from when it is not the run's own."""
+    path = run_dir / SPACE_FILE
+    note = ""
     if path.is_file():
-        config = rundir.read_json(path, "the searched space")
+        items = rundir.read_json(path, "the searched space").get("space", [])
     else:
         # A plain KerasTuner project: the oracle keeps the space it grew while searching.
         oracle = rundir.read_oracle_state(project_dir(run_dir)) or {}
-        config = oracle.get("hyperparameters") or {}
+        items = (oracle.get("hyperparameters") or {}).get("space") or []
+        if not items:
+            items = _space_of_trials(_load_trial_files(run_dir))
+            note = ("The searched space is the one saved with the trials (trial_*/trial.json): "
+                    "the project has no oracle.json holding it." if items else
+                    "No search space is saved (no search_space.json, oracle.json or trial "
+                    "spaces): the 'searched' ranges are inferred from the values tried.")
     specs = []
-    for item in config.get("space", []):
-        spec = {"name": item["config"]["name"], "type": item["class_name"]}
+    for item in items:
+        spec = {"name": hyperparameter_column(item["config"]["name"]), "type": item["class_name"]}
         spec.update({k: v for k, v in item["config"].items() if k not in ("name", "conditions")})
         spec["conditions"] = [
-            {"name": c["config"]["name"], "values": c["config"]["values"]}
+            {"name": hyperparameter_column(c["config"]["name"]), "values": c["config"]["values"]}
             for c in item["config"].get("conditions", [])
         ]
         specs.append(spec)
-    return specs
+    return specs, note
+
+
+def _space_of_trials(states: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # Each trial saves the space as it stood when the trial was created; the oracle's grows as
+    # new hyperparameters appear, so the union over the trials, in order, is the oracle's.
+    items: dict[str, dict[str, Any]] = {}
+    for state in states:
+        for item in (state.get("hyperparameters") or {}).get("space") or []:
+            name = (item.get("config") or {}).get("name")
+            if name and name not in items and not name.startswith("tuner/"):
+                items[name] = item
+    return list(items.values())
 
 
 def completed_ranking(trials: pd.DataFrame, direction: str) -> pd.DataFrame:
@@ -248,6 +354,8 @@ class SearchRecord:
         trials: the trials table (``read_trials``).
         space: the searched hyperparameters (``read_search_space``).
         objective_note: how the objective was found when it had to be inferred, else "".
+        space_note: where the search space came from when the project did not keep it (trial
+            files, or inferred from the values tried), else "".
     """
 
     run_dir: Path
@@ -257,6 +365,7 @@ class SearchRecord:
     trials: pd.DataFrame
     space: list[dict[str, Any]]
     objective_note: str = ""
+    space_note: str = ""
 
     @property
     def objective(self) -> str:
@@ -282,10 +391,11 @@ def read_search(run_dir: str | os.PathLike, command: str = "report") -> SearchRe
     run_dir = Path(run_dir)
     kinds = rundir.require_run(run_dir, (rundir.SEARCH, rundir.KERAS_TUNER), command)
     trials = read_trials(run_dir)
-    space = read_search_space(run_dir)
+    space, space_note = _read_search_space(run_dir)
     if rundir.SEARCH in kinds:
         config, document = read_run_config(run_dir)
-        return SearchRecord(run_dir, rundir.SEARCH, config.to_dict(), document, trials, space)
+        return SearchRecord(run_dir, rundir.SEARCH, config.to_dict(), document, trials, space,
+                            space_note=space_note)
     objective, direction, note = _infer_objective(rundir.read_trial_states(
         run_dir, repair_hint=rundir.repair_hint(run_dir)))
     oracle = rundir.read_oracle_state(run_dir) or {}
@@ -297,7 +407,8 @@ def read_search(run_dir: str | os.PathLike, command: str = "report") -> SearchRe
         "direction": direction,
         "project": str(run_dir),
     }
-    return SearchRecord(run_dir, rundir.KERAS_TUNER, settings, {}, trials, space, note)
+    return SearchRecord(run_dir, rundir.KERAS_TUNER, settings, {}, trials, space, note,
+                        space_note)
 
 
 def _tuner_kind(oracle: dict[str, Any]) -> str:

@@ -608,9 +608,8 @@ def _check_fixed(config: RunConfig, hypermodel) -> None:
         problem = value_problem(declared[name], value)
         if problem:
             raise InvalidSettingError(f"--fix {name}={value}: {problem}.")
-    fixed = fixed_hyperparameters(config.fixed)
     try:
-        hypermodel.build(fixed)
+        hypermodel.build(fixed_hyperparameters(config.fixed))
     except (ValueError, TypeError, KeyError) as error:
         raise InvalidSettingError(f"The '{config.space}' space cannot build a model with "
                                   f"{_fixed_text(config.fixed)}: {error}") from None
