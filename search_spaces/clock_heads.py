@@ -37,6 +37,17 @@ GEOMETRY_OUTPUT = "geometry"
 # standard deviation of one minute, the labels' unit. Not fitted: on three trained 150x150 models
 # every value from 0.5 to 10 minutes read better than the hour's argmax, at 1 and 8 test rotations.
 MINUTE_READING_SD = 1.0
+# With the geometry output, a multi_head also reads both hands' directions from the 12 mark
+# (``_hand_readings``). The hour: the softmax's log-probability less a normal penalty on the
+# distance of h:minute from the geometry's hour hand, of this many minutes on the dial; the
+# minute: the mean of the minute output's and the geometry's minute-hand directions. Chosen on
+# 3,000 fresh rendered clocks (seed 303) of a 45-epoch 75x75 model (20-150 and 0, 0.5, 1 tried):
+# 1.99 -> 1.56 minutes there, 2.05 -> 1.71 on its own held-out 20%, 8 test rotations
+# (benchmarks/bench_clock_hour_decode.py, BENCHMARKS.md).
+HAND_READING_SD = 40.0
+GEOMETRY_MINUTE_WEIGHT = 0.5
+# Averaged outputs keep the geometry as these rotation-free readings (``ClockHead.average``).
+HANDS = "hands"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,19 +201,27 @@ class ClockHead:
 
         Probabilities and sin/cos pairs are averaged as they are; linear outputs (hours,
         fractions of an hour) are averaged on their circle, so 11:50 and 0:10 average to 12:00,
-        not to 6:00. The auxiliary geometry output is dropped.
+        not to 6:00. The auxiliary geometry output is dropped, except that a multi_head keeps
+        the hands' directions from the 12 mark it gives (under ``HANDS``; see ``decode``).
         """
-        outputs = [_time_outputs(output) for output in outputs]
+        raw = list(outputs)
+        outputs = [_time_outputs(output) for output in raw]
         if not outputs:
             raise ValueError("Nothing to average: expected at least one set of outputs.")
         if self.kind != "multi_head":
             period = 12.0 if self.kind == "regression" else None
             return _mean([np.asarray(output, dtype=np.float64) for output in outputs], period)
+        hands = [_hand_readings(output) for output in raw]
         outputs = [_as_output_dict(output) for output in outputs]
         minute_period = 1.0 if self.minute_output == "regression" else None
-        return {"hour": _mean([np.asarray(o["hour"], dtype=np.float64) for o in outputs], None),
-                "minute": _mean([np.asarray(o["minute"], dtype=np.float64) for o in outputs],
-                                minute_period)}
+        average = {
+            "hour": _mean([np.asarray(o["hour"], dtype=np.float64) for o in outputs], None),
+            "minute": _mean([np.asarray(o["minute"], dtype=np.float64) for o in outputs],
+                            minute_period)}
+        if all(reading is not None for reading in hands):
+            # Directions from the 12 mark do not turn with the image: averaged as they are.
+            average[HANDS] = np.mean(hands, axis=0)
+        return average
 
     @property
     def has_confidence(self) -> bool:
@@ -239,9 +258,13 @@ class ClockHead:
         classification gives the centre of the predicted class. A ``multi_head`` takes the minutes
         from its minute output and the hour that fits them best: the nearest to the hour hand's
         reading, or, from a 12-way hour softmax, the likeliest once the minute reading may be a
-        little off (so 2:59 with the hour split between 2 and 3 reads 2:59, not 3:59). An
-        auxiliary geometry output, if the model has one, is ignored.
+        little off (so 2:59 with the hour split between 2 and 3 reads 2:59, not 3:59). A
+        multi_head with the auxiliary geometry output (trained on rendered clocks) also reads
+        the hands' directions from the 12 mark there: with a 12-way hour softmax, the minute is
+        the mean of both minute readings and the hour the softmax's likeliest once it is weighed
+        against the geometry's hour hand (``HAND_READING_SD``). Other heads ignore the geometry.
         """
+        hands = _hand_readings(outputs)
         outputs = _time_outputs(outputs)
         if self.kind == "classification":
             width = MINUTES_PER_DIAL // self.num_classes
@@ -258,12 +281,18 @@ class ClockHead:
         outputs = _as_output_dict(outputs)
         minute_output = np.asarray(outputs["minute"], dtype=np.float64)
         if self.minute_output == "regression":
-            minute = np.round(minute_output.reshape(-1) * 60.0) % 60
+            minute = minute_output.reshape(-1) * 60.0 % 60
         elif self.minute_output == "periodic":
-            minute = np.round(_angle(minute_output, 60)) % 60
+            minute = _angle(minute_output, 60)
         else:
             minute = np.argmax(minute_output, axis=-1).astype(np.float64)
         hour_output = np.asarray(outputs["hour"], dtype=np.float64)
+        if self.hour_output == "classification" and hands is not None:
+            minute = np.round(_angle((1.0 - GEOMETRY_MINUTE_WEIGHT) * _unit(_circle(minute, 60))
+                                     + GEOMETRY_MINUTE_WEIGHT * _unit(hands[:, 2:4]), 60)) % 60
+            return _hour_against_hand(hour_output, minute, _angle(hands[:, 0:2],
+                                                                  MINUTES_PER_DIAL)) * 60.0 + minute
+        minute = np.round(minute) % 60
         if self.hour_output == "classification":
             return _likeliest_hour(hour_output, minute) * 60.0 + minute
         return _combine(_angle(hour_output, MINUTES_PER_DIAL), minute)
@@ -375,11 +404,43 @@ def _likeliest_hour(hour_probabilities: np.ndarray, minute: np.ndarray) -> np.nd
     return np.argmax(score, axis=-1)
 
 
+def _hour_against_hand(hour_probabilities: np.ndarray, minute: np.ndarray,
+                       hour_hand_minutes: np.ndarray) -> np.ndarray:
+    """The hour h maximising log p(h) - d^2 / (2 ``HAND_READING_SD``^2), with d the distance on
+    the dial from h:minute to the geometry output's hour-hand reading."""
+    candidates = np.arange(12)[None, :] * 60.0 + minute[:, None]
+    distance = np.abs((candidates - hour_hand_minutes[:, None] + 360.0) % MINUTES_PER_DIAL - 360.0)
+    score = (np.log(np.clip(hour_probabilities, 1e-12, None))
+             - 0.5 * (distance / HAND_READING_SD) ** 2)
+    return np.argmax(score, axis=-1)
+
+
+def _hand_readings(outputs) -> np.ndarray | None:
+    """(N, 4): sin and cos of the hour hand's, then the minute hand's direction from the 12
+    mark, from a model's geometry output (or an average's ``HANDS``); None without either."""
+    if not isinstance(outputs, dict):
+        return None
+    if HANDS in outputs:
+        return np.asarray(outputs[HANDS], dtype=np.float64)
+    if GEOMETRY_OUTPUT not in outputs:
+        return None
+    geometry = np.asarray(outputs[GEOMETRY_OUTPUT], dtype=np.float64)
+    twelve, hour, minute = (np.arctan2(geometry[:, k], geometry[:, k + 3]) for k in range(3))
+    return np.stack([np.sin(hour - twelve), np.cos(hour - twelve),
+                     np.sin(minute - twelve), np.cos(minute - twelve)], axis=1)
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
 def _time_outputs(outputs):
-    """Drop the auxiliary geometry output; a lone ``time`` output becomes the bare array."""
-    if not isinstance(outputs, dict) or GEOMETRY_OUTPUT not in outputs:
+    """Drop the auxiliary geometry output (and an average's ``HANDS``); a lone ``time`` output
+    becomes the bare array."""
+    if not isinstance(outputs, dict) or not {GEOMETRY_OUTPUT, HANDS} & set(outputs):
         return outputs
-    outputs = {name: value for name, value in outputs.items() if name != GEOMETRY_OUTPUT}
+    outputs = {name: value for name, value in outputs.items()
+               if name not in (GEOMETRY_OUTPUT, HANDS)}
     return outputs["time"] if set(outputs) == {"time"} else outputs
 
 

@@ -490,3 +490,53 @@ def test_heads_without_a_softmax_have_no_confidence(head):
     assert not head.has_confidence
     with pytest.raises(ValueError, match="has no softmax output"):
         head.confidence(np.zeros((2, 4)))
+
+
+def _geometry(twelve_degrees: float, hour_hand_minutes: float, minute_hand_minutes: float):
+    """A geometry output row: sin then cos of the 12 mark's and both hands' image directions,
+    for a dial turned ``twelve_degrees`` in the image."""
+    twelve = math.radians(twelve_degrees)
+    angles = np.array([twelve, twelve + 2 * math.pi * hour_hand_minutes / 720,
+                       twelve + 2 * math.pi * minute_hand_minutes / 60])
+    return np.concatenate([np.sin(angles), np.cos(angles)])[None, :]
+
+
+def _read_with_geometry(hour_probabilities, minute, geometry):
+    head = ClockHead("multi_head", hour_output="classification", minute_output="periodic")
+    hour = np.zeros((1, 12))
+    for index, probability in hour_probabilities.items():
+        hour[0, index % 12] = probability
+    outputs = {"hour": hour, "minute": head.encode(np.array([[0, minute]]))["minute"],
+               "geometry": geometry}
+    total = int(head.decode(outputs)[0])
+    return f"{total // 60}:{total % 60:02d}"
+
+
+@pytest.mark.parametrize("twelve_degrees", [0.0, 137.0])
+def test_the_geometry_s_hour_hand_settles_a_split_hour_softmax(twelve_degrees):
+    # Without the geometry a softmax 0.4 / 0.6 between 2 and 3 reads 58 minutes as 3:58; the
+    # geometry's hour hand stands at 2:58, wherever the dial's 12 is in the image.
+    split = {2: 0.4, 3: 0.6}
+    assert _read_with_hour_softmax(split, 58) == "3:58"
+    assert _read_with_geometry(split, 58, _geometry(twelve_degrees, 178, 58)) == "2:58"
+    # A hand reading far from every candidate does not overrule a confident softmax.
+    assert _read_with_geometry({5: 0.98, 6: 0.02}, 20, _geometry(twelve_degrees, 440, 20)) == "5:20"
+
+
+def test_the_minute_is_the_mean_of_both_minute_readings():
+    # Minute output 10, geometry minute hand at 12: 11.
+    assert _read_with_geometry({4: 1.0}, 10, _geometry(30.0, 251, 12)) == "4:11"
+
+
+def test_averaged_outputs_keep_the_hands_whatever_each_copy_s_rotation():
+    head = ClockHead("multi_head", hour_output="classification", minute_output="periodic")
+    minute = head.encode(np.array([[2, 58]]))["minute"]
+    hour = np.eye(12)[[3]] * 0.6 + np.eye(12)[[2]] * 0.4
+    copies = [{"hour": hour, "minute": minute, "geometry": _geometry(turn, 178, 58)}
+              for turn in (0.0, 90.0, 180.0, 270.0)]  # the same clock read turned 4 ways
+    averaged = head.average(copies)
+    assert set(averaged) == {"hour", "minute", "hands"}
+    assert int(head.decode(averaged)[0]) == 178
+    # A head without a geometry output reads as before.
+    plain = head.average([{"hour": hour, "minute": minute}])
+    assert set(plain) == {"hour", "minute"} and int(head.decode(plain)[0]) == 238
