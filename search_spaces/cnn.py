@@ -37,8 +37,8 @@ class CNNHyperModel(SearchSpace):
     textbook's widest); a ``readout``
     (flatten, or global average pooling); then ``dense_layers`` (0-2) dense layers, each followed
     by dropout (with none, dropout before the output layer). Tuned as well: activation, kernel
-    initializer, optimizer (AdamW with weight decay among them), learning rate and schedule, L2
-    penalty (none or a factor), batch normalization, batch size.
+    initializer, optimizer (AdamW with weight decay among them), learning rate and schedule, L1
+    and L2 penalties (each none or a factor), batch normalization, batch size.
     """
 
     name = "cnn"
@@ -58,10 +58,16 @@ class CNNHyperModel(SearchSpace):
         dropout = hp.Float("dropout", 0.0, 0.6, step=0.1, default=0.5)
         activation = choose_activation(hp, default="relu")
         initializer = choose_initializer(hp, default="glorot_uniform")
+        # Weight penalties: L1, L2, both or none (with ``dropout`` 0, no regularization at all).
         use_l2 = hp.Boolean("l2", default=False)
         with hp.conditional_scope("l2", [True]):
             l2_factor = hp.Float("l2_factor", 1e-6, 1e-2, sampling="log", default=1e-4)
-        regularizer = keras.regularizers.L2(l2_factor) if use_l2 else None
+        use_l1 = hp.Boolean("l1", default=False)
+        with hp.conditional_scope("l1", [True]):
+            l1_factor = hp.Float("l1_factor", 1e-6, 1e-2, sampling="log", default=1e-5)
+        regularizer = (keras.regularizers.L1L2(l1=l1_factor if use_l1 else 0.0,
+                                               l2=l2_factor if use_l2 else 0.0)
+                       if use_l1 or use_l2 else None)
         batch_norm = hp.Boolean("batch_norm", default=False)
         self._declare_batch_size(hp, default=32)
 

@@ -533,3 +533,24 @@ def test_hyperband_settings_do_not_make_other_tuners_mismatch(tiny_data_dir, tmp
     resumed = tune(CliRunner(), run_dir, tiny_data_dir, "--tuner", "random", "--max-trials", "2",
                    "--factor", "4", "--hyperband-iterations", "3").output
     assert "1 already run" in resumed and "1 run now" in resumed
+
+
+def test_the_cnn_space_tunes_l1_and_l2_penalties_and_its_default_has_neither():
+    import keras_tuner as kt
+
+    space = search_spaces.get("cnn", input_shape=(28, 28, 1), num_classes=10)
+    textbook = space.build(kt.HyperParameters())
+    assert textbook.count_params() == 1_413_834  # the textbook CNN, no penalty anywhere
+    assert all(getattr(layer, "kernel_regularizer", None) is None for layer in textbook.layers)
+    for values, expected in (({"l1": True, "l1_factor": 1e-5}, (1e-5, 0.0)),
+                             ({"l2": True, "l2_factor": 1e-4}, (0.0, 1e-4)),
+                             ({"l1": True, "l1_factor": 1e-5, "l2": True, "l2_factor": 1e-4},
+                              (1e-5, 1e-4))):
+        hp = kt.HyperParameters()
+        hp.values.update(values)
+        model = space.build(hp)
+        hidden = [layer for layer in model.layers
+                  if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))][:-1]
+        penalties = {(round(float(layer.kernel_regularizer.l1), 8),
+                      round(float(layer.kernel_regularizer.l2), 8)) for layer in hidden}
+        assert penalties == {expected}, values
