@@ -7,7 +7,7 @@ the same outputs decoded three ways:
 - ``argmax``: the softmax's likeliest hour, then the minute reading;
 - ``likeliest``: the hour whose reading h:minute most likely holds the true time when the minute
   reading may be about a minute off (``MINUTE_READING_SD`` = 1): hpsearch's decode until
-  2026-12-07;
+  2026-12-07, and still its decode of a model without the geometry output;
 - ``hour_hand``: the softmax read as an hour-hand position (the circular mean of the classes'
   centres, 0:30, 1:30 ..., weighted by their probabilities) and the hour whose h:minute lies
   nearest it, as the periodic hour output is decoded: a softmax split between 2 and 3 says the
@@ -42,14 +42,12 @@ from datasets.clock import load_clock  # noqa: E402
 from datasets.clock_render import render_images  # noqa: E402
 from datasets.splits import scale_pixels  # noqa: E402
 from search_spaces.clock import ClockHyperModel  # noqa: E402
-from search_spaces.clock_heads import _angle, _combine  # noqa: E402
+from search_spaces.clock_heads import _angle, _combine, _likeliest_hour  # noqa: E402
 from search_spaces.clock_time import error_summary, labels_to_minutes  # noqa: E402
 from tuner.clock_models import load_trained_model  # noqa: E402
 
 ROTATIONS = (1, 8)
 FRESH_SEED = 303  # as benchmarks/bench_clock_unseen_style.py: clocks no run trains on
-# The minute reading's error the ``likeliest`` decode assumed (hpsearch's MINUTE_READING_SD).
-MINUTE_READING_SD = 1.0
 
 
 def argmax_hour(probabilities: np.ndarray, minute: np.ndarray) -> np.ndarray:
@@ -57,17 +55,8 @@ def argmax_hour(probabilities: np.ndarray, minute: np.ndarray) -> np.ndarray:
 
 
 def likeliest_hour(probabilities: np.ndarray, minute: np.ndarray) -> np.ndarray:
-    """hpsearch's decode until 2026-12-07 (``_likeliest_hour`` with a 1-minute reading error)."""
-    errors = np.arange(-30, 30)
-    weights = np.exp(-0.5 * (errors / MINUTE_READING_SD) ** 2)
-    weights = weights / weights.sum()
-    true_minute = minute[:, None] + errors
-    earlier = np.sum(weights * (true_minute < 0), axis=1, keepdims=True)
-    later = np.sum(weights * (true_minute >= 60), axis=1, keepdims=True)
-    score = ((1.0 - earlier - later) * probabilities
-             + earlier * np.roll(probabilities, 1, axis=-1)
-             + later * np.roll(probabilities, -1, axis=-1))
-    return np.argmax(score, axis=-1) * 60.0 + minute
+    """The decode without geometry (``_likeliest_hour``), hpsearch's until 2026-12-07."""
+    return _likeliest_hour(probabilities, minute) * 60.0 + minute
 
 
 def hour_hand(probabilities: np.ndarray, minute: np.ndarray) -> np.ndarray:
@@ -77,14 +66,6 @@ def hour_hand(probabilities: np.ndarray, minute: np.ndarray) -> np.ndarray:
 
 
 DECODES = {"argmax": argmax_hour, "likeliest": likeliest_hour, "hour_hand": hour_hand}
-
-
-def minute_reading(head, minute_output: np.ndarray) -> np.ndarray:
-    if head.minute_output == "regression":
-        return np.round(minute_output.reshape(-1) * 60.0) % 60
-    if head.minute_output == "periodic":
-        return np.round(_angle(minute_output, 60)) % 60
-    return np.argmax(minute_output, axis=-1).astype(np.float64)
 
 
 def main() -> None:
@@ -120,7 +101,7 @@ def main() -> None:
         outputs = head.average(ClockHyperModel.rotated_outputs(
             trained.model, x, rotations=rotations))
         probabilities = np.asarray(outputs["hour"], dtype=np.float64)
-        minute = minute_reading(head, np.asarray(outputs["minute"], dtype=np.float64))
+        minute = np.round(head.minute_reading(outputs["minute"])) % 60
         decodes = {**DECODES, "product": lambda *_: head.decode(outputs)}
         for name, decode in decodes.items():
             predicted = decode(probabilities, minute) % 720

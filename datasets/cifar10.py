@@ -23,6 +23,7 @@ from datasets.sources import (
     keras_cache_dir,
     keras_download_root,
     search_explicit_dirs,
+    searched_folders,
     try_download,
 )
 from datasets.splits import RawDataset
@@ -97,17 +98,15 @@ def locate(data_dir=None, download: bool | None = None) -> tuple[Path, list[str]
 def _unread_layouts(data_dir) -> list[str]:
     """Lines naming what the searched folders hold that is CIFAR-10 but cannot be read."""
     notes = []
-    for base in explicit_data_dirs(data_dir):
-        for directory in (base / sub if sub else base for sub in _SUBDIRS):
-            if (directory / "cifar-10-batches-bin").is_dir():
-                notes.append(f"{directory / 'cifar-10-batches-bin'} is the binary version, which "
-                             f"is not read: use the python version ({ARCHIVE})")
-            present = [name for name in TRAIN_BATCHES + (TEST_BATCH,)
-                       if (directory / name).is_file()]
-            if 0 < len(present) < len(TRAIN_BATCHES) + 1:
-                missing = sorted(set(TRAIN_BATCHES + (TEST_BATCH,)) - set(present))
-                notes.append(f"{directory} holds only some of the batches: missing "
-                             f"{', '.join(missing)}")
+    batches = TRAIN_BATCHES + (TEST_BATCH,)
+    for directory in searched_folders(data_dir, _SUBDIRS):
+        if (directory / "cifar-10-batches-bin").is_dir():
+            notes.append(f"{directory / 'cifar-10-batches-bin'} is the binary version, which "
+                         f"is not read: use the python version ({ARCHIVE})")
+        missing = [name for name in batches if not (directory / name).is_file()]
+        if 0 < len(missing) < len(batches):
+            notes.append(f"{directory} holds only some of the batches: missing "
+                         f"{', '.join(missing)}")
     return notes
 
 

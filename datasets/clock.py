@@ -487,13 +487,12 @@ def _grayscale(picture):
 
     if picture.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         values = np.asarray(picture, dtype=np.float64)
-        highest = float(values.max()) if values.size else 0.0
-        # The smallest usual full scale that holds every value: 1 (floats only), 255, 65535,
-        # else the largest value.
-        scales = (1.0, 255.0, 65535.0) if picture.mode == "F" else (255.0, 65535.0)
-        top = next((scale for scale in scales if highest <= scale), highest)
         if picture.mode.startswith("I;16"):
             top = 65535.0
+        else:  # the smallest usual full scale that holds every value, else the largest value
+            highest = float(values.max()) if values.size else 0.0
+            scales = (1.0, 255.0, 65535.0) if picture.mode == "F" else (255.0, 65535.0)
+            top = next((scale for scale in scales if highest <= scale), highest)
         return Image.fromarray(np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
     if picture.mode in ("RGBA", "LA", "PA") or "transparency" in picture.info:
         rgba = picture.convert("RGBA")

@@ -11,11 +11,11 @@ import numpy as np
 from datasets.errors import DatasetFormatError, DatasetNotFoundError
 from datasets.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx, read_idx_shape
 from datasets.sources import (
-    explicit_data_dirs,
     format_not_found,
     keras_cache_dir,
     keras_download_root,
     search_explicit_dirs,
+    searched_folders,
     try_download,
 )
 from datasets.splits import RawDataset
@@ -97,13 +97,12 @@ def locate(data_dir=None, download: bool | None = None) -> tuple[dict[str, Path]
 def _incomplete_sets(data_dir) -> list[str]:
     """One line per searched folder that holds some of the four files but not all of them."""
     notes = []
-    for base in explicit_data_dirs(data_dir):
-        for directory in (base / sub if sub else base for sub in _SUBDIRS):
-            missing = [f"{stem}.gz" for stem in FILES.values()
-                       if not any((directory / name).is_file() for name in (f"{stem}.gz", stem))]
-            if 0 < len(missing) < len(FILES):
-                notes.append(f"{directory} holds only {len(FILES) - len(missing)} of the 4 files: "
-                             f"missing {', '.join(missing)}")
+    for directory in searched_folders(data_dir, _SUBDIRS):
+        missing = [f"{stem}.gz" for stem in FILES.values()
+                   if not any((directory / name).is_file() for name in (f"{stem}.gz", stem))]
+        if 0 < len(missing) < len(FILES):
+            notes.append(f"{directory} holds only {len(FILES) - len(missing)} of the 4 files: "
+                         f"missing {', '.join(missing)}")
     return notes
 
 

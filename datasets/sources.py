@@ -52,6 +52,12 @@ def downloads_allowed(download: bool | None) -> bool:
     return os.environ.get(NO_DOWNLOAD_ENV, "").strip().lower() not in {"1", "true", "yes"}
 
 
+def searched_folders(data_dir, subdirs: Sequence[str]) -> list[Path]:
+    """Every folder ``search_explicit_dirs`` probes, in its order: each user data directory and
+    its ``subdirs`` ("" is the directory itself)."""
+    return [base / sub if sub else base for base in explicit_data_dirs(data_dir) for sub in subdirs]
+
+
 def search_explicit_dirs(
     data_dir, subdirs: Sequence[str], probe: Callable[[Path], T | None], tried: list[str]
 ) -> T | None:

@@ -279,13 +279,7 @@ class ClockHead:
                 return np.round(total) % MINUTES_PER_DIAL
             return _combine(total, np.round(_angle(outputs[:, 2:4], 60)) % 60)
         outputs = _as_output_dict(outputs)
-        minute_output = np.asarray(outputs["minute"], dtype=np.float64)
-        if self.minute_output == "regression":
-            minute = minute_output.reshape(-1) * 60.0 % 60
-        elif self.minute_output == "periodic":
-            minute = _angle(minute_output, 60)
-        else:
-            minute = np.argmax(minute_output, axis=-1).astype(np.float64)
+        minute = self.minute_reading(outputs["minute"])
         hour_output = np.asarray(outputs["hour"], dtype=np.float64)
         if self.hour_output == "classification" and hands is not None:
             minute = np.round(_angle((1.0 - GEOMETRY_MINUTE_WEIGHT) * _unit(_circle(minute, 60))
@@ -296,6 +290,15 @@ class ClockHead:
         if self.hour_output == "classification":
             return _likeliest_hour(hour_output, minute) * 60.0 + minute
         return _combine(_angle(hour_output, MINUTES_PER_DIAL), minute)
+
+    def minute_reading(self, minute_output) -> np.ndarray:
+        """A multi_head's minute output -> minutes past the hour in [0, 60), not rounded."""
+        minute_output = np.asarray(minute_output, dtype=np.float64)
+        if self.minute_output == "regression":
+            return minute_output.reshape(-1) * 60.0 % 60
+        if self.minute_output == "periodic":
+            return _angle(minute_output, 60)
+        return np.argmax(minute_output, axis=-1).astype(np.float64)
 
 
 def add_geometry_output(features, outputs, compile_arguments: dict[str, Any], weight: float):

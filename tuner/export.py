@@ -167,8 +167,8 @@ class SearchResult:
         last = last_error_line(message) if isinstance(message, str) else ""  # empty cell: NaN
         reason = f" Trial {failed['trial_id'].iloc[0]}: {last}" if last else ""
         return (f"Every trial failed ({len(failed)} of {len(trials)}), so nothing was exported."
-                f"{reason} The full error of each trial is in trials.csv (column message) and "
-                "above; fix its cause and run the same command with --overwrite.")
+                f"{reason} The full error of each trial is in trials.csv (column message); "
+                "fix its cause and run the same command with --overwrite.")
 
 
 def search_result(run_dir, config, trials, top, new_trials, started, training_seconds,

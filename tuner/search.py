@@ -595,17 +595,16 @@ def _check_fixed(config: RunConfig, hypermodel) -> None:
     """
     hp = kt.HyperParameters()
     hypermodel.build(hp)
-    declared = {parameter.name: parameter for parameter in hp.space}
-    declared_all: dict[str, list] = {}
+    declared: dict[str, list] = {}  # every declaration of each name (conditional scopes)
     for parameter in hp.space:
-        declared_all.setdefault(parameter.name, []).append(parameter)
+        declared.setdefault(parameter.name, []).append(parameter)
     unknown = sorted(set(config.fixed) - set(declared))
     if unknown:
         raise InvalidSettingError(
             f"--fix {', '.join(unknown)}: not a hyperparameter of the '{config.space}' space. "
             f"Its hyperparameters: {', '.join(sorted(declared))}.")
     for name, value in config.fixed.items():
-        problem = value_problem(declared[name], value)
+        problem = value_problem(declared[name][-1], value)
         if problem:
             raise InvalidSettingError(f"--fix {name}={value}: {problem}.")
     try:
@@ -614,7 +613,7 @@ def _check_fixed(config: RunConfig, hypermodel) -> None:
         raise InvalidSettingError(f"The '{config.space}' space cannot build a model with "
                                   f"{_fixed_text(config.fixed)}: {error}") from None
     for name, value in config.fixed.items():
-        unused = _unused_by(declared_all[name], config.fixed)
+        unused = _unused_by(declared[name], config.fixed)
         if unused:
             raise InvalidSettingError(
                 f"--fix {name}={value} would change nothing: {name} is used only when {unused}. "
@@ -745,19 +744,20 @@ def _check_resume(run_dir: Path, config: RunConfig, overwrite: bool) -> bool:
     saved = rundir.read_yaml(run_dir / rundir.RUN_FILE, "an hpsearch run configuration")
     saved_iterations = ((saved.get("config") or {}) if isinstance(saved, dict) else {}).get(
         "hyperband_iterations", 1)
-    # More Hyperband sweeps extend a search (its earlier brackets stay as they are); fewer would
-    # not, and remain a mismatch.
-    extends = (config.uses_hyperband and isinstance(saved_iterations, int)
-               and config.hyperband_iterations >= saved_iterations)
+    if not config.uses_hyperband:
+        ignore = ("factor", "hyperband_iterations")  # Hyperband's own: nothing to other tuners
+    elif isinstance(saved_iterations, int) and config.hyperband_iterations >= saved_iterations:
+        # More sweeps extend a search (its earlier brackets stay as they are); fewer do not.
+        ignore = ("hyperband_iterations",)
+    else:
+        ignore = ()
     rundir.check_settings(
         run_dir / rundir.RUN_FILE,
         "config",
         config.identity(),
         consequence="resuming it would mix incomparable trials",
         fix="Use the saved settings to resume, --overwrite to start again, or another --run-dir.",
-        # Hyperband's own settings mean nothing to the other tuners.
-        ignore=(("hyperband_iterations",) if extends else ()) if config.uses_hyperband
-        else ("factor", "hyperband_iterations"),
+        ignore=ignore,
         defaults=identity_defaults(config),
     )
     # Named before KerasTuner reloads them (it would fail with a bare JSONDecodeError).

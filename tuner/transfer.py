@@ -122,6 +122,7 @@ def collect_configs(sources: Sequence[str | os.PathLike]) -> list[tuple[str, Top
             readable configuration file.
     """
     configs: list[tuple[str, TopConfig]] = []
+    stems = [Path(source).stem for source in sources if not Path(source).is_dir()]
     for source in sources:
         path = Path(source)
         if path.is_dir():
@@ -139,7 +140,6 @@ def collect_configs(sources: Sequence[str | os.PathLike]) -> list[tuple[str, Top
         else:
             # Files of the same name from two folders (a/rank_1.yaml, b/rank_1.yaml) keep their
             # folder's name: every row and its ensemble stay apart.
-            stems = [Path(other).stem for other in sources if not Path(other).is_dir()]
             folder = path.parent.parent if path.parent.name == TOP_DIR else path.parent
             name = path.stem if stems.count(path.stem) == 1 else f"{folder.name}/{path.stem}"
             configs.append((name, read_top_config(path)))
