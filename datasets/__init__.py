@@ -11,7 +11,7 @@ from datasets.cifar10 import load_cifar10_raw
 from datasets.clock import load_clock
 from datasets.errors import DatasetError, DatasetFormatError, DatasetNotFoundError
 from datasets.fashion_mnist import load_fashion_mnist_raw
-from datasets.registry import available_datasets, load, locate, register
+from datasets.registry import available_datasets, load, locate, register, space_of
 from datasets.splits import Dataset, split_classification
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "load",
     "locate",
     "register",
+    "space_of",
 ]
 
 
@@ -70,4 +71,4 @@ def _locate_clock(data_dir=None, download=None) -> str:
 register("fashion_mnist", _classification_loader("fashion_mnist", load_fashion_mnist_raw),
          _locate_fashion_mnist)
 register("cifar10", _classification_loader("cifar10", load_cifar10_raw), _locate_cifar10)
-register("clock", load_clock, _locate_clock)
+register("clock", load_clock, _locate_clock, space="clock")

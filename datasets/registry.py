@@ -8,15 +8,24 @@ from datasets.splits import Dataset
 
 _LOADERS: dict[str, Callable[..., Dataset]] = {}
 _LOCATORS: dict[str, Callable[..., str]] = {}
+_SPACES: dict[str, str] = {}
 
 
 def register(name: str, loader: Callable[..., Dataset],
-             locator: Callable[..., str] | None = None) -> None:
+             locator: Callable[..., str] | None = None, space: str | None = None) -> None:
     """Make ``loader`` available as ``datasets.load(name, ...)``; ``locator(data_dir=...)`` says
-    where the data is without reading it (``datasets.locate``)."""
+    where the data is without reading it (``datasets.locate``); ``space``: the one search space
+    whose labels these are (None: any space that takes its arrays)."""
     _LOADERS[name] = loader
     if locator is not None:
         _LOCATORS[name] = locator
+    if space is not None:
+        _SPACES[name] = space
+
+
+def space_of(name: str) -> str | None:
+    """The one search space a registered dataset is for, or None when any may read it."""
+    return _SPACES.get(name)
 
 
 def available_datasets() -> list[str]:

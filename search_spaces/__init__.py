@@ -1,55 +1,35 @@
-"""Search spaces: one KerasTuner HyperModel per model family, each defaulting to a textbook model.
+"""Search spaces: KerasTuner HyperModels, hpsearch's own (each defaulting to a textbook model) and
+the user's, all resolved through one registry (``search_spaces.registry``).
 
 >>> import search_spaces
 >>> hypermodel = search_spaces.get("mlp", input_shape=(28, 28, 1), num_classes=10)
+>>> space = search_spaces.resolve("examples/fashion_function.py:build_model")
 """
 
 from __future__ import annotations
 
-import importlib
+from search_spaces.registry import (ENTRY_POINT_GROUP, Space, SpaceError, available_spaces,
+                                    register, resolve)
 
-__all__ = ["available_spaces", "get", "register", "space_class"]
-
-# name -> "module:Class", imported on first use so that listing names does not start TensorFlow.
-_SPACES: dict[str, str | type] = {
-    "mlp": "search_spaces.mlp:MLPHyperModel",
-    "cnn": "search_spaces.cnn:CNNHyperModel",
-    "clock": "search_spaces.clock:ClockHyperModel",
-}
+__all__ = ["ENTRY_POINT_GROUP", "Space", "SpaceError", "available_spaces", "get", "register",
+           "resolve", "space_class"]
 
 
-def register(name: str, space: str | type) -> None:
-    """Make a HyperModel class (or its "module:Class" path) available as ``get(name, ...)``."""
-    _SPACES[name] = space
-
-
-def available_spaces() -> list[str]:
-    """Registered search space names, sorted."""
-    return sorted(_SPACES)
-
-
-def get(name: str, **kwargs):
-    """Instantiate a search space by name.
+def get(name: str, options: dict | None = None, **facts):
+    """Make the HyperModel of a space.
 
     Args:
-        name: one of ``available_spaces()``.
-        **kwargs: the space's fixed facts: ``input_shape``, ``num_classes`` and, for ``clock``,
-            its head options.
+        name: a registered name or a ``file.py:NAME`` / ``module:NAME`` reference.
+        options: constructor options of a HyperModel class (``--space-arg``).
+        **facts: the data's ``input_shape``, ``num_classes`` and the like; ``clock`` also takes
+            its head options here.
 
     Raises:
-        ValueError: unknown name or a bad combination of fixed facts.
+        SpaceError: unknown space, or options or facts it cannot take.
     """
-    return space_class(name)(**kwargs)
+    return resolve(name).make(options, **facts)
 
 
-def space_class(name: str) -> type:
-    """The class registered under ``name`` (ValueError with the valid names when unknown)."""
-    if name not in _SPACES:
-        raise ValueError(
-            f"Unknown search space '{name}'. Expected one of: {', '.join(available_spaces())}."
-        )
-    space = _SPACES[name]
-    if isinstance(space, str):
-        module, _, attribute = space.partition(":")
-        space = _SPACES[name] = getattr(importlib.import_module(module), attribute)
-    return space
+def space_class(name: str) -> type | None:
+    """The HyperModel class of a space (None for a ``build_model`` function)."""
+    return resolve(name).space_class

@@ -29,6 +29,11 @@ class SearchSpace(kt.HyperModel):
     name = "base"
     # (metric, direction): what a search of this family optimizes unless told otherwise.
     objective = ("val_accuracy", "max")
+    # What its default point is called in summaries and reports.
+    baseline_name = "textbook"
+    # Its models keep their outputs in float32 under a mixed policy, so ``--precision auto`` may
+    # choose one (a user's space trains in float32 unless its user asks otherwise).
+    mixed_precision_ready = True
 
     def __init_subclass__(cls, **kwargs: Any):
         super().__init_subclass__(**kwargs)

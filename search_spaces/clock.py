@@ -122,6 +122,12 @@ class ClockHyperModel(SearchSpace):
 
     name = "clock"
     objective = ("val_cse", "min")
+    # Its labels are (hour, minute) pairs of the clock set only.
+    required_dataset = "clock"
+    # The first trial is the space's default point, not a textbook model.
+    baseline_name = "default"
+    # The core's steps of a clock search: fine-tunes, input polarity, geometry, model cards.
+    search_hooks = "tuner.clock_search:ClockSearchHooks"
 
     def __init__(self, input_shape: Sequence[int], head: str = "classification",
                  num_classes: int | None = 720, geometry: bool = False,
@@ -314,6 +320,17 @@ class ClockHyperModel(SearchSpace):
             if not name.startswith("tuner/"):
                 hp.Fixed(name, value)
         return hypermodel, hp
+
+    def callback_metric_names(self, model: keras.Model) -> list[str]:
+        """The metrics this space's ``fit`` adds through callbacks (the common-sense error), as
+        they appear in the training logs (without ``val_``)."""
+        head = getattr(model, "clock_head", None) or self.head_for(kt.HyperParameters())
+        callback = CommonSenseErrorCallback(np.zeros((1, *model.input_shape[1:]), "float32"),
+                                            np.zeros((1, 2), "int64"), head, prefix="")
+        callback.set_model(model)
+        logs: dict[str, Any] = {}
+        callback.on_epoch_end(0, logs)
+        return list(logs)
 
     def head_for(self, hp: kt.HyperParameters | None = None) -> ClockHead:
         """The head of ``hp`` (default: of the last built model, else the default point's)."""

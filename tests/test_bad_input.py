@@ -16,7 +16,8 @@ import search_spaces
 from tests.test_tune import _DivergingSpace
 from tuner.cli import main
 from tuner.config import InvalidSettingError, RunConfig, check_subset
-from tuner.search import resolve_objective, run_search
+from tuner.search import run_search
+from tuner.spaces import resolve_objective
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -21,7 +21,9 @@ from tuner.clock_cli import clock_group
 from tuner.clock_models import fixed_hyperparameters, load_init_source, load_trained_model
 from tuner.config import InvalidSettingError, RunConfig, write_run_config
 from tuner.rundir import SettingsMismatchError
-from tuner.search import _check_resume, load_dataset, resolve_init_source
+from tuner.clock_search import resolve_init_source
+from tuner.preparation import load_dataset
+from tuner.search import _check_resume
 from tests.conftest import write_clock_files
 from tests.test_clock_models import TINY, tiny_clock_data
 from top_configs import read_top_config

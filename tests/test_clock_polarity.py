@@ -24,7 +24,8 @@ from tuner.clock_models import (POLARITY_SAMPLE, choose_polarity, load_init_sour
                                 load_trained_model, read_model_card, read_times, with_polarity)
 from tuner.config import InvalidSettingError, RunConfig, identity_defaults, read_run_config
 from tuner.errors import UsageError
-from tuner.search import apply_polarity, load_dataset
+from tuner.clock_search import apply_polarity
+from tuner.preparation import load_dataset
 
 
 @pytest.fixture(autouse=True)
@@ -83,7 +84,10 @@ def test_with_polarity_negates_every_split_and_keeps_a_shared_validation_set():
                                                           "requested": "auto"})
     assert choice.polarity == "negated"
     np.testing.assert_allclose(followed.x_train, negative.x_train)
-    assert apply_polarity(RunConfig(), data, None) == (data, None)
+    # Other spaces never reach the clock's polarity: their hooks leave the data as it is.
+    from tuner.spaces import SearchHooks
+
+    assert SearchHooks().prepare_data(RunConfig(), data, None) == (data, {}, [])
 
 
 def _held_out_pixels(clock_files):

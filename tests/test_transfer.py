@@ -180,7 +180,16 @@ def _broken(tune_run, tmp_path, change):
         (lambda d: d.update(rank="first"), "field 'rank' should be int, got 'first' (str)."),
         (
             lambda d: d.update(search_space="clock"),
-            "is a 'clock' configuration; transfer retrains classifiers",
+            "is a 'clock' configuration: transfer measures classifiers and spaces of your own; "
+            "use `hpsearch clock compare` for clock models.",
+        ),
+        (
+            lambda d: d.update(trial_id="../../x"),
+            "field 'trial_id' should be letters, digits, '-' and '_'",
+        ),
+        (
+            lambda d: d.update(search_space="gone.py:build_model"),
+            "cannot be rebuilt: Space 'gone.py:build_model': file gone.py does not exist.",
         ),
     ],
 )

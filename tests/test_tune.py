@@ -307,7 +307,9 @@ def test_second_process_on_the_same_run_dir_is_refused(tiny_data_dir, tmp_path):
 def test_unknown_space_and_bad_options_exit_2(tmp_path):
     runner = CliRunner()
     result = runner.invoke(main, ["tune", "mpl", "--run-dir", str(tmp_path)])
-    assert result.exit_code == 2 and "'mpl' is not one of 'clock', 'cnn', 'mlp'" in result.output
+    assert result.exit_code == 2 and result.output.startswith(
+        "Error: Unknown search space 'mpl'. Expected one of: clock, cnn, mlp, or your own as "
+        "path/to/file.py:NAME or package.module:NAME."), result.output
     result = runner.invoke(main, ["tune", "mlp", "--run-dir", str(tmp_path), "--subset", "lots"])
     assert result.exit_code == 2 and "expected a count like 6000" in result.output
     result = runner.invoke(main, ["tune", "mlp", "--run-dir", str(tmp_path), "--factor", "1"])

@@ -69,12 +69,17 @@ class TopConfig:
     head: str | None = None
     # A fine-tune's search: the trained run its trials started from (written only when set).
     init_from: str | None = None
+    # The constructor arguments of the space's HyperModel class (``--space-arg``; written only
+    # when set): part of what rebuilds the model.
+    space_args: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         document = {"format": FORMAT}
         document.update(dataclasses.asdict(self))
         if self.init_from is None:
             del document["init_from"]
+        if not self.space_args:
+            del document["space_args"]
         return document
 
 
@@ -112,6 +117,7 @@ def write_top_config(path: str | os.PathLike, config: TopConfig) -> Path:
     return path
 
 
+_TRIAL_ID = re.compile(r"[A-Za-z0-9_-]*")
 # A number in scientific notation without a decimal point: YAML 1.1 (PyYAML) reads "1e-3" as a
 # string, where a user means the number.
 _EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
@@ -174,6 +180,16 @@ def read_top_config(path: str | os.PathLike) -> TopConfig:
         value = optional[key] = document.get(key)
         if value is not None and not isinstance(value, str):
             raise TopConfigError(f"{path}: field '{key}' should be a string or null, got {value!r}.")
+    space_args = document.get("space_args") or {}
+    if not isinstance(space_args, dict) or not all(isinstance(k, str) for k in space_args):
+        raise TopConfigError(f"{path}: field 'space_args' should map argument names to values, "
+                             f"got {space_args!r}.")
+    optional["space_args"] = space_args
+    if not _TRIAL_ID.fullmatch(fields["trial_id"]):
+        # It names files (predictions, models): a path in it would write outside the run.
+        raise TopConfigError(
+            f"{path}: field 'trial_id' should be letters, digits, '-' and '_' (a KerasTuner "
+            f"trial id such as '0012'), got {fields['trial_id']!r}.")
     if fields["epochs"] < 0:
         raise TopConfigError(
             f"{path}: field 'epochs' should be 0 (the default) or more, got {fields['epochs']}."

@@ -12,7 +12,6 @@ import click
 
 import tuner  # noqa: F401 - sets TensorFlow's log level before anything imports it
 from datasets import available_datasets
-from search_spaces import available_spaces
 from search_spaces.precision import PRECISIONS, describe_precision
 from tuner.cli_errors import cli_errors, import_tensorflow, set_verbose
 from tuner.config import STRATEGIES, TUNERS, RunConfig, check_subset, parse_assignments
@@ -104,14 +103,32 @@ def main(verbose):
         set_verbose(True)
 
 
-@main.command(short_help="Search a space (mlp, cnn, clock) on a dataset; resumable.")
-@click.argument("space", type=click.Choice(available_spaces()))
+@main.command(short_help="Search a space (mlp, cnn, clock or your own) on a dataset; resumable.")
+@click.argument("space", metavar="SPACE")
 @click.option(
     "--dataset",
     type=click.Choice(available_datasets()),
     default=None,
-    help="Dataset to search on (default: clock for the clock space, else fashion_mnist).",
+    help="Registered dataset to search on (default: clock for the clock space, else "
+    "fashion_mnist).",
 )
+@click.option(
+    "--data",
+    "data_path",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Your own data instead: an .npz (x_train, y_train; optional x_val/y_val, x_test/y_test), "
+    "a folder of class sub-folders of pictures, or a .csv/.parquet with --target.",
+)
+@click.option("--target", default=None, metavar="COLUMN",
+              help="The label column of a --data .csv/.parquet table.")
+@click.option("--space-arg", "space_args", multiple=True, metavar="KEY=VALUE",
+              help="Constructor argument of a HyperModel class SPACE (repeatable).")
+@click.option("--keep-models", type=click.IntRange(min=0), default=0, show_default=True,
+              metavar="K",
+              help="Keep the best K trials' trained models as RUN/models/rank_<n>.keras.")
+@click.option("--accept-changed-space", is_flag=True,
+              help="Resume even though the space's source file changed since the search began.")
 @click.option(
     "--run-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -183,7 +200,7 @@ def main(verbose):
     default="10000",
     show_default=True,
     help="Training images used: a count (at least 10), a fraction in (0, 1] such as 0.1, or 'all' "
-    "(clock: images of the whole set, split 80/10/10 afterwards).",
+    "(clock: images of the whole set, split 80/10/10 afterwards; --data: default all).",
 )
 @click.option("--head", default=None, help="Clock space only: label representation.")
 @click.option("--size", "image_size", type=click.Choice(["75", "150"]), default=None,
@@ -220,6 +237,11 @@ def main(verbose):
 def tune(
     space,
     dataset,
+    data_path,
+    target,
+    space_args,
+    keep_models,
+    accept_changed_space,
     run_dir,
     tuner_name,
     max_trials,
@@ -249,14 +271,22 @@ def tune(
     seed,
     data_dir,
 ):
-    """Search SPACE (mlp, cnn, clock) on a dataset; resumes an existing --run-dir.
+    """Search SPACE on a dataset; resumes an existing --run-dir.
+
+    SPACE is a registered name (mlp, cnn, clock, or one an installed package adds), or your own
+    KerasTuner space as path/to/file.py:NAME or package.module:NAME, where NAME is a
+    build_model(hp) function, a keras_tuner.HyperModel subclass or an instance. Its objective is
+    val_ + its model's first compiled metric unless --objective says otherwise.
 
     Writes run.yaml, trials.csv, the KerasTuner project and top_configs/rank_{1,2,3}.yaml, and
-    prints the top 3 next to the textbook model. The textbook model is always the first trial
-    (with --fix: the space's defaults with the fixed values, shown as "default").
+    prints the top 3 next to the default model. The space's default point is always the first
+    trial (for mlp and cnn: the textbook model; with --fix: the defaults with the fixed values).
 
     \b
     Example:
+      hpsearch tune examples/fashion_function.py:build_model --data images.npz --run-dir runs/mine
+      hpsearch tune examples/tabular_regression.py:build_model --data houses.csv --target price \\
+          --run-dir runs/houses --keep-models 1
       hpsearch tune mlp --dataset fashion_mnist --run-dir runs/mlp --max-epochs 6 --subset 10000
       hpsearch tune cnn --tuner bayesian --max-trials 8 --max-epochs 3 --subset 3000 --run-dir runs/cnn
       hpsearch tune mlp --tuner random --max-trials 20 --workers 2 --run-dir runs/mlp-parallel
@@ -279,12 +309,20 @@ def tune(
 
         host, port = parse_address(serve_address)
         serve = ServeSettings(host, port, allow_remote, worker_timeout)
+    if data_path is not None and dataset is not None:
+        raise UsageError(f"--dataset {dataset} and --data {data_path} both name the data: pass "
+                         "one of them.")
+    if data_path is not None and _is_default("subset"):
+        subset = None  # the 10,000 images of a quick run of the built-in sets; yours: all
     if not workers:  # a --workers launcher trains nothing: its chief and workers import it
         import_tensorflow()
     imports_seconds = time.monotonic() - started
     config = RunConfig(
         space=space,
-        dataset=dataset or ("clock" if space == "clock" else "fashion_mnist"),
+        dataset=str(data_path) if data_path is not None else dataset or default_dataset(space),
+        target=target,
+        space_args=parse_assignments(space_args),
+        keep_models=keep_models,
         tuner=tuner_name,
         objective=objective,
         direction=direction,
@@ -308,6 +346,9 @@ def tune(
     if workers:
         from tuner.distributed import run_parallel_search
 
+        if accept_changed_space:
+            raise UsageError("--accept-changed-space applies to a one-process search; resume "
+                             "it once without --workers to accept the change.")
         result = run_parallel_search(
             config, run_dir, workers, data_dir=list(data_dir) or None, overwrite=overwrite,
             progress=None if quiet else click.echo, force_direction=force_direction,
@@ -324,10 +365,27 @@ def tune(
             progress=None if quiet else click.echo,
             force_direction=force_direction,
             serve=serve,
+            accept_changed_space=accept_changed_space,
         )
     click.echo(format_summary(result, imports_seconds))
     if result.failure:
         raise SearchError(result.failure)
+
+
+def _is_default(parameter: str) -> bool:
+    """Whether the running command's ``parameter`` took its default (was not given)."""
+    from click.core import ParameterSource
+
+    return click.get_current_context().get_parameter_source(parameter) == ParameterSource.DEFAULT
+
+
+def default_dataset(space: str) -> str:
+    """The registered dataset a space searches when none is named: the one reserved for it
+    (``clock``), else fashion_mnist."""
+    import datasets
+
+    reserved = [name for name in datasets.available_datasets() if datasets.space_of(name) == space]
+    return reserved[0] if reserved else "fashion_mnist"
 
 
 @main.command(short_help="Join a search served by `hpsearch tune --serve`; train its trials.")
@@ -389,15 +447,26 @@ def status(run_dir, watch):
         click.echo("")
 
 
-@main.command(short_help="Retrain the top configurations on another dataset; test accuracy.")
+@main.command(short_help="Retrain the top configurations on another dataset; test scores.")
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--dataset",
     type=click.Choice(["cifar10", "fashion_mnist"]),
-    default="cifar10",
-    show_default=True,
-    help="Target dataset (the source dataset gives test numbers there).",
+    default=None,
+    help="Target dataset (the source dataset gives test numbers there). Default: cifar10, "
+    "unless --data is given.",
 )
+@click.option(
+    "--data",
+    "data_path",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Your own target data instead (as for `tune --data`).",
+)
+@click.option("--target", default=None, metavar="COLUMN",
+              help="The label column of a --data .csv/.parquet table.")
+@click.option("--keep-models", is_flag=True,
+              help="Keep each training's model as RUN/models/<config>_seed<n>.keras.")
 @click.option(
     "--run-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -445,6 +514,9 @@ def status(run_dir, watch):
 def transfer(
     sources,
     dataset,
+    data_path,
+    target,
+    keep_models,
     run_dir,
     seeds,
     epochs,
@@ -456,10 +528,11 @@ def transfer(
     precision,
     data_dir,
 ):
-    """Retrain SOURCES (tune run directories or top-config YAML files) on --dataset.
+    """Retrain SOURCES (tune run directories or top-config YAML files) on --dataset or --data.
 
     Each configuration is rebuilt for the target's input shape and classes, trained with early
-    stopping on the target's validation split and evaluated once on its test set (--final:
+    stopping on its objective on the target's validation split and evaluated once on its test
+    set (--final:
     trained on training + validation images for a fixed epoch count instead). Writes
     transfer.csv (one row per configuration and seed), summary.csv (with two or more seeds, also
     the test accuracy of the seeds ensembled), predictions/ (test-set probabilities) and
@@ -471,12 +544,18 @@ def transfer(
       hpsearch transfer runs/mlp/top_configs/rank_1.yaml --dataset fashion_mnist --run-dir runs/mlp-test
       hpsearch transfer runs/mlp/top_configs/rank_1.yaml --dataset fashion_mnist --final --epochs 40 \\
           --seeds 3 --run-dir runs/mlp-final
+      hpsearch transfer runs/mine --data other.npz --run-dir runs/mine-other --keep-models
     """
+    if data_path is not None and dataset is not None:
+        raise UsageError(f"--dataset {dataset} and --data {data_path} both name the target: pass "
+                         "one of them.")
     import_tensorflow()
     from tuner.transfer import TransferSettings, format_transfer_table, run_transfer
 
     settings = TransferSettings(
-        dataset=dataset,
+        dataset=str(data_path) if data_path is not None else dataset or "cifar10",
+        target=target,
+        keep_models=keep_models,
         seeds=seeds,
         epochs=epochs,
         patience=patience,
@@ -542,9 +621,8 @@ def format_summary(result, imports_seconds: float = 0.0) -> str:
     done = int((trials["status"] == "COMPLETED").sum()) if len(trials) else 0
     failed = int((trials["status"] == "FAILED").sum()) if len(trials) else 0
     seconds = float(trials["seconds"].sum()) if len(trials) else 0.0
-    # The clock space has no textbook model, and --fix may move a space's first trial off it:
-    # the default point is the baseline then.
-    baseline = "default" if config.space == "clock" or config.fixed else "textbook"
+    # --fix may move a space's first trial off its textbook model: the default point then.
+    baseline = "default" if config.fixed else result.baseline_name
     lines = [
         "",
         f"{len(trials)} trials ({done} completed, {failed} failed), {result.new_trials} run now, "

@@ -35,12 +35,13 @@ from tuner import rundir
 from tuner.config import read_run_config
 from tuner.errors import RunDirError, UsageError
 from tuner.results import completed_ranking, project_dir, read_trial_values, read_trials
+from tuner.spaces import fixed_hyperparameters  # noqa: F401 (callers import it from here too)
 
 MODEL_CARD_FORMAT = "hpsearch-clock-model"
 MODEL_CARD_VERSION = 1
 COMPARISON_CARD_SUFFIX = ".head.json"   # heads/<label>.head.json next to heads/<label>.keras
 TRIAL_CARD = "head.json"                # kt/trial_<id>/head.json next to KerasTuner's checkpoint
-TRIAL_CHECKPOINT = "checkpoint.weights.h5"
+TRIAL_CHECKPOINT = rundir.TRIAL_CHECKPOINT
 # How read_times takes the images: as they are, or also as negatives, keeping the surer reading.
 POLARITIES = ("as_is", "auto", "negated")
 # How a model takes its images (its model card's ``input_polarity``): as they are, or as their
@@ -390,16 +391,6 @@ def with_polarity(data: Dataset, polarity: str) -> Dataset:
     x_test = negated(data.x_test)
     x_val = x_test if data.x_val is data.x_test else negated(data.x_val)
     return dataclasses.replace(data, x_train=negated(data.x_train), x_val=x_val, x_test=x_test)
-
-
-def fixed_hyperparameters(values: dict[str, Any]) -> kt.HyperParameters:
-    """``values`` as fixed KerasTuner hyperparameters (KerasTuner's ``tuner/*`` keys dropped):
-    a search or a build that gets them uses these values whatever the space declares."""
-    hp = kt.HyperParameters()
-    for name, value in values.items():
-        if not name.startswith("tuner/"):
-            hp.Fixed(name, value)
-    return hp
 
 
 def _comparison_model(out: Path, label: str | None) -> TrainedClockModel:

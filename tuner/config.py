@@ -12,7 +12,6 @@ from typing import Any
 
 import yaml
 
-from datasets.clock_render import SIZES as CLOCK_SIZES
 from search_spaces.precision import PRECISIONS
 from top_configs.format import yaml_scalar
 from tuner import rundir
@@ -22,6 +21,8 @@ from tuner.rundir import RUN_FILE
 TUNERS = ("hyperband", "bohb", "bayesian", "random")
 # The clock space's image side when neither --size nor an --init-from model says otherwise.
 DEFAULT_CLOCK_SIZE = 75
+# The clock set's image sides (datasets.clock_render.SIZES, not imported: it is the clock's code).
+CLOCK_SIZES = (75, 150)
 # tf.distribute strategies a trial can train under (``RunConfig.strategy``).
 STRATEGIES = ("mirrored",)
 # Tuners that run Hyperband's brackets (bohb: with model-guided proposals, tuner/guided.py).
@@ -34,7 +35,9 @@ MIN_SUBSET = 10
 # make KerasTuner silently mis-rank or ignore them, so a mismatch is refused.
 IDENTITY_FIELDS = (
     "space",
+    "space_args",
     "dataset",
+    "target",
     "tuner",
     "objective",
     "direction",
@@ -155,8 +158,16 @@ def implied_direction(objective: str | None) -> str | None:
 class RunConfig:
     """Everything that defines a search; the defaults finish in minutes for the MLP on 2 cores."""
 
-    space: str = "mlp"  # search space (model family): mlp, cnn, clock
-    dataset: str = "fashion_mnist"  # dataset registry name
+    # The search space: a registered name (mlp, cnn, clock, or an installed package's), or
+    # path/to/file.py:NAME or package.module:NAME naming a build_model(hp) function, a
+    # keras_tuner.HyperModel subclass or an instance (search_spaces.registry).
+    space: str = "mlp"
+    # A registered dataset (fashion_mnist, cifar10, clock) or the path of the user's data: an
+    # .npz, a folder of class sub-folders of pictures, or a .csv/.parquet (with ``target``).
+    dataset: str = "fashion_mnist"
+    target: str | None = None  # the label column of a .csv/.parquet dataset
+    # Constructor arguments of a HyperModel subclass (``tune --space-arg key=value``).
+    space_args: dict = dataclasses.field(default_factory=dict)
     tuner: str = "bohb"  # bohb | hyperband | bayesian | random (bohb: best of them, BENCHMARKS.md)
     objective: str | None = None  # None: the space's own (val_accuracy; val_cse for clock)
     direction: str | None = None  # "max" | "min"; None: the space's own
@@ -197,6 +208,9 @@ class RunConfig:
     # Hyperparameters held at one value in every trial (``tune --fix NAME=VALUE``): the search
     # explores the rest of the space. Checked against the space by ``tuner.search.validate_search``.
     fixed: dict = dataclasses.field(default_factory=dict)
+    # The best trials whose trained models are kept as RUN/models/rank_<n>.keras (0: none).
+    # Not part of a run's identity: it changes what is kept, not what the trials mean.
+    keep_models: int = 0
 
     def __post_init__(self):
         if self.tuner not in TUNERS:
@@ -243,6 +257,12 @@ class RunConfig:
             raise InvalidSettingError(
                 f"validation_fraction must be between 0 and 1, got {self.validation_fraction}."
             )
+        if int(self.keep_models) < 0:
+            raise InvalidSettingError(f"keep_models must be 0 or more, got {self.keep_models}.")
+        if not isinstance(self.space_args, dict) or not all(
+                isinstance(name, str) and name for name in self.space_args):
+            raise InvalidSettingError(
+                f"space_args must map argument names to values, got {self.space_args!r}.")
         if not isinstance(self.fixed, dict) or not all(
                 isinstance(name, str) and name for name in self.fixed):
             raise InvalidSettingError(
@@ -250,6 +270,7 @@ class RunConfig:
         # Frozen: the normalized subset (1.0 -> None) is set past the dataclass's guard.
         object.__setattr__(self, "subset", check_subset(self.subset, self.validation_fraction))
         object.__setattr__(self, "fixed", dict(self.fixed))
+        object.__setattr__(self, "space_args", dict(self.space_args))
 
     @property
     def uses_hyperband(self) -> bool:

@@ -474,19 +474,17 @@ def run_worker(
 
     from search_spaces.precision import precision_policy
     from tuner.config import read_run_config
-    from tuner.search import (apply_polarity, build_hypermodel, frozen_survivors, load_dataset,
-                              new_tuner, polarity_card, search_fit_arguments)
+    from tuner.preparation import fit_arguments, prepare_search
+    from tuner.search import frozen_survivors, new_tuner, search_callbacks
 
     _limit_threads(threads, progress)
     chief_run_id = _wait_for_chief(host, port, connect_timeout)
     check_same_run(run_dir, chief_run_id, address)
     config, document = read_run_config(run_dir)
-    data = load_dataset(config, data_dir)
-    # The chief chose the clock images' polarity (run.yaml); every worker feeds them the same way.
-    recorded = document.get("input_polarity") or (
-        {"polarity": "as_is", "requested": config.polarity} if config.space == "clock" else None)
-    data, _ = apply_polarity(config, data, None, recorded)
-    hypermodel = build_hypermodel(config, data)
+    # The chief recorded its space's choices (the clock images' polarity) in run.yaml; every
+    # worker feeds its data the same way.
+    prepared = prepare_search(config, data_dir, recorded=document.get("input_polarity") or {})
+    hypermodel = prepared.hypermodel
     heartbeat = _Heartbeat(run_dir, tuner_id).start()
     ended = "failed"
     oracle_client.TIMEOUT = call_timeout  # KerasTuner's own: an hour
@@ -506,14 +504,14 @@ def run_worker(
                 on_trial_state=heartbeat.update,
                 workers_alive=lambda: sum(not heartbeat_gone(beat, 60.0)
                                           for beat in read_heartbeats(run_dir).values()),
-                model_card=polarity_card(document.get("input_polarity")),
+                hooks=prepared.hooks, record=prepared.record,
             )
             progress(f"Worker {tuner_id} joined the chief at {address}.")
             heartbeat.update({"state": "waiting"})
             # The policy as the chief resolved it (run.yaml), so that every worker trains alike.
             with precision_policy(document.get("precision", config.precision)), \
                     frozen_survivors():
-                tuner.search(**search_fit_arguments(config, hypermodel, data, run_dir))
+                tuner.search(**fit_arguments(prepared, search_callbacks(config, run_dir)))
             ended = "done"
             progress(f"Worker {tuner_id}: the search is over, {tuner._trials_this_call} "
                      "trial(s) run here.")

@@ -35,7 +35,8 @@ TOP_K = 3  # the top configurations a search exports to ``top_configs/``
 
 def top_configs_of(trials: pd.DataFrame, hp_values: dict[str, dict[str, Any]], space: str,
                    dataset: str, objective: str, direction: str, head: str | None = None,
-                   count: int = TOP_K, init_from: str | None = None) -> list[TopConfig]:
+                   count: int = TOP_K, init_from: str | None = None,
+                   space_args: dict[str, Any] | None = None) -> list[TopConfig]:
     """The best ``count`` distinct configurations among the COMPLETED trials, as TopConfigs
     (``tuner/*`` keys stripped; epochs up to the best epoch, counting those a promoted Hyperband
     trial inherited from its parent). A Hyperband trial and the trials it was promoted from share
@@ -64,6 +65,7 @@ def top_configs_of(trials: pd.DataFrame, hp_values: dict[str, dict[str, Any]], s
             hyperparameters=values,
             head=head,
             init_from=init_from,
+            space_args=dict(space_args or {}),
         ))
     return top
 
@@ -144,6 +146,20 @@ class SearchResult:
     wall_seconds: float = math.nan
     training_seconds: float = math.nan
     precision: str = "float32"
+    # What the search's first trial is called: "textbook" for hpsearch's classifiers, else
+    # "default" (the space's default point).
+    baseline_name: str = "default"
+
+    def best_models(self, count: int | None = None) -> list:
+        """The trained models the search kept (``keep_models``), best first: Keras models with
+        the weights of the epoch each trial's score came from.
+
+        Raises:
+            RunDirError: the search kept none (run it with ``keep_models=K``).
+        """
+        from tuner.models import load_best_models
+
+        return load_best_models(self.run_dir, count)
 
     @property
     def overhead(self) -> float:
@@ -190,7 +206,16 @@ def search_result(run_dir, config, trials, top, new_trials, started, training_se
         wall_seconds=time.monotonic() - started,
         training_seconds=training_seconds,
         precision=precision,
+        baseline_name=_baseline_name(run_dir),
     )
+
+
+def _baseline_name(run_dir) -> str:
+    path = Path(run_dir) / rundir.RUN_FILE
+    if not path.is_file():
+        return "default"
+    return str(rundir.read_yaml(path, "an hpsearch run configuration").get("baseline_name")
+               or "default")
 
 
 def export_results(
@@ -205,6 +230,6 @@ def export_results(
     rundir.write_csv(run_dir / TRIALS_CSV, trials)
     top = top_configs_of(trials, read_trial_values(run_dir), config.space, config.dataset,
                          config.objective, config.direction, config.head, TOP_K,
-                         config.init_from)
+                         config.init_from, config.space_args)
     write_top_configs(top, run_dir / TOP_DIR)
     return trials, top

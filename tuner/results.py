@@ -310,6 +310,23 @@ def completed_ranking(trials: pd.DataFrame, direction: str) -> pd.DataFrame:
     return done.sort_values("score", ascending=(direction == "min"), kind="stable")
 
 
+def with_transfer_scores(rows: pd.DataFrame) -> pd.DataFrame:
+    """``transfer.csv`` rows with their ``objective``, ``val_score`` and ``test_score``: rows
+    written before those columns were classifiers' measured by accuracy."""
+    rows = rows.copy()
+    for column in ("objective", "val_score", "test_score"):
+        if column not in rows.columns:
+            rows[column] = math.nan
+    unnamed = rows["objective"].isna() | (rows["objective"] == "")
+    rows["objective"] = rows["objective"].astype(object).where(~unnamed, "val_accuracy")
+    accuracy_rows = rows["objective"] == "val_accuracy"
+    for score, accuracy in (("val_score", "val_accuracy"), ("test_score", "test_accuracy")):
+        values = pd.to_numeric(rows[score], errors="coerce")
+        rows[score] = values.where(~(accuracy_rows & values.isna()),
+                                   pd.to_numeric(rows[accuracy], errors="coerce"))
+    return rows
+
+
 def summarize_transfer(rows: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard deviation over seeds per transferred configuration of ``transfer.csv``.
 
@@ -319,6 +336,7 @@ def summarize_transfer(rows: pd.DataFrame) -> pd.DataFrame:
     """
     if rows.empty:
         return pd.DataFrame()
+    rows = with_transfer_scores(rows)
     key = "config_id" if "config_id" in rows.columns and rows["config_id"].notna().all() \
         else "config"
     grouped = rows.groupby(["dataset", key], sort=False)
@@ -333,6 +351,11 @@ def summarize_transfer(rows: pd.DataFrame) -> pd.DataFrame:
         val_accuracy_std=("val_accuracy", "std"),
         test_accuracy_mean=("test_accuracy", "mean"),
         test_accuracy_std=("test_accuracy", "std"),
+        objective=("objective", "first"),
+        val_score_mean=("val_score", "mean"),
+        val_score_std=("val_score", "std"),
+        test_score_mean=("test_score", "mean"),
+        test_score_std=("test_score", "std"),
         epochs_mean=("epochs", "mean"),
         params=("params", "first"),
         seconds_per_epoch=("seconds_per_epoch", "mean"),

@@ -52,6 +52,9 @@ WORKERS_DIR = "workers"
 # A KerasTuner project (``kt/`` of a search run, or a user's own).
 ORACLE_FILE = "oracle.json"
 TRIAL_FILE = "trial.json"
+TRIAL_CHECKPOINT = "checkpoint.weights.h5"  # KerasTuner's: the weights of a trial's best epoch
+MODELS_DIR = "models"  # --keep-models: rank_<n>.keras and models.yaml
+MODELS_INDEX = "models.yaml"
 TRIAL_DIR_PREFIX = "trial_"
 SET_ASIDE_DIR = "set_aside"  # unreadable trial files moved here by ``hpsearch repair``
 # A transfer run.
@@ -311,6 +314,21 @@ def write_csv(path: str | os.PathLike, frame) -> Path:
 def prediction_file(run_dir: str | os.PathLike, config_id: str, seed: int) -> Path:
     """Where a transfer keeps the test-set probabilities of one configuration and seed."""
     return Path(run_dir) / TRANSFER_PREDICTIONS / f"{config_id}_seed{int(seed)}.npy"
+
+
+def transfer_model_file(run_dir: str | os.PathLike, config: str, seed: int) -> Path:
+    """Where ``transfer --keep-models`` keeps one training's model."""
+    return Path(run_dir) / MODELS_DIR / f"{config.replace('/', '__')}_seed{seed}.keras"
+
+
+def save_model(path: str | os.PathLike, model) -> Path:
+    """``model.save`` to ``path`` (.keras) atomically: a kill never leaves half a model."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.stem}.partial.keras")
+    model.save(partial)
+    os.replace(partial, path)
+    return path
 
 
 def write_array(path: str | os.PathLike, array) -> Path:

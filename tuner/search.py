@@ -28,28 +28,25 @@ import numpy as np
 from keras_tuner.src.engine.oracle import synchronized
 
 import datasets
-import search_spaces
+from search_spaces import Space
 from search_spaces.precision import precision_policy, reapply_policy
-from top_configs import plain_value, strip_internal_keys
-from top_configs.space import value_problem
+from top_configs import strip_internal_keys
 from tuner.export import SearchResult, export_results, search_result  # noqa: F401 (API)
 from tuner import rundir
-from tuner.clock_models import (TRIAL_CARD, InitSource, PolarityChoice, choose_polarity,
-                                fixed_hyperparameters, load_init_source, with_polarity,
-                                write_model_card)
 from tuner.config import (
-    CLOCK_SIZES,
-    DEFAULT_CLOCK_SIZE,
     InvalidSettingError,
     RunConfig,
     bayesian_initial_points,
-    check_subset_size,
     hyperband_schedule,
     identity_defaults,
     implied_direction,
     oracle_seed,
     write_run_config,
 )
+from tuner.preparation import (PreparedSearch, data_record, fit_arguments, load_dataset,  # noqa: F401
+                               prepare_search, validate_search)
+from tuner.models import keep_best_models
+from tuner.spaces import check_data_unchanged, check_space_unchanged, hooks_for, resolve_space, space_record
 from tuner.errors import CorruptRunError, RunDirError, SearchError, last_error_line
 from tuner.guided import ModelGuidedProposals
 from tuner.results import (
@@ -222,13 +219,16 @@ class _TrackedTuner:
         worker: str | None = None,
         on_trial_state: Callable[[dict], None] | None = None,
         workers_alive: Callable[[], int] | None = None,
-        model_card: dict[str, Any] | None = None,
+        hooks=None,
+        record: dict[str, Any] | None = None,
     ):
         # ``worker``: this process's tuner id when it is a worker of a distributed search (its
         # oracle is then a client: only public calls travel, so no private oracle state is read).
-        # ``model_card``: more values for every trial's clock model card (its input polarity).
+        # ``hooks``, ``record``: the space's steps and what run.yaml recorded of its choices,
+        # for what each trial writes beside its checkpoint.
         self._worker = worker
-        self._model_card = dict(model_card or {})
+        self._hooks = hooks
+        self._record = dict(record or {})
         self._on_trial_state = on_trial_state or (lambda state: None)
         self._workers_alive = workers_alive or (lambda: 1)
         self._run_dir = run_dir
@@ -405,13 +405,10 @@ class _TrackedTuner:
         self._on_trial_done()
 
     def _write_model_card(self, trial) -> None:
-        # A trial's checkpoint holds weights only; a clock model also needs to say what its head
-        # is (tuner/clock_models.py), which build() keeps only on the Python object.
-        if not hasattr(self.hypermodel, "describe_model"):
-            return
-        trial_dir = Path(self.get_trial_dir(trial.trial_id))
-        write_model_card(trial_dir / TRIAL_CARD, self.hypermodel, trial.hyperparameters,
-                         getattr(self, "_model_card", None))
+        hooks = getattr(self, "_hooks", None)
+        if hooks is not None:
+            hooks.write_trial_card(Path(self.get_trial_dir(trial.trial_id)), self.hypermodel,
+                                   trial.hyperparameters, getattr(self, "_record", {}))
 
     def _best_score_text(self) -> str:
         best = [t for t in self.oracle.get_best_trials(1) if t.status == "COMPLETED"]
@@ -508,212 +505,6 @@ def _short(value: Any) -> str:
     return str(value)
 
 
-# Input shape and classes a space is built with to check settings before any data is read; the
-# metric names a model reports do not depend on them.
-_PLACEHOLDER_DATA = {"fashion_mnist": ((28, 28, 1), 10), "cifar10": ((32, 32, 3), 10),
-                     "clock": ((75, 75, 1), None)}
-
-
-def resolve_objective(config: RunConfig, force_direction: bool = False) -> RunConfig:
-    """Fill in the space's own objective and direction where the config leaves them open.
-
-    Raises:
-        InvalidSettingError: the direction cannot be inferred, or contradicts the metric (an
-            accuracy minimized, a loss maximized) and ``force_direction`` is False.
-    """
-    default_name, default_direction = search_spaces.space_class(config.space).objective
-    objective = config.objective or default_name
-    implied = default_direction if objective == default_name else implied_direction(objective)
-    direction = config.direction or implied
-    if direction is None:
-        raise InvalidSettingError(
-            f"Cannot tell whether objective '{objective}' should be maximized or minimized; "
-            "pass --direction max or --direction min."
-        )
-    if implied and direction != implied and not force_direction:
-        better = "higher" if implied == "max" else "lower"
-        raise InvalidSettingError(
-            f"--direction {direction} would rank the trials by '{objective}' the wrong way round: "
-            f"it is better when {better}, so the worst trials would be exported as the best. "
-            f"Leave --direction out (it is inferred) or pass --direction {implied}; add "
-            "--force-direction only if you really mean it."
-        )
-    return dataclasses.replace(config, objective=objective, direction=direction)
-
-
-def validate_search(config: RunConfig, force_direction: bool = False) -> RunConfig:
-    """Check everything about a search that can be checked without data; resolve the objective.
-
-    The space, dataset and head must fit together, and the objective must be a metric the
-    space's model reports (checked by building the textbook model once, without training it,
-    and reading its metric names).
-
-    Raises:
-        InvalidSettingError: what is wrong, what was expected and how to fix it.
-    """
-    try:
-        search_spaces.space_class(config.space)
-    except ValueError as error:
-        raise InvalidSettingError(str(error)) from None
-    if config.dataset not in datasets.available_datasets():
-        raise InvalidSettingError(
-            f"Unknown dataset '{config.dataset}'. Expected one of: "
-            f"{', '.join(datasets.available_datasets())}."
-        )
-    _check_space_and_dataset(config)
-    objective = config.objective or search_spaces.space_class(config.space).objective[0]
-    shape, classes = _PLACEHOLDER_DATA.get(config.dataset, ((28, 28, 1), 10))
-    reported: set[str] | None = set()
-    for geometry in (False, True) if config.space == "clock" else (None,):
-        try:
-            hypermodel = _hypermodel(config, shape, classes, geometry)
-        except ValueError as error:
-            raise InvalidSettingError(f"Invalid settings for the '{config.space}' search space: "
-                                      f"{error}") from None
-        if config.fixed:
-            _check_fixed(config, hypermodel)
-        names = _reported_metrics(hypermodel)
-        if names is None:
-            reported = None  # cannot tell without training: KerasTuner will say it
-            break
-        reported |= names
-    if reported is not None and objective not in reported:
-        raise InvalidSettingError(
-            f"Objective '{objective}' is not a metric of the '{config.space}' space's "
-            f"models; they report: {', '.join(sorted(reported))}. Pass one of those to "
-            "--objective (validation metrics start with 'val_')."
-        )
-    return resolve_objective(config, force_direction)
-
-
-def _check_fixed(config: RunConfig, hypermodel) -> None:
-    """Every ``--fix`` name is a hyperparameter of the space and its value one the space allows.
-
-    Raises:
-        InvalidSettingError: an unknown name (the space's names are listed), a value outside the
-            hyperparameter's choices or range, or a value the model cannot be built with.
-    """
-    hp = kt.HyperParameters()
-    hypermodel.build(hp)
-    declared: dict[str, list] = {}  # every declaration of each name (conditional scopes)
-    for parameter in hp.space:
-        declared.setdefault(parameter.name, []).append(parameter)
-    unknown = sorted(set(config.fixed) - set(declared))
-    if unknown:
-        raise InvalidSettingError(
-            f"--fix {', '.join(unknown)}: not a hyperparameter of the '{config.space}' space. "
-            f"Its hyperparameters: {', '.join(sorted(declared))}.")
-    for name, value in config.fixed.items():
-        problem = value_problem(declared[name][-1], value)
-        if problem:
-            raise InvalidSettingError(f"--fix {name}={value}: {problem}.")
-    try:
-        hypermodel.build(fixed_hyperparameters(config.fixed))
-    except (ValueError, TypeError, KeyError) as error:
-        raise InvalidSettingError(f"The '{config.space}' space cannot build a model with "
-                                  f"{_fixed_text(config.fixed)}: {error}") from None
-    for name, value in config.fixed.items():
-        unused = _unused_by(declared[name], config.fixed)
-        if unused:
-            raise InvalidSettingError(
-                f"--fix {name}={value} would change nothing: {name} is used only when {unused}. "
-                f"Leave it out, or fix {unused.split(' is ')[0]} to a value that uses it.")
-
-
-def _unused_by(declarations: list, fixed: dict[str, Any]) -> str | None:
-    """When every declaration of a hyperparameter sits in a conditional scope that the other
-    fixed values rule out: the first such condition as text ("optimizer is sgd"); else None."""
-    ruled_out = []
-    for parameter in declarations:
-        blocking = [condition for condition in parameter.conditions
-                    if condition.name in fixed and fixed[condition.name] not in condition.values]
-        if not blocking:
-            return None
-        ruled_out.append(blocking[0])
-    condition = ruled_out[0]
-    return f"{condition.name} is {' or '.join(map(str, condition.values))}"
-
-
-def _fixed_text(fixed: dict[str, Any]) -> str:
-    return " ".join(f"--fix {name}={value}" for name, value in fixed.items())
-
-
-def _check_space_and_dataset(config: RunConfig) -> None:
-    if (config.space == "clock") != (config.dataset == "clock"):
-        raise InvalidSettingError(
-            f"The '{config.space}' search space cannot be trained on '{config.dataset}': the clock "
-            "space needs --dataset clock and the classifiers (mlp, cnn) need fashion_mnist or cifar10."
-        )
-    for option, value in (("--head", config.head), ("--init-from", config.init_from),
-                          ("--size", config.image_size),
-                          ("--polarity", None if config.polarity == "auto" else config.polarity)):
-        if value and config.space != "clock":
-            raise InvalidSettingError(
-                f"{option} only applies to the clock search space, not '{config.space}'."
-            )
-
-
-def _hypermodel(config: RunConfig, input_shape, num_classes, geometry,
-                source: InitSource | None = None) -> search_spaces.SearchSpace:
-    options: dict[str, Any] = {
-        "input_shape": input_shape,
-        "steps_per_execution": config.steps_per_execution,
-    }
-    if config.space == "clock":
-        if config.head:
-            options["head"] = config.head
-        if num_classes:
-            options["num_classes"] = num_classes
-        options["geometry"] = bool(geometry)
-        if source is not None:
-            options["init_weights"] = source.weights
-            if config.head == source.head.kind == "classification":
-                options["num_classes"] = source.head.num_classes
-    else:
-        options["num_classes"] = num_classes
-    return search_spaces.get(config.space, **options)
-
-
-def _reported_metrics(hypermodel) -> set[str] | None:
-    """The names in the training logs of the hypermodel's textbook model (``loss``,
-    ``accuracy``... and their ``val_`` forms), from a symbolic build: nothing is trained."""
-    model = hypermodel.build(kt.HyperParameters())
-    outputs = model.outputs
-    x = np.zeros((1, *model.input_shape[1:]), "float32")
-    # A target's shape depends on the loss (sparse or not): try both per output.
-    for sparse in itertools.product((False, True), repeat=len(outputs)):
-        targets = [np.zeros((1,) if flat else (1, *output.shape[1:]), "float32")
-                   for flat, output in zip(sparse, outputs)]
-        y = targets[0] if len(targets) == 1 else dict(zip(model.output_names, targets))
-        try:
-            model._symbolic_build(data_batch=(x, y))
-        except (ValueError, TypeError):
-            model = hypermodel.build(kt.HyperParameters())
-            continue
-        names = set(model.get_metrics_result())
-        names |= _callback_metrics(hypermodel, model)
-        keras.backend.clear_session()
-        return names | {f"val_{name}" for name in names}
-    keras.backend.clear_session()
-    return None
-
-
-def _callback_metrics(hypermodel, model) -> set[str]:
-    """Metrics a space's own ``fit`` adds through callbacks (the clock's common-sense error)."""
-    head_for = getattr(hypermodel, "head_for", None)
-    if head_for is None:
-        return set()
-    from search_spaces.clock import CommonSenseErrorCallback
-
-    head = getattr(model, "clock_head", None) or head_for(kt.HyperParameters())
-    callback = CommonSenseErrorCallback(np.zeros((1, *model.input_shape[1:]), "float32"),
-                                        np.zeros((1, 2), "int64"), head, prefix="")
-    callback.set_model(model)
-    logs: dict[str, Any] = {}
-    callback.on_epoch_end(0, logs)
-    return set(logs)
-
-
 def _check_resume(run_dir: Path, config: RunConfig, overwrite: bool) -> bool:
     """True when resuming an existing run; refuses a mismatch; wipes the run on overwrite."""
     if not (run_dir / rundir.RUN_FILE).is_file() and rundir.is_keras_tuner_project(run_dir):
@@ -770,118 +561,6 @@ def _check_resume(run_dir: Path, config: RunConfig, overwrite: bool) -> bool:
     return True
 
 
-def build_hypermodel(config: RunConfig, data: datasets.Dataset,
-                     source: InitSource | None = None) -> search_spaces.SearchSpace:
-    """The search space of ``config`` for ``data``'s input shape and classes.
-
-    A fine-tune (``config.init_from``) starts every model from ``source``'s weights (loaded from
-    ``config.init_from`` when not given).
-
-    Raises:
-        UsageError: the ``init_from`` model reads images of another size than ``data``'s.
-        ClockRunError: ``config.init_from`` is not a clock run or lacks ``config.init_head``.
-    """
-    _check_space_and_dataset(config)
-    if config.init_from and source is None:
-        source = load_init_source(config.init_from, config.init_head)
-    if source is not None:
-        source.check_input_shape(data.input_shape, "this search (its clock data)",
-                                 fix=f"--size {source.input_shape[0]}")
-    # Rendered clock sets carry the geometry for the auxiliary training output.
-    return _hypermodel(config, data.input_shape, data.num_classes,
-                       data.geometry_train is not None, source)
-
-
-def resolve_init_source(config: RunConfig) -> tuple[RunConfig, InitSource | None]:
-    """The trained model a fine-tune starts from, and the config with its head and image size
-    filled in.
-
-    Without ``--head``, a fine-tune keeps the trained model's head (its kind; the head's own
-    values are part of the fixed architecture, see ``InitSource.architecture``); without
-    ``image_size``, it reads images of the trained model's size.
-
-    Raises:
-        ClockRunError: ``config.init_from`` is not a clock run or lacks ``config.init_head``.
-        UsageError: the trained model reads images of another size than ``image_size``, or of a
-            size the clock data does not come in (exit code 2 on the command line).
-    """
-    source = load_init_source(config.init_from, config.init_head) if config.init_from else None
-    if source is not None and config.head is None:
-        config = dataclasses.replace(config, head=source.head.kind)
-    if source is not None and source.input_shape[0] not in CLOCK_SIZES:
-        side = source.input_shape[0]
-        raise InvalidSettingError(
-            f"--init-from {source.run} ({source.label}) was trained on {side}x{side} images, but a "
-            f"clock search reads {' or '.join(map(str, CLOCK_SIZES))}-pixel clocks. Start from a "
-            "run trained on one of those sizes.")
-    if source is not None and config.image_size is not None:
-        size = config.image_size
-        source.check_input_shape((size, size, 1), f"this search (--size {size})",
-                                 fix=f"--size {source.input_shape[0]}")
-    if config.space == "clock" and config.image_size is None:
-        size = source.input_shape[0] if source is not None else DEFAULT_CLOCK_SIZE
-        config = dataclasses.replace(config, image_size=size)
-    return config, source
-
-
-def fixed_architecture(config: RunConfig, source: InitSource | None) -> kt.HyperParameters | None:
-    """The hyperparameters every trial of the search holds fixed, as its starting space: a
-    fine-tune's trained architecture, then the ``--fix`` values (which win). The same mechanism
-    as ``clock compare --set``. None when nothing is fixed."""
-    values = dict(source.architecture(config.head or "classification")) if source else {}
-    values.update(config.fixed)
-    return fixed_hyperparameters(values) if values else None
-
-
-def apply_polarity(config: RunConfig, data: datasets.Dataset, source: InitSource | None,
-                   recorded: dict[str, Any] | None = None
-                   ) -> tuple[datasets.Dataset, PolarityChoice | None]:
-    """A clock run's data fed as ``config.polarity`` says (``clock_models.choose_polarity``:
-    ``"auto"`` lets a fine-tune's trained model choose), and the choice; other spaces: ``data``
-    and None.
-
-    Args:
-        recorded: the choice the chief recorded in ``run.yaml`` (``input_polarity``), which a
-            worker of a distributed search follows instead of choosing again.
-    """
-    if config.space != "clock":
-        return data, None
-    if recorded is not None:
-        choice = PolarityChoice(**recorded)
-    elif source is not None:
-        choice = source.choose_polarity(data.x_train, config.polarity, config.seed)
-    else:
-        choice = choose_polarity(data.x_train, config.polarity)
-    return with_polarity(data, choice.polarity), choice
-
-
-def polarity_card(recorded: dict[str, Any] | None) -> dict[str, Any]:
-    """What a trial's model card says of its input polarity (``apply_polarity``'s choice)."""
-    if recorded is None:
-        return {}
-    return {"input_polarity": recorded["polarity"], "polarity_choice": recorded}
-
-
-def load_dataset(config: RunConfig, data_dir=None) -> datasets.Dataset:
-    """The dataset of a run, split as the run configuration says.
-
-    Raises:
-        InvalidSettingError: ``subset`` asks for more images than the dataset has, or leaves an
-            empty training or validation split.
-    """
-    options = {"size": config.image_size} if config.image_size else {}
-    data = datasets.load(
-        config.dataset,
-        data_dir=data_dir,
-        subset=config.subset,
-        seed=config.seed,
-        validation_fraction=config.validation_fraction,
-        **options,
-    )
-    check_subset_size(config.subset, data, config.dataset)
-    return data
-
-
 class _StopOnNaN(keras.callbacks.Callback):
     """Stops training at the first batch whose loss is not finite (Keras's TerminateOnNaN, without
     its print: the failed trial's line says it)."""
@@ -901,6 +580,9 @@ def run_search(
     data: datasets.Dataset | None = None,
     force_direction: bool = False,
     serve=None,
+    space=None,
+    accept_changed_space: bool = False,
+    callbacks=None,
 ) -> SearchResult:
     """Run (or resume) a search and export its results.
 
@@ -919,6 +601,12 @@ def run_search(
         serve: a ``tuner.distributed.ServeSettings``: be the chief of a distributed search,
             serving the oracle to workers (``run_worker``) until the budget is spent, training
             nothing itself. Default None: run the trials in this process.
+        space: the space itself, from a notebook: a ``build_model(hp)`` function, a
+            ``keras_tuner.HyperModel`` subclass or instance (default: ``config.space`` resolved).
+            ``config.space`` is then set to its ``module:name``, which run.yaml records.
+        accept_changed_space: resume even though the space's source file changed since the
+            search began (default False: refused, naming the changed hyperparameters).
+        callbacks: Keras callbacks added to every trial's ``fit`` in this process.
 
     Returns:
         A SearchResult with the trials table and the exported top configurations.
@@ -934,53 +622,51 @@ def run_search(
     """
     started = time.monotonic()
     with frozen_survivors():
+        resolved = None
+        if space is not None:
+            resolved = resolve_space(space)
+            config = dataclasses.replace(config, space=resolved.reference)
         return _run_search(config, Path(run_dir), data_dir, overwrite, progress or (lambda line: None),
-                           data, force_direction, serve, started)
+                           data, force_direction, serve, started, resolved, accept_changed_space,
+                           callbacks)
 
 
 def _run_search(config: RunConfig, run_dir: Path, data_dir, overwrite: bool, progress, data,
-                force_direction: bool, serve, started: float) -> SearchResult:
+                force_direction: bool, serve, started: float, space: Space | None = None,
+                accept_changed_space: bool = False, callbacks=None) -> SearchResult:
     """``run_search``'s body, inside its ``frozen_survivors`` block."""
-    config = validate_search(config, force_direction)
-    config, source = resolve_init_source(config)
+    config = validate_search(config, force_direction, space)
+    space = space or resolve_space(config)
+    config, state = hooks_for(space).prepare(config)
+    if config.precision == "auto" and not space.attribute("mixed_precision_ready", False):
+        # A mixed policy changes the dtype of every layer of the user's model, its outputs too.
+        config = dataclasses.replace(config, precision="float32")
     if force_direction and implied_direction(config.objective) not in (None, config.direction):
         progress(f"Warning: {config.objective} is {config.direction}imized as forced.")
     with run_lock(run_dir), precision_policy(config.precision) as precision:
         resuming = _check_resume(run_dir, config, overwrite)
-        if data is None:
-            data = load_dataset(config, data_dir)
-        progress(f"Data: {data.summary()}")
-        data, polarity = apply_polarity(config, data, source)
-        if polarity is not None and (source is not None or polarity.polarity != "as_is"):
-            progress(f"Input polarity: {polarity.describe()}")
-        hypermodel = build_hypermodel(config, data, source)
-        fixed = fixed_architecture(config, source)
-        textbook = {k: plain_value(v) for k, v in _default_values(hypermodel, fixed).items()}
-        extra = {} if polarity is None else {"input_polarity": polarity.to_dict()}
-        if source is not None:
-            # Every trial has the same architecture and head, so the default point's copy
-            # (made by _default_values) says what each trial takes from the trained model.
-            copied = hypermodel.last_initialization
-            extra["init_from"] = {**source.to_dict(), "fixed_hyperparameters": dict(fixed.values),
-                                  "initialization": copied.to_dict()}
-            progress(f"Fine-tuning {source.run} ({source.label}): its architecture is fixed "
-                     f"({len(fixed.values)} values); searching the training hyperparameters. "
-                     f"Each trial {copied.describe()}.")
+        prepared = prepare_search(config, data_dir, data, space=space, state=state,
+                                  prepared_config=True)
+        if resuming:
+            warning = check_space_unchanged(run_dir, space, prepared.hypermodel,
+                                            accept_changed_space)
+            if warning:
+                progress(warning)
+            check_data_unchanged(run_dir, config, prepared.data)
+        progress(f"Data: {prepared.data.summary()}")
+        for line in prepared.lines:
+            progress(line)
+        hypermodel, textbook = prepared.hypermodel, prepared.default_values
         write_run_config(
             run_dir,
             config,
             {
-                **extra,
+                **prepared.record,
                 "precision": precision,
                 "textbook_values": textbook,
-                "data": {
-                    "source": data.source,
-                    "description": data.description,
-                    "train": len(data.x_train),
-                    "validation": len(data.x_val),
-                    "test": len(data.x_test),
-                    "input_shape": list(data.input_shape),
-                },
+                "baseline_name": space.attribute("baseline_name", "default"),
+                "space": space_record(space),
+                "data": data_record(config, prepared.data),
                 "versions": {
                     "tensorflow": _version("tensorflow"),
                     "keras": keras.__version__,
@@ -989,7 +675,8 @@ def _run_search(config: RunConfig, run_dir: Path, data_dir, overwrite: bool, pro
             },
         )
         keras.utils.set_random_seed(config.seed)
-        tuner = new_tuner(config, hypermodel, run_dir, trains=serve is None, hyperparameters=fixed)
+        tuner = new_tuner(config, hypermodel, run_dir, trains=serve is None,
+                          hyperparameters=prepared.fixed)
         if config.uses_hyperband:
             # KerasTuner keeps the saved value on reload; a larger budget must reach the oracle.
             tuner.oracle.hyperband_iterations = config.hyperband_iterations
@@ -1005,33 +692,54 @@ def _run_search(config: RunConfig, run_dir: Path, data_dir, overwrite: bool, pro
             f" budget {config.trial_budget} trials, {done_before} already run."
         )
 
-        def export() -> None:
-            export_results(run_dir, config, textbook)
+        def export():
+            exported = export_results(run_dir, config, textbook)
+            if config.keep_models:
+                keep_best_models(run_dir, config, hypermodel)
+            return exported
 
-        tuner._setup_tracking(run_dir, config, progress, export,
-                              model_card=polarity_card(extra.get("input_polarity")))
+        tuner._setup_tracking(run_dir, config, progress, export, hooks=prepared.hooks,
+                              record=prepared.record)
         rundir.write_json(run_dir / SPACE_FILE, tuner.oracle.get_space().get_config())
         if serve is not None:
             from tuner.distributed import serve_oracle
 
             tuner.oracle.trial_cap = config.trial_budget
             serve_oracle(tuner.oracle, run_dir, serve, progress)
-            trials, top = export_results(run_dir, config, textbook)
+            trials, top = export()
             return search_result(run_dir, config, trials, top,
                                  _ended_trials(tuner.oracle) - done_before, started, math.nan,
                                  precision)
-        fit_arguments = search_fit_arguments(config, hypermodel, data, run_dir)
         try:
-            tuner.search(**fit_arguments)
+            tuner.search(**fit_arguments(prepared, search_callbacks(config, run_dir, callbacks)))
         except RuntimeError as error:
             export()
             raise SearchError(_stopped_message(error)) from None
         finally:
             keras.backend.clear_session()
-        trials, top = export_results(run_dir, config, textbook)
+        trials, top = export()
         return search_result(run_dir, config, trials, top,
                              _ended_trials(tuner.oracle) - done_before, started,
                              tuner.training_seconds, precision)
+
+
+def search_callbacks(config: RunConfig, run_dir: Path, extra=None) -> list:
+    """The callbacks of every trial's ``fit``: a NaN stop, early stopping for the tuners that
+    train whole trials, TensorBoard when asked, and the caller's own (``extra``)."""
+    callbacks: list[keras.callbacks.Callback] = [_StopOnNaN()]
+    if not config.uses_hyperband:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=config.objective,
+                mode=config.direction,
+                patience=config.early_stopping_patience,
+            )
+        )
+    if config.tensorboard:
+        # KerasTuner gives each trial its own log folder (RUN/tensorboard/<trial id>/execution0)
+        # and adds the HParams plugin's callback with the trial's values.
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(Path(run_dir) / TENSORBOARD_DIR)))
+    return callbacks + list(extra or [])
 
 
 def _ended_trials(oracle) -> int:
@@ -1121,36 +829,6 @@ def new_tuner(config: RunConfig, hypermodel, run_dir: Path, trains: bool = True,
         ) from None
 
 
-def search_fit_arguments(config: RunConfig, hypermodel, data: datasets.Dataset,
-                         run_dir: Path) -> dict[str, Any]:
-    """The arguments of ``tuner.search`` (data, epochs, callbacks) for a run."""
-    callbacks: list[keras.callbacks.Callback] = [_StopOnNaN()]
-    if not config.uses_hyperband:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=config.objective,
-                mode=config.direction,
-                patience=config.early_stopping_patience,
-            )
-        )
-    if config.tensorboard:
-        # KerasTuner gives each trial its own log folder (RUN/tensorboard/<trial id>/execution0)
-        # and adds the HParams plugin's callback with the trial's values.
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(Path(run_dir) / TENSORBOARD_DIR)))
-    extra = {}
-    if getattr(hypermodel, "geometry", False):
-        extra["geometry"] = data.geometry_train
-    return dict(
-        x=data.x_train,
-        y=data.y_train,
-        validation_data=(data.x_val, data.y_val),
-        epochs=config.max_epochs,
-        callbacks=callbacks,
-        verbose=0,
-        **extra,
-    )
-
-
 @contextlib.contextmanager
 def frozen_survivors():
     """Keep what survives a garbage collection out of later ones while trials run.
@@ -1216,16 +894,6 @@ def _stopped_message(error: RuntimeError) -> str:
                 f"The last one failed with: {last}. The failed trials are in "
                 "trials.csv; fix the cause and run the same command again to resume.")
     return f"The search stopped: {first}" + (f" ({last})" if last != first.strip() else "")
-
-
-def _default_values(hypermodel, fixed: kt.HyperParameters | None) -> dict[str, Any]:
-    """The values of the search's first trial: the textbook model, or for a fine-tune the
-    space's defaults (Adam 3e-4, batch 64, augmentation on) on the fixed architecture."""
-    if fixed is None:
-        return hypermodel.textbook_values()
-    hp = fixed.copy()
-    hypermodel.build(hp)
-    return dict(hp.values)
 
 
 def _version(package: str) -> str:

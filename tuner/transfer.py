@@ -27,7 +27,6 @@ import numpy as np
 import pandas as pd
 
 import datasets
-import search_spaces
 from search_spaces.precision import describe_precision, precision_policy
 from top_configs import (
     TopConfig,
@@ -43,8 +42,8 @@ from tuner.errors import CorruptRunError
 from tuner.results import completed_ranking, read_trials, summarize_transfer
 from tuner.rundir import TOP_DIR, TRANSFER_CSV, TRANSFER_FILE, run_lock
 from tuner.search import _StopOnNaN, format_duration
+from tuner.spaces import default_values, hooks_for, is_registered_dataset, resolve_space
 
-CLASSIFIER_SPACES = ("mlp", "cnn")
 COLUMNS = [
     "config",
     "config_id",
@@ -60,6 +59,12 @@ COLUMNS = [
     "epochs",
     "params",
     "seconds_per_epoch",
+    # The configuration's objective (val_accuracy for classifiers), at its best epoch on the
+    # target's validation split and on its test split; the accuracies above stay empty for a
+    # space that reports none.
+    "objective",
+    "val_score",
+    "test_score",
 ]
 
 
@@ -67,7 +72,8 @@ COLUMNS = [
 class TransferSettings:
     """How configurations are retrained; written to ``transfer.yaml`` and checked on resume."""
 
-    dataset: str = "cifar10"  # target dataset
+    dataset: str = "cifar10"  # target dataset: a registered name or the path of the user's data
+    target: str | None = None  # the label column of a .csv/.parquet target
     seeds: int = 1  # trainings per configuration (seeds 0..seeds-1)
     # None: each configuration its own epochs (those its trial reached its best score with, so a
     # learning-rate schedule runs its course as in the search); the textbook row the largest.
@@ -80,6 +86,8 @@ class TransferSettings:
     # Train on the training and validation images together for exactly the epoch budget, without
     # early stopping; rows have no validation accuracy.
     final: bool = False
+    # Keep each training's model as RUN/models/<config>_seed<n>.keras (not checked on resume).
+    keep_models: bool = False
 
     def __post_init__(self):
         if self.seeds < 1 or self.patience < 1 or (self.epochs is not None and self.epochs < 1):
@@ -87,11 +95,11 @@ class TransferSettings:
                 f"seeds, patience and epochs must be at least 1, got {self.seeds}, "
                 f"{self.patience} and {self.epochs}."
             )
-        if self.dataset not in datasets.available_datasets():
+        if not is_registered_dataset(self.dataset) and not Path(self.dataset).exists():
             raise InvalidSettingError(
-                f"Unknown dataset '{self.dataset}'. Expected one of: "
-                f"{', '.join(datasets.available_datasets())}."
-            )
+                f"Unknown dataset '{self.dataset}': neither one of "
+                f"{', '.join(datasets.available_datasets())} nor an existing file or folder "
+                "(--data PATH).")
         object.__setattr__(self, "subset", check_subset(self.subset, self.validation_fraction))
 
 
@@ -144,19 +152,31 @@ def collect_configs(sources: Sequence[str | os.PathLike]) -> list[tuple[str, Top
             name = path.stem if stems.count(path.stem) == 1 else f"{folder.name}/{path.stem}"
             configs.append((name, read_top_config(path)))
     for name, config in configs:
-        if config.search_space not in CLASSIFIER_SPACES:
-            hint = (" Use `hpsearch clock compare` for clock models." if config.search_space ==
-                    "clock" else " It was not exported from one of hpsearch's search spaces, so "
-                    "there is no model to rebuild: retrain it with the code that defined it.")
-            raise TopConfigError(
-                f"{name} is a '{config.search_space}' configuration; transfer retrains classifiers "
-                f"({', '.join(CLASSIFIER_SPACES)}).{hint}"
-            )
         # Check names, types and ranges now, before any data is loaded or model trained. The
         # hyperparameters of a space do not depend on the input shape.
-        hypermodel = search_spaces.get(config.search_space, input_shape=(32, 32, 3), num_classes=10)
-        hyperparameters_for(config, hypermodel, source=name)
+        hyperparameters_for(config, _hypermodel(config, name, (32, 32, 3), 10), source=name)
     return configs
+
+
+def _hypermodel(config: TopConfig, name: str, input_shape, num_classes):
+    """The HyperModel of a configuration's space for data of that shape and classes.
+
+    Raises:
+        TopConfigError: the space cannot be resolved, or it is one whose models transfer does
+            not retrain (its hooks say where to go instead).
+    """
+    try:
+        space = resolve_space(config.search_space)
+    except InvalidSettingError as error:
+        raise TopConfigError(f"{name} cannot be rebuilt: {error} Retrain it with the code that "
+                             "defined it, or make that code importable again.") from None
+    refusal = hooks_for(space).transfer_refusal
+    if refusal:
+        raise TopConfigError(f"{name} is a '{config.search_space}' configuration: {refusal}")
+    try:
+        return space.make(config.space_args, input_shape=input_shape, num_classes=num_classes)
+    except ValueError as error:
+        raise TopConfigError(f"{name} cannot be rebuilt for {input_shape}: {error}") from None
 
 
 def _epoch_range(epochs) -> str:
@@ -164,17 +184,19 @@ def _epoch_range(epochs) -> str:
     return str(low) if low == high else f"{low}-{high}"
 
 
-def _textbook_config(space: str, hypermodel, source_dataset: str, source_score: float) -> TopConfig:
+def _textbook_config(like: TopConfig, hypermodel, source_score: float) -> TopConfig:
+    """The default point (hpsearch's classifiers: the textbook model) of ``like``'s space."""
     return TopConfig(
         rank=0,
-        search_space=space,
-        dataset=source_dataset,
-        objective="val_accuracy",
-        direction="max",
+        search_space=like.search_space,
+        dataset=like.dataset,
+        objective=like.objective,
+        direction=like.direction,
         score=source_score,
         trial_id="",
         epochs=0,
-        hyperparameters=hypermodel.textbook_values(),
+        hyperparameters=default_values(hypermodel),
+        space_args=dict(like.space_args),
     )
 
 
@@ -211,7 +233,8 @@ def _check_settings(out_dir: Path, settings: TransferSettings, sources: list[str
         saved_configs = rundir.read_yaml(path, "the settings of a transfer").get("configs") or {}
     rundir.check_settings(path, "settings", dataclasses.asdict(settings),
                           consequence="resuming it would mix incomparable trainings",
-                          fix=_RESUME_FIX, ignore=("seeds", "precision"), defaults={"final": False})
+                          fix=_RESUME_FIX, ignore=("seeds", "precision", "keep_models"),
+                          defaults={"final": False, "target": None, "keep_models": False})
     changed = [
         f"{name}: run directory has configuration {saved_configs[name]!r}, this command asks for "
         f"{configs[name]!r}" for name in configs if name in saved_configs and
@@ -252,6 +275,7 @@ def train_and_evaluate(
     progress: Callable[[str], None] | None = None,
     final: bool = False,
     predictions_file: str | os.PathLike | None = None,
+    model_file: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Rebuild ``config`` for ``data``, train with early stopping, evaluate once on the test set.
 
@@ -261,17 +285,24 @@ def train_and_evaluate(
     keeps the last weights (nothing is left to choose with).
     ``progress``, when given, is called with one line per epoch (see ``EpochLines``).
     ``predictions_file``, when given, receives the test images' class probabilities (``.npy``,
-    float32, images x classes), from which the test accuracy is computed.
+    float32, images x classes), from which the test accuracy is computed (configurations whose
+    objective is ``val_accuracy``). ``model_file``, when given, receives the trained model
+    (``.keras``).
+
+    The configuration's objective is what early stopping watches and what is measured: a
+    configuration searched for ``val_mae`` reports the test MAE (``test_score``).
 
     Returns:
-        val_accuracy (best epoch; NaN when ``final``), test_accuracy, epochs (of the best epoch;
-        trained, when ``final``), params, seconds_per_epoch. A training whose loss stops being
-        finite stops at that batch and gives NaN accuracies.
+        val_accuracy (best epoch; NaN when ``final`` or when the model reports no accuracy),
+        test_accuracy, epochs (of the best epoch; trained, when ``final``), params,
+        seconds_per_epoch, objective, val_score and test_score (the objective's value at the best
+        epoch and on the test split; NaN when there is no test split). A training whose loss stops
+        being finite stops at that batch and gives NaN scores.
     """
-    hypermodel = search_spaces.get(
-        config.search_space, input_shape=data.input_shape, num_classes=data.num_classes
-    )
+    hypermodel = _hypermodel(config, source, data.input_shape, data.num_classes)
     hp = hyperparameters_for(config, hypermodel, source=source)
+    objective = config.objective or "val_accuracy"
+    direction = config.direction or "max"
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
     model = hypermodel.build(hp)
@@ -288,7 +319,7 @@ def train_and_evaluate(
             # exactly those. Train them all; the best epoch's weights are still restored.
             patience = epochs
         callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True
+            monitor=objective, mode=direction, patience=patience, restore_best_weights=True
         ))
     started = time.monotonic()
     history = hypermodel.fit(
@@ -296,26 +327,40 @@ def train_and_evaluate(
     )
     seconds = time.monotonic() - started
     ran = len(history.history.get("loss", [])) or 1
-    val_history = history.history.get("val_accuracy", [math.nan] * ran)
-    if not all(math.isfinite(loss) for loss in history.history.get("loss", [])):
-        return {
-            "val_accuracy": math.nan,
-            "test_accuracy": math.nan,
-            "epochs": ran,
-            "params": int(model.count_params()),
-            "seconds_per_epoch": seconds / max(ran, 1),
-        }
-    best_epoch = ran - 1 if final else int(np.nanargmax(val_history))
-    probabilities = np.asarray(model.predict(data.x_test, verbose=0), dtype=np.float32)
-    if predictions_file is not None:
-        rundir.write_array(predictions_file, probabilities)
-    return {
-        "val_accuracy": float(val_history[best_epoch]),
-        "test_accuracy": accuracy(probabilities, data.y_test),
-        "epochs": best_epoch + 1,
-        "params": int(model.count_params()),
-        "seconds_per_epoch": seconds / max(ran, 1),
+    measured = {
+        "val_accuracy": math.nan, "test_accuracy": math.nan, "epochs": ran,
+        "params": int(model.count_params()), "seconds_per_epoch": seconds / max(ran, 1),
+        "objective": objective, "val_score": math.nan, "test_score": math.nan,
     }
+    if not all(math.isfinite(loss) for loss in history.history.get("loss", [])):
+        return measured
+    scores = np.asarray(history.history.get(objective, [math.nan] * ran), dtype=float)
+    if final:
+        best_epoch = ran - 1
+    elif np.isfinite(scores).any():
+        best_epoch = int(np.nanargmax(scores) if direction == "max" else np.nanargmin(scores))
+    else:
+        best_epoch = ran - 1
+    measured["epochs"] = best_epoch + 1
+    if not final:
+        measured["val_score"] = float(scores[best_epoch])
+        if "val_accuracy" in history.history:
+            measured["val_accuracy"] = float(history.history["val_accuracy"][best_epoch])
+    if model_file is not None:
+        rundir.save_model(model_file, model)
+    if not len(data.x_test):
+        return measured  # the user's data brought no test split
+    if objective == "val_accuracy":
+        probabilities = np.asarray(model.predict(data.x_test, verbose=0), dtype=np.float32)
+        if predictions_file is not None:
+            rundir.write_array(predictions_file, probabilities)
+        measured["test_accuracy"] = measured["test_score"] = accuracy(probabilities, data.y_test)
+        return measured
+    results = model.evaluate(data.x_test, data.y_test, verbose=0, return_dict=True)
+    measured["test_score"] = float(results.get(objective[len("val_"):], math.nan))
+    if "accuracy" in results:
+        measured["test_accuracy"] = float(results["accuracy"])
+    return measured
 
 
 def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
@@ -439,31 +484,24 @@ def run_transfer(
         # fixed by the space and need no check).
         trained_before = _check_settings(out_dir, settings, source_names,
                                          {name: config_id(config) for name, config in configs})
-        data = datasets.load(
-            settings.dataset,
-            data_dir=data_dir,
-            subset=settings.subset,
-            validation_fraction=settings.validation_fraction,
-            seed=0,
-        )
-        from tuner.config import check_subset_size
+        from tuner.preparation import load_data
 
-        check_subset_size(settings.subset, data, settings.dataset)
+        data = load_data(settings.dataset, settings.target, data_dir, settings.subset,
+                         settings.validation_fraction, seed=0)
         progress(f"Data: {data.summary()}")
+        if not len(data.x_test):
+            progress(f"{settings.dataset} has no test split: the rows report validation only.")
         if settings.include_textbook:
             for space in dict.fromkeys(config.search_space for _, config in configs):
-                hypermodel = search_spaces.get(
-                    space, input_shape=data.input_shape, num_classes=data.num_classes
-                )
+                like = next(c for _, c in configs if c.search_space == space)
+                hypermodel = _hypermodel(like, space, data.input_shape, data.num_classes)
+                baseline = resolve_space(space).attribute("baseline_name", "default")
                 name = (
-                    "textbook"
+                    baseline
                     if len({c.search_space for _, c in configs}) == 1
-                    else f"textbook_{space}"
+                    else f"{baseline}_{space}"
                 )
-                source_dataset = next(c.dataset for _, c in configs if c.search_space == space)
-                textbook = _textbook_config(
-                    space, hypermodel, source_dataset, _textbook_score(sources, space)
-                )
+                textbook = _textbook_config(like, hypermodel, _textbook_score(sources, space))
                 same = [
                     n
                     for n, c in configs
@@ -471,7 +509,8 @@ def run_transfer(
                 ]
                 if same:
                     # Training the same configuration twice would only measure seed noise.
-                    progress(f"{same[0]} is the textbook model itself: no separate textbook row.")
+                    progress(f"{same[0]} is the {baseline} model itself: no separate {baseline} "
+                             "row.")
                 else:
                     configs.append((name, textbook))
         longest = max([c.epochs for _, c in configs if c.epochs] or [10])
@@ -514,6 +553,8 @@ def run_transfer(
                     config, data, seed, epochs[name], settings.patience, source=name,
                     progress=progress, final=settings.final,
                     predictions_file=rundir.prediction_file(out_dir, ids[name], seed),
+                    model_file=(rundir.transfer_model_file(out_dir, name, seed)
+                                if settings.keep_models else None),
                 )
             row = {
                 "config": name,
@@ -529,12 +570,15 @@ def run_transfer(
             }
             records.append(row)
             rundir.write_csv(out_dir / TRANSFER_CSV, pd.DataFrame(records, columns=COLUMNS))
+            metric = measured["objective"][len("val_"):]
             progress(
-                (f"    test_accuracy {measured['test_accuracy']:.4f} after {measured['epochs']} "
+                (f"    test_{metric} {measured['test_score']:.4f} after {measured['epochs']} "
                  "epochs, " if settings.final else
-                 f"    val_accuracy {measured['val_accuracy']:.4f}, test_accuracy "
-                 f"{measured['test_accuracy']:.4f}, best epoch {measured['epochs']}, ")
+                 f"    val_{metric} {measured['val_score']:.4f}, test_{metric} "
+                 f"{measured['test_score']:.4f}, best epoch {measured['epochs']}, ")
                 + f"{measured['seconds_per_epoch']:.1f} s/epoch"
+                + ("" if math.isfinite(measured["val_score"]) or settings.final
+                   else " (diverged: its loss stopped being finite)")
             )
         rows = _read_rows(out_dir, ids)
         summary = summarize(rows)
@@ -546,12 +590,16 @@ def run_transfer(
 
 
 def format_transfer_table(summary: pd.DataFrame) -> str:
-    """The table ``hpsearch transfer`` prints: one line per configuration."""
+    """The table ``hpsearch transfer`` prints: one line per configuration, its objective on the
+    target's validation and test splits (accuracy for classifiers)."""
     if summary.empty:
         return "No results."
     ensembled = "ensemble_seeds" in summary.columns and (summary["ensemble_seeds"] > 1).any()
+    objectives = list(dict.fromkeys(summary["objective"])) if "objective" in summary else []
+    metric = objectives[0][len("val_"):] if len(objectives) == 1 else "score"
     lines = [
-        f"{'config':<22} {'source val':>10} {'target val':>16} {'target test':>16} "
+        f"{'config':<22} {'source val':>10} {'target val ' + metric:>20} "
+        f"{'target test ' + metric:>20} "
         + (f"{'ensemble':>13} " if ensembled else "")
         + f"{'epochs':>6} {'params':>9} {'s/epoch':>8}"
     ]
@@ -559,15 +607,15 @@ def format_transfer_table(summary: pd.DataFrame) -> str:
 
         def pm(mean, std):
             if not math.isfinite(float(mean)):
-                return "-"  # no validation split (--final) or a diverged training
+                return "-"  # no validation split (--final), no test split, or diverged
             return f"{mean:.4f}" + (
                 f" ± {std:.4f}" if isinstance(std, float) and math.isfinite(std) else ""
             )
 
         source = f"{row.source_score:.4f}" if math.isfinite(float(row.source_score)) else "-"
         lines.append(
-            f"{row.config:<22} {source:>10} {pm(row.val_accuracy_mean, row.val_accuracy_std):>16} "
-            f"{pm(row.test_accuracy_mean, row.test_accuracy_std):>16} "
+            f"{row.config:<22} {source:>10} {pm(row.val_score_mean, row.val_score_std):>20} "
+            f"{pm(row.test_score_mean, row.test_score_std):>20} "
             + (f"{_ensemble_cell(row):>13} " if ensembled else "")
             + f"{row.epochs_mean:>6.1f} {int(row.params):>9,} {row.seconds_per_epoch:>8.1f}"
         )
