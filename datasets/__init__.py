@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 from datasets.cifar10 import load_cifar10_raw
-from datasets.clock import load_clock
 from datasets.errors import DatasetError, DatasetFormatError, DatasetNotFoundError
 from datasets.fashion_mnist import load_fashion_mnist_raw
 from datasets.registry import available_datasets, load, locate, register, space_of
@@ -71,4 +70,11 @@ def _locate_clock(data_dir=None, download=None) -> str:
 register("fashion_mnist", _classification_loader("fashion_mnist", load_fashion_mnist_raw),
          _locate_fashion_mnist)
 register("cifar10", _classification_loader("cifar10", load_cifar10_raw), _locate_cifar10)
-register("clock", load_clock, _locate_clock, space="clock")
+def _load_clock(**options):
+    from datasets.clock import load_clock
+
+    return load_clock(**options)
+
+
+_load_clock.__doc__ = "Load the clock set (see ``datasets.clock.load_clock``)."
+register("clock", _load_clock, _locate_clock, space="clock")

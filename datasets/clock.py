@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from datasets.sources import CACHE_DIR_ENV, default_cache_root  # noqa: F401 (callers)
 from datasets.clock_render import DEFAULT_STYLE, GEOMETRY_COLUMNS, SIZES, STYLES, write_dataset
 from datasets.errors import DatasetFormatError, DatasetNotFoundError
 from datasets.sources import explicit_data_dirs, format_not_found
 from datasets.splits import Dataset, scale_pixels
 
-CACHE_DIR_ENV = "HPSEARCH_CACHE_DIR"
 IMAGES_FILE = "images.npy"
 LABELS_FILE = "labels.npy"
 # Written by the renderer only: where the dial and hands are (auxiliary training targets).
@@ -288,15 +288,6 @@ def split_clock(images: np.ndarray, labels: np.ndarray, source: str, split: str 
         geometry_train=None if geometry is None else geometry[np.sort(train_index)],
         subset_drawn=total,
     )
-
-
-def default_cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """``cache_dir``, else ``$HPSEARCH_CACHE_DIR``, else ``~/.cache/hpsearch``."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    if os.environ.get(CACHE_DIR_ENV, "").strip():
-        return Path(os.environ[CACHE_DIR_ENV]).expanduser()
-    return Path.home() / ".cache" / "hpsearch"
 
 
 def rendered_dir(count: int, size: int, render_seed: int,

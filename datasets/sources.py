@@ -99,3 +99,16 @@ def format_not_found(dataset: str, tried: list[str], fixes: list[str]) -> str:
     lines.append("To fix it, do one of:")
     lines += [f"  - {fix}" for fix in fixes]
     return "\n".join(lines)
+
+
+# hpsearch's own cache folder (rendered clock sets, the precision probe), outside any repository.
+CACHE_DIR_ENV = "HPSEARCH_CACHE_DIR"
+
+
+def default_cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """``cache_dir``, else ``$HPSEARCH_CACHE_DIR``, else ``~/.cache/hpsearch``."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    if os.environ.get(CACHE_DIR_ENV, "").strip():
+        return Path(os.environ[CACHE_DIR_ENV]).expanduser()
+    return Path.home() / ".cache" / "hpsearch"

@@ -31,7 +31,7 @@ PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 # ``auto`` takes bfloat16 on a CPU only when its training steps are at least this much faster.
 MIN_BFLOAT16_SPEEDUP = 1.1
-PROBE_FILE = "precision-probe.json"  # in the cache folder (datasets.clock.default_cache_root)
+PROBE_FILE = "precision-probe.json"  # in the cache folder (datasets.sources.default_cache_root)
 # Resolved policies of the open precision_policy blocks, innermost last.
 _ACTIVE: list[str] = []
 
@@ -110,7 +110,7 @@ def cpu_bfloat16_speedup(cache_dir: str | Path | None = None, measure: bool = Tr
     None when nothing is kept yet (and no framework is imported)."""
     from importlib.metadata import version
 
-    from datasets.clock import default_cache_root
+    from datasets.sources import default_cache_root
     from search_spaces.devices import keras_backend
 
     path = default_cache_root(cache_dir) / PROBE_FILE

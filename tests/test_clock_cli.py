@@ -367,7 +367,7 @@ def test_predict_refuses_what_it_cannot_read(tmp_path, clock_files, make_input, 
 
 
 EPOCH_LINE = re.compile(r"^periodic  epoch (\d)/2  loss \d+\.\d{3}  held-out \d+\.\d min \(8 images, "
-                        r"one read\)  \d+(\.\d)? s/epoch  elapsed \d+:\d\d  left ~\d+:\d\d$")
+                        r"one read\)  \d+(\.\d)? s/epoch  elapsed \d+:\d\d:\d\d  left ~\d+:\d\d:\d\d$")
 
 
 def test_compare_prints_a_line_per_epoch_unless_quiet(tmp_path, clock_files):
@@ -381,7 +381,7 @@ def test_compare_prints_a_line_per_epoch_unless_quiet(tmp_path, clock_files):
                         "is monitoring only (nothing is chosen by it)")
     # The final split's validation set is the held-out set: its val_cse, at no extra cost.
     assert [EPOCH_LINE.match(line).group(1) for line in lines[1:3]] == ["1", "2"], lines
-    assert lines[2].endswith("left ~0:00")
+    assert lines[2].endswith("left ~0:00:00")
     assert re.match(r"^periodic  done: mean error \d+\.\d min on 8 held-out images, in \d+:\d\d$",
                     lines[3])
     quiet = CliRunner().invoke(clock_group, [*arguments, "-q", "--out", str(tmp_path / "quiet")],

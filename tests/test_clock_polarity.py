@@ -24,7 +24,7 @@ from tuner.clock_models import (POLARITY_SAMPLE, choose_polarity, load_init_sour
                                 load_trained_model, read_model_card, read_times, with_polarity)
 from tuner.config import InvalidSettingError, RunConfig, identity_defaults, read_run_config
 from tuner.errors import UsageError
-from tuner.clock_search import apply_polarity
+from tuner.clock_search import ClockSearchHooks, apply_polarity
 from tuner.preparation import load_dataset
 
 
@@ -195,8 +195,10 @@ def test_tune_clock_fine_tune_trials_keep_their_polarity(tmp_path, trained_run, 
     error = common_sense_error_minutes(labels_to_minutes(data.y_val), minutes).mean()
     assert error == pytest.approx(float(trials.loc[0, "score"]))
     # The polarity is part of the run's identity; old fine-tunes count as as_is.
-    assert identity_defaults(config)["polarity"] == "as_is"
-    assert identity_defaults(RunConfig(space="clock", dataset="clock"))["polarity"] == "auto"
+    hooks = ClockSearchHooks()
+    assert {**identity_defaults(config), **hooks.identity_defaults(config)}["polarity"] == "as_is"
+    assert hooks.identity_defaults(RunConfig(space="clock", dataset="clock")) == {
+        "image_size": 75}
 
 
 def test_polarity_is_checked_and_only_for_the_clock_space(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 
 from search_spaces import devices, precision
 from search_spaces.devices import Gpu, parse_nvidia_smi
-from tuner.distributed import worker_device_env
+from tuner.parallel import worker_device_env
 
 SMI_ROWS = (
     "0, GPU-aaaa1111-0000, NVIDIA H100 80GB HBM3, 9.0\n"

@@ -60,7 +60,7 @@ def test_a_worker_on_another_run_directory_is_refused(tmp_path):
 def test_mirrored_strategy_wiring(monkeypatch):
     import tensorflow as tf
 
-    from tuner.search import distribution_strategy
+    from tuner.engine import distribution_strategy
 
     assert distribution_strategy(RunConfig()) is None
     with pytest.raises(InvalidSettingError, match="1 GPU\\(s\\) are visible"):
@@ -148,7 +148,7 @@ def test_the_workers_launcher_imports_no_tensorflow_and_keeps_the_chief_s_usage_
 def test_trial_cap_stops_a_distributed_hyperband_at_its_schedule(tmp_path):
     import keras_tuner as kt
 
-    from tuner.search import _HyperbandOracle
+    from tuner.engine import _HyperbandOracle
 
     oracle = _HyperbandOracle(objective=kt.Objective("val_accuracy", "max"), max_epochs=2,
                               factor=2, seed=0)
@@ -188,7 +188,7 @@ def _kill_leftovers(run_dir: Path) -> None:
 def test_chief_and_two_workers_run_each_trial_once_and_a_killed_worker_s_trial_again(tmp_path):
     """One search, three checks: status while it runs, a worker killed mid-trial (its trial is
     run again by its restarted self or the other worker), every trial run to the end once."""
-    from tuner.distributed import run_parallel_search
+    from tuner.parallel import run_parallel_search
     from tuner.status import format_status, search_status
 
     data_dir = write_fashion_mnist(tmp_path / "data", train=1500, test=20)

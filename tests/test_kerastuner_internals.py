@@ -13,27 +13,90 @@ from unittest import mock
 import keras_tuner as kt
 import pytest
 
-from tuner import search
+from tuner import engine as search
 from tuner.config import hyperband_schedule
 
+# Every private KerasTuner (and Keras) name hpsearch overrides, calls or reads, and where. The
+# engine (tuner/engine.py) holds the oracles' and tuners'; the gRPC chief and worker
+# (tuner/distributed.py) wrap KerasTuner's servicer and client, which have no public API.
 PRIVATE_NAMES = [
-    (kt.Oracle, "_random_values"),
-    (kt.Oracle, "_save_trial"),
-    (kt.Oracle, "_duplicate"),
-    (kt.Oracle, "_get_oracle_fname"),
-    (kt.Oracle, "_get_trial_dir"),
-    (kt.oracles.HyperbandOracle, "_random_trial"),
-    (kt.Tuner, "_get_tuner_fname"),
-    (kt.Tuner, "_is_worker"),
-    (kt.Tuner, "_activate_all_conditions"),
+    (kt.Oracle, "_random_values", "tuner/engine.py"),
+    (kt.Oracle, "_save_trial", "tuner/engine.py"),
+    (kt.Oracle, "_duplicate", "tuner/engine.py"),
+    (kt.Oracle, "_get_oracle_fname", "tuner/engine.py"),
+    (kt.Oracle, "_get_trial_dir", "tuner/engine.py"),
+    (kt.oracles.HyperbandOracle, "_random_trial", "tuner/engine.py"),
+    (kt.Tuner, "_get_tuner_fname", "tuner/engine.py"),
+    (kt.Tuner, "_is_worker", "tuner/engine.py, tuner/distributed.py"),
+    (kt.Tuner, "_activate_all_conditions", "tuner/engine.py"),
+    (kt.Tuner, "_try_build", "tuner/engine.py"),
+    (kt.Tuner, "_build_hypermodel", "tuner/engine.py"),
+    (kt.Tuner, "_build_and_fit_model", "tuner/engine.py"),
+]
+PRIVATE_MODULE_NAMES = [
+    ("keras_tuner.src.engine.oracle", "synchronized", "tuner/engine.py"),
+    ("keras_tuner.src.distribute.oracle_chief", "OracleServicer", "tuner/distributed.py"),
+    ("keras_tuner.src.distribute.oracle_chief", "exit_chief", "tuner/distributed.py"),
+    ("keras_tuner.src.distribute.oracle_client", "OracleClient", "tuner/distributed.py"),
+    ("keras_tuner.src.distribute.oracle_client", "TIMEOUT", "tuner/distributed.py"),
+    ("keras_tuner.src", "protos", "tuner/distributed.py"),
+    ("keras_tuner.src.config", "DEBUG", "tuner/cli_errors.py"),
 ]
 
 
-@pytest.mark.parametrize("owner, name", PRIVATE_NAMES, ids=lambda v: getattr(v, "__name__", v))
-def test_private_keras_tuner_names_that_hpsearch_overrides_or_calls_exist(owner, name):
+@pytest.mark.parametrize("owner, name, where", PRIVATE_NAMES,
+                         ids=lambda v: getattr(v, "__name__", v))
+def test_private_keras_tuner_names_that_hpsearch_overrides_or_calls_exist(owner, name, where):
     assert callable(getattr(owner, name, None)), (
-        f"KerasTuner {kt.__version__} has no {owner.__name__}.{name}: tuner/search.py overrides "
-        "or calls it. Adapt tuner/search.py to the new KerasTuner, or pin the tested version.")
+        f"KerasTuner {kt.__version__} has no {owner.__name__}.{name}: {where} overrides "
+        f"or calls it. Adapt {where} to the new KerasTuner, or pin the tested version.")
+
+
+@pytest.mark.parametrize("module, name, where", PRIVATE_MODULE_NAMES)
+def test_private_keras_tuner_modules_that_hpsearch_imports_exist(module, name, where):
+    import importlib
+
+    assert hasattr(importlib.import_module(module), name), (
+        f"KerasTuner {kt.__version__} has no {module}.{name}, which {where} uses.")
+
+
+def test_private_attributes_that_hpsearch_reads_exist(tmp_path):
+    from keras_tuner.src.distribute.oracle_client import OracleClient
+
+    oracle = kt.oracles.RandomSearchOracle(objective=kt.Objective("score", "max"), max_trials=1,
+                                           seed=1)
+    oracle._set_project_dir(str(tmp_path), "p")
+    # tuner/engine.py and tuner/distributed.py requeue a lost worker's trial; tuner/guided.py
+    # seeds its coin from KerasTuner's count of random draws.
+    assert isinstance(oracle._retry_queue, list) and isinstance(oracle._seed_state, int)
+    # tuner/distributed.py wraps the stub a client holds.
+    assert "_oracle" in OracleClient.__init__.__code__.co_names
+
+
+def test_the_symbolic_build_that_reads_a_models_metrics_exists():
+    import keras
+
+    # tuner/spaces.py reads a model's metric names from it without training.
+    assert callable(getattr(keras.Model, "_symbolic_build", None))
+
+
+def test_every_private_keras_tuner_name_in_the_code_is_listed():
+    import re
+    from pathlib import Path
+
+    listed = ({name for _, name, _ in PRIVATE_NAMES}
+              | {name for _, name, _ in PRIVATE_MODULE_NAMES if name.startswith("_")}
+              | {"_retry_queue", "_seed_state", "_oracle", "_symbolic_build", "_set_project_dir"})
+    root = Path(__file__).resolve().parents[1]
+    calls = re.compile(r"(?:super\(\)|oracle|tuner|model|kt\.[A-Za-z.]+)\.(_[a-z][a-z_]*)\b")
+    found = set()
+    for path in root.glob("*/*.py"):
+        if path.parts[-2] in ("tuner", "search_spaces", "top_configs", "analysis", "datasets"):
+            found |= set(calls.findall(path.read_text()))
+    # hpsearch's own methods and attributes, reached through super() or a tuner.
+    ours = {"_setup_tracking", "_trials_this_call", "_hooks", "_record", "_worker",
+            "_wants_textbook", "_propose_values"}
+    assert found - ours <= listed, f"private names used but not listed: {found - ours - listed}"
 
 
 def test_oracle_state_keeps_the_retry_queue(tmp_path):

@@ -23,7 +23,8 @@ from tests.conftest import write_fashion_mnist
 from top_configs import read_top_config
 from tuner.cli import main
 from tuner.config import RunConfig
-from tuner.search import run_lock, run_search
+from tuner.rundir import run_lock
+from tuner.search import run_search
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -282,7 +283,7 @@ def test_a_bad_fix_exits_2_before_any_data_is_read(fix, expected, tmp_path):
 
 
 def test_builds_freeze_the_heap_only_inside_a_search():
-    from tuner.search import _freeze_survivors, frozen_survivors
+    from tuner.engine import _freeze_survivors, frozen_survivors
 
     _freeze_survivors()  # a tuner used on its own, outside run_search: nothing frozen
     assert gc.get_freeze_count() == 0
@@ -456,7 +457,7 @@ def test_bayesian_search_leaves_two_thirds_of_its_budget_to_the_model():
     # KerasTuner's default (3 x the number of hyperparameters, ~70 for the MLP space) made every
     # search of under 70 trials a random search.
     from tuner.config import RunConfig
-    from tuner.search import _BayesianTuner, _RandomTuner
+    from tuner.engine import _BayesianTuner, _RandomTuner
 
     options = _BayesianTuner._oracle_options(None, RunConfig(tuner="bayesian", max_trials=30))
     assert options == {"num_initial_points": 10}
@@ -495,7 +496,7 @@ def test_seed_zero_gives_the_same_trials_every_time():
     import keras_tuner as kt
 
     from tuner.config import oracle_seed
-    from tuner.search import _RandomOracle
+    from tuner.engine import _RandomOracle
 
     hp = kt.HyperParameters()
     hp.Float("learning_rate", 1e-4, 1e-1, sampling="log")

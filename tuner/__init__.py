@@ -26,7 +26,7 @@ _EXPORTS = {
     "export_top_configs": "tuner.export",
     "read_search": "tuner.results",
     "repair_run": "tuner.repair",
-    "validate_search": "tuner.search",
+    "validate_search": "tuner.preparation",
     "hyperband_schedule": "tuner.config",
     "read_run_config": "tuner.config",
     "read_search_space": "tuner.results",

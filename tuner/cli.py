@@ -16,7 +16,7 @@ from search_spaces.precision import PRECISIONS, describe_precision
 from tuner.cli_errors import cli_errors, import_tensorflow, set_verbose
 from tuner.config import STRATEGIES, TUNERS, RunConfig, check_subset, parse_assignments
 from tuner.errors import SearchError, UsageError
-from tuner.clock_cli import clock_group, init_from_options, polarity_option
+from tuner.cli_options import init_from_options, polarity_option
 from tuner.report_cli import export, repair, report
 
 
@@ -85,7 +85,26 @@ def seed_option(function):
     )(function)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _LazyGroup(click.Group):
+    """A command group whose named sub-groups are imported when first used (``clock``): the
+    commands of one task do not load another's modules."""
+
+    lazy = {"clock": "tuner.clock_cli:clock_group"}
+
+    def list_commands(self, ctx):
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx, name):
+        if name in self.lazy and name not in self.commands:
+            import importlib
+
+            module, _, attribute = self.lazy[name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), name)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_LazyGroup,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="hpsearch")
 @click.option("--verbose", is_flag=True,
               help="Also show TensorFlow's start-up log (hidden by default). Also: HPSEARCH_VERBOSE=1.")
@@ -344,7 +363,7 @@ def tune(
         fixed=parse_assignments(fixes),
     )
     if workers:
-        from tuner.distributed import run_parallel_search
+        from tuner.parallel import run_parallel_search
 
         if accept_changed_space:
             raise UsageError("--accept-changed-space applies to a one-process search; resume "
@@ -674,7 +693,6 @@ def _shown(value) -> str:
 main.add_command(report)
 main.add_command(export)
 main.add_command(repair)
-main.add_command(clock_group)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from tuner.clock_models import (INPUT_POLARITIES, ComparisonRunError, InitSource
                                 choose_polarity, comparison_card_path, fixed_hyperparameters,
                                 load_init_source, with_polarity, write_model_card)
 from tuner.errors import UsageError
+from tuner.progress import format_duration
 from tuner.rundir import (COMPARISON_CSV, COMPARISON_FILE, COMPARISON_JSON, COMPARISON_MD,
                           HEADS_DIR, run_lock)
 from tuner.config import oracle_seed
@@ -193,8 +194,8 @@ class EpochProgress(keras.callbacks.Callback):
         parts += self._held_out(logs)
         epoch_seconds = self.timer.seconds[-1] if self.timer.seconds else math.nan
         elapsed = time.perf_counter() - self._started
-        parts += [f"{_seconds(epoch_seconds)}/epoch", f"elapsed {_duration(elapsed)}",
-                  f"left ~{_duration(elapsed / done * (self.epochs - done))}"]
+        parts += [f"{_seconds(epoch_seconds)}/epoch", f"elapsed {format_duration(elapsed)}",
+                  f"left ~{format_duration(elapsed / done * (self.epochs - done))}"]
         self.printer("  ".join(parts))
 
     def _held_out(self, logs) -> list[str]:
@@ -395,7 +396,7 @@ def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: in
     keras.backend.clear_session()
     reads_said = f", {config.test_rotations} rotations" if config.test_rotations > 1 else ""
     say(label, f"done: mean error {summary['cse_mean']:.1f} min on {len(data.x_test)} held-out "
-               f"images{reads_said}, in {_duration(time.perf_counter() - started)}")
+               f"images{reads_said}, in {format_duration(time.perf_counter() - started)}")
     return {"row": row, "hyperparameters": _plain(hp.values),
             "history": {key: [float(v) for v in values] for key, values in history.history.items()},
             "epoch_seconds": timer.seconds, "without_test_rotations": single_read,
@@ -471,10 +472,3 @@ def _seconds(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
 
 
-def _duration(seconds: float) -> str:
-    """M:SS, or H:MM:SS from an hour."""
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    if hours:
-        return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
-    return f"{rest // 60}:{rest % 60:02d}"

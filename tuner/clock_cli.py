@@ -13,6 +13,7 @@ import numpy as np
 from datasets.clock_render import DEFAULT_STYLE, STYLES
 from search_spaces.precision import PRECISIONS
 from tuner.cli_errors import cli_errors, import_tensorflow
+from tuner.cli_options import init_from_options, polarity_option
 
 STYLE_HELP = ("Rendered clocks: classic (one design), varied (a new design per image: cases, faces, "
               "numerals, hands, seconds hand, shadows, occlusion) or mixed (half of each).")
@@ -26,31 +27,6 @@ def _size_option(default: int):
     return click.option("--size", type=click.Choice(["75", "150"]), default=str(default),
                         show_default=True, callback=lambda ctx, param, value: int(value),
                         help="Image side in pixels.")
-
-
-def init_from_options(command):
-    """``--init-from RUN`` and ``--init-head LABEL``: a fine-tune (``clock compare``, ``tune``)."""
-    command = click.option(
-        "--init-head", default=None, metavar="LABEL",
-        help="Which model of --init-from: a comparison row (multi_head, classification-72) or a "
-             "trial id of a tune run (default: its best).")(command)
-    return click.option(
-        "--init-from", type=click.Path(exists=True, file_okay=False), default=None,
-        metavar="RUN",
-        help="Start from a trained clock model instead of random weights: a `clock compare` "
-             "--out folder or a `tune clock` --run-dir. Its architecture is kept and its weights "
-             "copied where they fit; the training hyperparameters stay free.")(command)
-
-
-def polarity_option(command):
-    """``--polarity``: how a training feeds its clock images (``clock compare``, ``tune``)."""
-    return click.option(
-        "--polarity", type=click.Choice(["auto", "as_is", "negated"]), default="auto",
-        show_default=True,
-        help="Clock images as they are, negated (255 - pixel), or auto: a fine-tune negates them "
-             "when the --init-from model reads their negatives more confidently (a dark-faced "
-             "clock with light hands, for a model of light faces), else as they are. The choice "
-             "is kept with the model, and predict applies it.")(command)
 
 
 @click.group(name="clock")

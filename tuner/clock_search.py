@@ -37,6 +37,12 @@ class ClockSearchHooks(SearchHooks):
         config, source = resolve_init_source(config)
         return config, ClockState(source)
 
+    def identity_defaults(self, config: RunConfig) -> dict[str, Any]:
+        # 75-pixel images (the only size a search read then); a fine-tune from before polarity
+        # was chosen fed its images as they were (auto is that without one).
+        return {"image_size": DEFAULT_CLOCK_SIZE,
+                **({"polarity": "as_is"} if config.init_from else {})}
+
     def validation_variants(self, config: RunConfig) -> list[dict[str, Any]]:
         # Rendered clock sets carry geometry (an auxiliary output with metrics of its own).
         return [clock_facts(config, geometry, None) for geometry in (False, True)]

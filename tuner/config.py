@@ -394,15 +394,9 @@ def parse_assignments(pairs) -> dict[str, Any]:
 
 
 def identity_defaults(config: RunConfig) -> dict[str, Any]:
-    """What a ``run.yaml`` written before a setting existed stands for: each setting's default,
-    and 75-pixel images for a clock run (the only size a search read then); a fine-tune from
-    before polarity was chosen fed its images as they were (auto is that without one)."""
-    defaults = RunConfig().identity()
-    if config.space == "clock":
-        defaults["image_size"] = DEFAULT_CLOCK_SIZE
-    if config.init_from:
-        defaults["polarity"] = "as_is"
-    return defaults
+    """What a ``run.yaml`` written before a setting existed stands for: each setting's default
+    (a space's own settings may say otherwise: ``SearchHooks.identity_defaults``)."""
+    return RunConfig().identity()
 
 
 def describe_mismatch(saved: RunConfig, requested: RunConfig) -> list[str]:

@@ -4,8 +4,8 @@ The chief (``run_search(..., serve=ServeSettings(...))``) serves the oracle over
 protocol and trains nothing; each worker (``run_worker``) asks it for trials and trains them. All
 of them work in one run directory, which must be on storage they share: trial checkpoints (which
 Hyperband continues from) and trial files are written by whoever runs the trial.
-``run_parallel_search`` starts a chief on loopback and N workers on this machine and waits for
-them: the CLI's ``hpsearch tune --workers N``.
+``tuner.parallel.run_parallel_search`` starts a chief on loopback and N workers on this machine
+and waits for them: the CLI's ``hpsearch tune --workers N``.
 
 What KerasTuner's distributed mode alone does not do, and this module adds:
 
@@ -24,23 +24,19 @@ What KerasTuner's distributed mode alone does not do, and this module adds:
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import dataclasses
 import ipaddress
 import json
 import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from search_spaces.devices import keras_backend, shared_gpu_env, visible_gpus
+from search_spaces.devices import keras_backend
 from tuner import rundir
 from tuner.errors import HpsearchError, RunDirError, SearchError, UsageError
 from tuner.rundir import DISTRIBUTED_FILE, WORKERS_DIR
@@ -49,7 +45,6 @@ __all__ = [
     "ChiefUnreachableError",
     "ServeSettings",
     "parse_address",
-    "run_parallel_search",
     "run_worker",
     "serve_oracle",
 ]
@@ -366,7 +361,7 @@ def _wait_for_chief(host: str, port: int, timeout: float):
     """The chief's run id, once it answers (at most ``timeout`` seconds)."""
     import grpc
     from keras_tuner.src import protos
-    from tuner.search import RUN_ID_PROBE
+    from tuner.engine import RUN_ID_PROBE
 
     address = _address(host, port)
     channel = grpc.insecure_channel(address)
@@ -475,7 +470,7 @@ def run_worker(
     from search_spaces.precision import precision_policy
     from tuner.config import read_run_config
     from tuner.preparation import fit_arguments, prepare_search
-    from tuner.search import frozen_survivors, new_tuner, search_callbacks
+    from tuner.engine import frozen_survivors, new_tuner, search_callbacks
 
     _limit_threads(threads, progress)
     chief_run_id = _wait_for_chief(host, port, connect_timeout)
@@ -518,293 +513,3 @@ def run_worker(
             return tuner._trials_this_call
     finally:
         heartbeat.stop(ended)
-
-
-# ---------------------------------------------------------------- N workers on this machine
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def worker_device_env(index: int, workers: int, gpus: list, threads: int,
-                      backend: str) -> dict[str, str]:
-    """Environment of worker ``index`` of ``workers``: its GPU (round robin), else its CPU threads.
-
-    Workers that share a GPU take its memory as they need it instead of all of it at start.
-    """
-    if not gpus:
-        return {"OMP_NUM_THREADS": str(threads)}
-    return {"CUDA_DEVICE_ORDER": "PCI_BUS_ID",  # number the GPUs as nvidia-smi does
-            "CUDA_VISIBLE_DEVICES": str(gpus[index % len(gpus)].index),
-            **(shared_gpu_env(backend) if workers > len(gpus) else {})}
-
-
-class _Child:
-    """A chief or worker process whose output lines are relayed, the last ones kept."""
-
-    def __init__(self, name: str, spec: dict[str, Any], env: dict[str, str],
-                 progress: Callable[[str], None]):
-        self.name, self.spec, self.env, self.progress = name, spec, env, progress
-        self.tail: collections.deque[str] = collections.deque(maxlen=40)
-        self.process: subprocess.Popen | None = None
-        self.reader: threading.Thread | None = None
-
-    def start(self) -> "_Child":
-        code = "from tuner.distributed import process_main; process_main()"
-        spec = {**self.spec, "launcher_pid": os.getpid()}
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", code, json.dumps(spec)], env=self.env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            text=True, bufsize=1,
-        )
-        self.reader = threading.Thread(target=self._relay, daemon=True)
-        self.reader.start()
-        return self
-
-    def _relay(self):
-        for line in self.process.stdout:
-            line = line.rstrip("\n")
-            self.tail.append(line)
-            self.progress(f"{self.name} | {line}")
-
-    def poll(self) -> int | None:
-        return self.process.poll()
-
-    def error_line(self) -> str:
-        message = self.error_message()
-        return message.splitlines()[0] if message else "\n".join(list(self.tail)[-5:])
-
-    def error_message(self) -> str | None:
-        """The whole ``Error:`` message the process printed last (it may span lines), or None."""
-        lines = list(self.tail)
-        starts = [index for index, line in enumerate(lines) if line.startswith("Error: ")]
-        if not starts:
-            return None
-        return "\n".join([lines[starts[-1]][len("Error: "):]] + lines[starts[-1] + 1:])
-
-    def stop(self, seconds: float = 10.0) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(seconds)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(seconds)
-        if self.reader is not None:
-            self.reader.join(seconds)
-
-
-def _describe_exit(code: int) -> str:
-    return f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-
-
-def run_parallel_search(
-    config,
-    run_dir: str | os.PathLike,
-    workers: int = 2,
-    data_dir=None,
-    overwrite: bool = False,
-    progress: Callable[[str], None] | None = print,
-    force_direction: bool = False,
-    threads_per_worker: int | None = None,
-    worker_timeout: float = 120.0,
-    connect_timeout: float = 300.0,
-    call_timeout: float = 600.0,
-    max_restarts: int = 2,
-):
-    """Run (or resume) a search with ``workers`` processes training trials on this machine.
-
-    A chief on 127.0.0.1 (a free port) and ``workers`` worker processes named ``worker0``...
-    Each worker gets its share of the CPU threads or, where the NVIDIA driver lists GPUs, one GPU
-    through ``CUDA_VISIBLE_DEVICES``, round robin; workers that share a GPU take its memory as they
-    need it instead of all at start (``worker_device_env``). A worker that dies is started again
-    (its trial is run again) up to ``max_restarts`` times. The run directory ends like a one-process search's:
-    ``trials.csv``, ``top_configs/``, and the same resume.
-
-    Args:
-        config: the RunConfig, as for ``run_search``.
-        run_dir, data_dir, overwrite, progress, force_direction: as for ``run_search``.
-        workers: worker processes (at least 1).
-        threads_per_worker: TensorFlow threads of each worker (default: CPU cores / workers).
-        worker_timeout, connect_timeout, call_timeout: see ``ServeSettings`` and ``run_worker``.
-        max_restarts: restarts of each worker after it died (default 2).
-
-    This process trains nothing and never imports TensorFlow: the chief checks the settings
-    (``run_search``'s checks, reported as its own error with its exit code), resolves the
-    objective and a fine-tune's source, and writes them to ``run.yaml``, which the export at the
-    end reads.
-
-    Returns:
-        A ``tuner.export.SearchResult`` (its ``training_seconds`` summed over the workers).
-
-    Raises:
-        As ``run_search`` (the chief's error, with its exit code); SearchError when the chief
-        crashes or every worker failed.
-    """
-    from tuner.config import read_run_config
-    from tuner.export import export_results, search_result
-
-    started = time.monotonic()
-    progress = progress or (lambda line: None)
-    if workers < 1:
-        raise UsageError(f"workers must be at least 1, got {workers}.")
-    if config.strategy is not None:
-        raise UsageError(
-            "--workers and --strategy cannot be combined: --strategy mirrored trains one trial "
-            "on every GPU of the host, --workers N trains N trials at once, one GPU each. "
-            "Pick one.")
-    run_dir = Path(run_dir)
-    log_before = len(_trial_log_lines(run_dir)) if not overwrite else 0
-    port = _free_port()
-    gpus = visible_gpus()
-    threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
-    backend = keras_backend()
-    package_root = str(Path(__file__).resolve().parents[1])
-    base_env = {**os.environ, "PYTHONUNBUFFERED": "1",
-                "PYTHONPATH": os.pathsep.join(
-                    filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-    for name in ("KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT", "KERASTUNER_TUNER_ID"):
-        base_env.pop(name, None)
-    chief = _Child("chief", {
-        "role": "chief", "config": config.to_dict(), "run_dir": str(run_dir),
-        "data_dir": [str(d) for d in data_dir or []], "overwrite": overwrite,
-        "force_direction": force_direction,
-        "serve": {"host": "127.0.0.1", "port": port, "worker_timeout": worker_timeout},
-    }, {**base_env, "CUDA_VISIBLE_DEVICES": "",  # the chief trains nothing
-        **({"JAX_PLATFORMS": "cpu"} if backend == "jax" else {})}, progress)
-
-    def worker_child(index: int) -> _Child:
-        env = {**base_env, **worker_device_env(index, workers, gpus, threads, backend)}
-        return _Child(f"worker{index}", {
-            "role": "worker", "address": f"127.0.0.1:{port}", "run_dir": str(run_dir),
-            "tuner_id": f"worker{index}", "data_dir": [str(d) for d in data_dir or []],
-            "threads": None if gpus else threads, "connect_timeout": connect_timeout,
-            "call_timeout": call_timeout,
-        }, env, progress)
-
-    children = [chief.start()] + [worker_child(i).start() for i in range(workers)]
-    restarts = collections.Counter()
-    try:
-        chief_done_at = None
-        while True:
-            time.sleep(0.2)
-            chief_code = chief.poll()
-            running = 0
-            for index, child in enumerate(children[1:], start=1):
-                code = child.poll()
-                if code is None:
-                    running += 1
-                    continue
-                if code == 0 or chief_code is not None or restarts[child.name] >= max_restarts:
-                    continue
-                if child.tail and any("is not the run directory" in line for line in child.tail):
-                    continue
-                restarts[child.name] += 1
-                progress(f"{child.name} stopped ({_describe_exit(code)}); starting it again "
-                         "(a trial it was running is run again).")
-                children[index] = worker_child(index - 1).start()
-                running += 1
-            if chief_code is not None:
-                if chief_code != 0:
-                    raise _chief_stopped_error(chief, chief_code)
-                chief_done_at = chief_done_at or time.monotonic()
-                if not running or time.monotonic() - chief_done_at > STOP_GRACE_SECONDS * 4:
-                    break
-            elif not running:
-                failed = [c for c in children[1:] if c.poll() != 0]
-                if failed:
-                    raise SearchError(
-                        f"Every worker stopped and {len(failed)} failed; the last said: "
-                        f"{failed[-1].error_line()}. Finished trials are saved: run the same "
-                        "command again to resume.")
-                chief_done_at = chief_done_at or time.monotonic()
-                if time.monotonic() - chief_done_at > worker_timeout + 30:
-                    raise SearchError("The workers finished but the chief did not stop; "
-                                      "run the same command again to resume.")
-    finally:
-        for child in reversed(children):
-            child.stop()
-    # As the chief resolved it (objective, direction, a fine-tune's head and image size).
-    config, document = read_run_config(run_dir)
-    textbook = document.get("textbook_values")
-    trials, top = export_results(run_dir, config, textbook)
-    new_entries = [json.loads(line) for line in _trial_log_lines(run_dir)[log_before:]]
-    return search_result(run_dir, config, trials, top, len(new_entries), started,
-                   sum(float(e.get("fit_seconds") or 0) for e in new_entries),
-                   document.get("precision", config.precision))
-
-
-def _chief_stopped_error(chief: "_Child", code: int) -> HpsearchError:
-    """The error of a chief that stopped: its own message and exit code when it reported one
-    (a usage error stays exit code 2), else what it printed last."""
-    message = chief.error_message()
-    if message is None:
-        return SearchError(f"The chief stopped ({_describe_exit(code)}): {chief.error_line()}")
-    return UsageError(message) if code == UsageError.exit_code else SearchError(message)
-
-
-def _trial_log_lines(run_dir: Path) -> list[str]:
-    path = Path(run_dir) / rundir.TRIAL_LOG
-    if not path.is_file():
-        return []
-    return [line for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip().endswith("}")]
-
-
-def _die_with_launcher(launcher_pid: int | None) -> None:
-    """Have the kernel kill this process when its launcher dies (Linux).
-
-    Without it, ``kill -9`` of ``hpsearch tune --workers N`` alone left its chief and workers
-    running on: the chief holding the run's lock, so that running the command again was refused
-    until they were found and killed by hand.
-    """
-    if launcher_pid is None or not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-    if os.getppid() != launcher_pid:  # it died before prctl took effect
-        os._exit(1)
-
-
-def process_main() -> None:
-    """Entry point of a chief or worker process started by ``run_parallel_search``."""
-    from tuner.cli_errors import import_tensorflow, user_message
-
-    spec = json.loads(sys.argv[-1])
-    _die_with_launcher(spec.get("launcher_pid"))
-    # KerasTuner prints (its trial display, a stray print in conditions.py): only progress lines
-    # and the error line reach the launcher.
-    shown = sys.stdout
-    sys.stdout = open(os.devnull, "w")
-
-    def show(line: str) -> None:
-        shown.write(line + "\n")
-        shown.flush()
-
-    try:
-        import_tensorflow()
-        if spec["role"] == "chief":
-            from tuner.config import RunConfig
-            from tuner.search import run_search
-
-            run_search(RunConfig.from_dict(spec["config"]), spec["run_dir"],
-                       data_dir=spec["data_dir"] or None, overwrite=spec["overwrite"],
-                       progress=show, force_direction=spec["force_direction"],
-                       serve=ServeSettings(**spec["serve"]))
-        else:
-            run_worker(spec["address"], spec["run_dir"], spec["tuner_id"],
-                       data_dir=spec["data_dir"] or None, progress=show,
-                       connect_timeout=spec["connect_timeout"],
-                       call_timeout=spec["call_timeout"], threads=spec["threads"])
-    except Exception as error:  # noqa: BLE001 - shown as one line; a bug keeps its traceback
-        message = user_message(error)
-        if message is None:
-            raise
-        show(f"Error: {message[0]}")
-        sys.exit(message[1])

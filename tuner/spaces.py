@@ -359,6 +359,11 @@ class SearchHooks:
         hooks (None here)."""
         return config, None
 
+    def identity_defaults(self, config: RunConfig) -> dict[str, Any]:
+        """What this space's settings stood for in a ``run.yaml`` written before they existed
+        (beyond each setting's default)."""
+        return {}
+
     def validation_variants(self, config: RunConfig) -> list[dict[str, Any]]:
         """Extra construction facts the settings check builds the space with, once each (a space
         whose metrics depend on the data, e.g. an auxiliary output, lists each case)."""

@@ -15,6 +15,7 @@ from typing import Any
 
 from tuner import rundir
 from tuner.config import read_run_config
+from tuner.progress import format_duration, seconds_left
 from tuner.results import read_trial_log
 
 __all__ = ["SearchStatus", "format_status", "search_status"]
@@ -121,15 +122,14 @@ def search_status(run_dir: str | os.PathLike, now: float | None = None) -> Searc
     seconds = [float(e["seconds"]) for e in log.values() if e.get("seconds") is not None]
     per_trial = sum(seconds) / len(seconds) if seconds else math.nan
     parallel = max(sum(w["alive"] and w["state"] != "done" for w in workers), 1)
-    remaining = max(config.trial_budget - len(completed) - len(failed), 0)
-    seconds_left = per_trial * remaining / parallel if remaining else 0.0
+    left = seconds_left(config, log.values(), parallel)
     distributed = run_dir / rundir.DISTRIBUTED_FILE
     chief = None
     if distributed.is_file():
         chief = rundir.read_json(distributed, "the chief's address").get("address")
     return SearchStatus(run_dir, config.trial_budget, len(completed), len(failed), running,
                         workers, best_trial, best_score, config.objective or "",
-                        config.direction or "", per_trial, seconds_left, chief, active)
+                        config.direction or "", per_trial, left, chief, active)
 
 
 def format_status(status: SearchStatus) -> str:
@@ -149,7 +149,7 @@ def format_status(status: SearchStatus) -> str:
         lines.append(f"Best so far: trial {status.best_trial}, {status.objective} = "
                      f"{status.best_score:.4f} ({status.direction})")
     if math.isfinite(status.seconds_per_trial):
-        left = _duration(status.seconds_left) if math.isfinite(status.seconds_left) else "?"
+        left = format_duration(status.seconds_left)
         lines.append(f"Time per trial: {status.seconds_per_trial:.1f} s; time left ~{left}")
     for trial in status.running:
         seconds = f", {trial['seconds']:.0f} s" if math.isfinite(trial["seconds"]) else ""
@@ -162,8 +162,3 @@ def format_status(status: SearchStatus) -> str:
                      f"{worker['trials_done']} trial(s) done, seen {worker['seen']:.0f} s ago"
                      f"{alive}")
     return "\n".join(lines)
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

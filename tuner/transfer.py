@@ -41,7 +41,8 @@ from tuner.config import InvalidSettingError, RunConfigError, check_subset, read
 from tuner.errors import CorruptRunError
 from tuner.results import completed_ranking, read_trials, summarize_transfer
 from tuner.rundir import TOP_DIR, TRANSFER_CSV, TRANSFER_FILE, run_lock
-from tuner.search import _StopOnNaN, format_duration
+from tuner.engine import _StopOnNaN
+from tuner.progress import format_duration
 from tuner.spaces import default_values, hooks_for, is_registered_dataset, resolve_space
 
 COLUMNS = [
