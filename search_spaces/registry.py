@@ -290,10 +290,14 @@ def _import_file(path: Path, shown: str):
     resolved = path.resolve()
     digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
     module_name = f"hpsearch_space_{resolved.stem}_{digest}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
+    content = hashlib.sha256(resolved.read_bytes()).hexdigest()
+    loaded = sys.modules.get(module_name)
+    # Imported again once the file changed (a notebook session that edits its space).
+    if loaded is not None and getattr(loaded, "__hpsearch_source_hash__", None) == content:
+        return loaded
     spec = importlib.util.spec_from_file_location(module_name, resolved)
     module = importlib.util.module_from_spec(spec)
+    module.__hpsearch_source_hash__ = content
     # Registered before it runs, as ``import`` does: dataclasses and pickling look it up.
     sys.modules[module_name] = module
     try:

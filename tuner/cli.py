@@ -331,8 +331,8 @@ def tune(
     if data_path is not None and dataset is not None:
         raise UsageError(f"--dataset {dataset} and --data {data_path} both name the data: pass "
                          "one of them.")
-    if data_path is not None and _is_default("subset"):
-        subset = None  # the 10,000 images of a quick run of the built-in sets; yours: all
+    if _is_default("subset"):
+        subset = "default"  # 10,000 images of a registered dataset, all of yours
     if not workers:  # a --workers launcher trains nothing: its chief and workers import it
         import_tensorflow()
     imports_seconds = time.monotonic() - started

@@ -19,6 +19,8 @@ from tuner.errors import HpsearchError, UsageError
 from tuner.rundir import RUN_FILE
 
 TUNERS = ("hyperband", "bohb", "bayesian", "random")
+# Training images of a quick search of a registered dataset when --subset is not given.
+DEFAULT_SUBSET = 10000
 # The clock space's image side when neither --size nor an --init-from model says otherwise.
 DEFAULT_CLOCK_SIZE = 75
 # The clock set's image sides (datasets.clock_render.SIZES, not imported: it is the clock's code).
@@ -180,7 +182,9 @@ class RunConfig:
     executions_per_trial: int = 1  # trainings averaged per trial (noise reduction at a cost)
     early_stopping_patience: int = 3  # epochs without improvement (bayesian/random only)
     seed: int = 0  # seeds the split, subset, tuner and weight initialization
-    subset: int | float | None = 10000  # training images (count or fraction, stratified); None: all
+    # Training images (count or fraction, stratified); None: all. "default": 10,000 of a
+    # registered dataset (a quick run), all of the user's own data.
+    subset: int | float | str | None = "default"
     validation_fraction: float = 0.1  # held-out share of the training set, as the assignment asks
     steps_per_execution: int = 32  # batches per TF call; halves small-model epoch time on CPU
     head: str | None = None  # clock search space only: which label representation
@@ -268,6 +272,11 @@ class RunConfig:
             raise InvalidSettingError(
                 f"fixed must map hyperparameter names to values, got {self.fixed!r}.")
         # Frozen: the normalized subset (1.0 -> None) is set past the dataclass's guard.
+        if self.subset == "default":
+            from datasets import available_datasets
+
+            object.__setattr__(self, "subset", DEFAULT_SUBSET if self.dataset in
+                               available_datasets() else None)
         object.__setattr__(self, "subset", check_subset(self.subset, self.validation_fraction))
         object.__setattr__(self, "fixed", dict(self.fixed))
         object.__setattr__(self, "space_args", dict(self.space_args))

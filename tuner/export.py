@@ -151,12 +151,9 @@ class SearchResult:
     baseline_name: str = "default"
 
     def best_models(self, count: int | None = None) -> list:
-        """The trained models the search kept (``keep_models``), best first: Keras models with
-        the weights of the epoch each trial's score came from.
-
-        Raises:
-            RunDirError: the search kept none (run it with ``keep_models=K``).
-        """
+        """The trained models of the best trials, best first: Keras models with the weights of
+        the epoch each trial's score came from (``keep_models``'s files, else rebuilt from the
+        trials' checkpoints; see ``tuner.models.load_best_models``)."""
         from tuner.models import load_best_models
 
         return load_best_models(self.run_dir, count)

@@ -52,8 +52,6 @@ def trial_model(run_dir: str | os.PathLike, trial_id: str, hypermodel):
     Raises:
         RunDirError: the trial has no checkpoint.
     """
-    import keras
-
     values = read_trial_values(run_dir)[str(trial_id)]
     checkpoint = _trial_dir(run_dir, trial_id) / TRIAL_CHECKPOINT
     if not checkpoint.is_file():
@@ -61,7 +59,6 @@ def trial_model(run_dir: str | os.PathLike, trial_id: str, hypermodel):
                           "missing): it did not finish an epoch.")
     hp = kt.HyperParameters()
     hp.values.update({k: v for k, v in values.items() if not k.startswith("tuner/")})
-    keras.backend.clear_session(free_memory=False)
     model = hypermodel.build(hp)
     model.load_weights(checkpoint)
     return model
@@ -94,23 +91,46 @@ def keep_best_models(run_dir: str | os.PathLike, config, hypermodel) -> list[Pat
 
 
 def load_best_models(run_dir: str | os.PathLike, count: int | None = None) -> list[Any]:
-    """The kept models of a search (``--keep-models``), best first.
+    """The trained models of a search's best trials, best first: those it kept
+    (``--keep-models``), else rebuilt from the best ``count`` trials' checkpoints (3 by default)
+    with the space recorded in ``run.yaml``.
 
     Raises:
-        RunDirError: the search kept no model (run it with ``--keep-models K``).
+        RunDirError: nothing kept, and the space cannot rebuild its models from the run's files
+            alone (the clock's: ``tuner.clock_models.load_trained_model`` reads them).
     """
     import keras
 
     run_dir = Path(run_dir)
     index = _read_index(run_dir / MODELS_DIR / MODELS_INDEX)
-    ranks = sorted((int(key.split("_")[1]) for key in index), key=int)
+    ranks = sorted(int(key.split("_")[1]) for key in index)
     paths = [model_path(run_dir, rank) for rank in ranks if model_path(run_dir, rank).is_file()]
-    if not paths:
+    if paths and (count is None or len(paths) >= count):
+        return [keras.saving.load_model(path) for path in paths[:count]]
+    config, hypermodel = _recorded_hypermodel(run_dir)
+    best = best_trial_ids(run_dir, config.direction, count or DEFAULT_COUNT)
+    return [trial_model(run_dir, trial_id, hypermodel) for trial_id, _ in best]
+
+
+# Models ``load_best_models`` rebuilds when the search kept none and no count is asked.
+DEFAULT_COUNT = 3
+
+
+def _recorded_hypermodel(run_dir: Path):
+    """The run's config and its space's HyperModel, as ``run.yaml`` recorded them."""
+    from tuner.config import read_run_config
+    from tuner.spaces import SearchHooks, hooks_for, make_hypermodel, resolve_space
+
+    config, document = read_run_config(run_dir)
+    space = resolve_space(config)
+    if type(hooks_for(space)) is not SearchHooks:
         raise RunDirError(
-            f"{run_dir} keeps no trained model ({MODELS_DIR}/ is empty or missing). Run the "
-            "search with --keep-models K (RunConfig(keep_models=K)) to keep the best K trials' "
-            "models; resuming a finished search with it writes them without training.")
-    return [keras.saving.load_model(path) for path in paths[:count]]
+            f"{run_dir} kept no model ({MODELS_DIR}/ is empty), and the '{config.space}' space "
+            "needs more than the run's files to rebuild one: resume the search with "
+            "--keep-models K, or read its trials with tuner.clock_models.load_trained_model.")
+    data = document.get("data") or {}
+    return config, make_hypermodel(config, space, tuple(data.get("input_shape") or ()),
+                                   data.get("num_classes"))
 
 
 def _read_index(path: Path) -> dict[str, dict[str, Any]]:

@@ -53,7 +53,7 @@ class PreparedSearch:
 
 
 def validate_search(config: RunConfig, force_direction: bool = False,
-                    space: Space | None = None) -> RunConfig:
+                    space: Space | None = None, data: Dataset | None = None) -> RunConfig:
     """Check everything about a search that can be checked without data; resolve the objective.
 
     The space must resolve and build a compiled model at its default point, the dataset must
@@ -63,6 +63,8 @@ def validate_search(config: RunConfig, force_direction: bool = False,
 
     Args:
         space: the space itself when given from Python (default: resolved from ``config.space``).
+        data: the data itself when given from Python (its shape and classes are used; default:
+            ``config.dataset``'s, read cheaply).
 
     Raises:
         InvalidSettingError: what is wrong, what was expected and how to fix it.
@@ -70,8 +72,9 @@ def validate_search(config: RunConfig, force_direction: bool = False,
     space = space or resolve_space(config)
     hooks = hooks_for(space)
     check_space_fields(config, hooks)
-    check_dataset(config, space)
-    shape, classes = placeholder_facts(config)
+    check_dataset(config, space, given=data is not None)
+    shape, classes = ((data.input_shape, data.num_classes) if data is not None
+                      else placeholder_facts(config))
     reported: list[str] | None = []
     for facts in hooks.validation_variants(config):
         hypermodel = make_hypermodel(config, space, shape, classes, **facts)
@@ -191,5 +194,6 @@ def data_record(config: RunConfig, data: Dataset) -> dict[str, Any]:
         "validation": len(data.x_val),
         "test": len(data.x_test),
         "input_shape": list(data.input_shape),
+        "num_classes": data.num_classes,
     }
 

@@ -122,7 +122,9 @@ def run_search(
         data_dir: where to look for the dataset first (see ``datasets.load``).
         overwrite: discard an existing run in ``run_dir`` and start again.
         progress: called with each progress line (``print`` by default; ``None`` for silence).
-        data: an already loaded dataset (for notebooks); loaded from ``config`` when None.
+        data: an already split dataset (for notebooks: ``datasets.load(...)``,
+            ``datasets.user.from_arrays(...)``, ``from_tf_dataset(...)``); ``config.dataset``
+            becomes its name and no subset is drawn. Default None: loaded from ``config``.
         force_direction: accept a direction that contradicts the objective's name (e.g.
             minimizing an accuracy). Default False: refused.
         serve: a ``tuner.distributed.ServeSettings``: be the chief of a distributed search,
@@ -153,6 +155,9 @@ def run_search(
         if space is not None:
             resolved = resolve_space(space)
             config = dataclasses.replace(config, space=resolved.reference)
+        if data is not None:
+            # Data handed over is already split: it names itself, and no subset is drawn.
+            config = dataclasses.replace(config, dataset=data.name, subset=None)
         return _run_search(config, Path(run_dir), data_dir, overwrite, progress or (lambda line: None),
                            data, force_direction, serve, started, resolved, accept_changed_space,
                            callbacks)
@@ -162,7 +167,7 @@ def _run_search(config: RunConfig, run_dir: Path, data_dir, overwrite: bool, pro
                 force_direction: bool, serve, started: float, space: Space | None = None,
                 accept_changed_space: bool = False, callbacks=None) -> SearchResult:
     """``run_search``'s body, inside its ``frozen_survivors`` block."""
-    config = validate_search(config, force_direction, space)
+    config = validate_search(config, force_direction, space, data)
     space = space or resolve_space(config)
     config, state = hooks_for(space).prepare(config)
     if config.precision == "auto" and not space.attribute("mixed_precision_ready", False):

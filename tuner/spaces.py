@@ -52,15 +52,16 @@ def is_registered_dataset(name: str) -> bool:
     return name in datasets.available_datasets()
 
 
-def check_dataset(config: RunConfig, space: Space) -> None:
-    """The dataset is a registered name or a path to the user's data, and fits the space.
+def check_dataset(config: RunConfig, space: Space, given: bool = False) -> None:
+    """The dataset is a registered name or a path to the user's data (or, ``given``, data handed
+    over from Python under that name), and fits the space.
 
     Raises:
         InvalidSettingError: neither a known name nor an existing path; ``--target`` without a
             table; a space that trains on one dataset only given another.
     """
     registered = is_registered_dataset(config.dataset)
-    if not registered and not Path(config.dataset).exists():
+    if not registered and not given and not Path(config.dataset).exists():
         raise InvalidSettingError(
             f"Unknown dataset '{config.dataset}': neither one of "
             f"{', '.join(datasets.available_datasets())} nor an existing file or folder. Pass "
