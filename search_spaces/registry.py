@@ -264,7 +264,7 @@ def _import_reference(text: str, shown: str) -> Space:
         if not path.is_file():
             raise SpaceError(f"Space '{shown}': file {location} does not exist.")
         module = _import_file(path, shown)
-        source = str(path)
+        source = str(path.resolve())
     else:
         try:
             module = importlib.import_module(location)

@@ -191,12 +191,15 @@ class _TrackedTuner:
         workers_alive: Callable[[], int] | None = None,
         hooks=None,
         record: dict[str, Any] | None = None,
+        observers=(),
     ):
         # ``worker``: this process's tuner id when it is a worker of a distributed search (its
         # oracle is then a client: only public calls travel, so no private oracle state is read).
         # ``hooks``, ``record``: the space's steps and what run.yaml recorded of its choices,
         # for what each trial writes beside its checkpoint.
+        # ``observers``: ``tuner.observers.TrialObserver`` objects told of every trial trained here.
         self._worker = worker
+        self._observers = list(observers)
         self._hooks = hooks
         self._record = dict(record or {})
         self._on_trial_state = on_trial_state or (lambda state: None)
@@ -254,6 +257,8 @@ class _TrackedTuner:
             f"{format_duration(time.monotonic() - self._search_started)}, left ~{self._eta_text(position)}"
             f" | best {best}\n    {shown}"
         )
+        for observer in self._observers:
+            observer.trial_begin(str(trial.trial_id), strip_internal_keys(values))
 
     def on_epoch_end(self, trial, model, epoch, logs=None):
         super().on_epoch_end(trial, model, epoch, logs=logs)
@@ -268,6 +273,9 @@ class _TrackedTuner:
             if k in ("loss", "val_loss", objective) and isinstance(v, (int, float))
         )
         self._progress(f"    epoch {epoch + 1}: {shown}")
+        numbers = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float))}
+        for observer in self._observers:
+            observer.epoch_end(str(trial.trial_id), int(epoch), numbers)
 
     def _activate_all_conditions(self):
         """KerasTuner's discovery of the space's conditional hyperparameters, in fewer builds.
@@ -372,6 +380,10 @@ class _TrackedTuner:
             f"    ->{who} {trial.status}{score} in {seconds:.1f} s, "
             f"{self._trial_epochs} epochs{reason}"
         )
+        values = strip_internal_keys(trial.hyperparameters.values)
+        for observer in self._observers:
+            observer.trial_end(str(trial.trial_id), str(trial.status),
+                               None if trial.score is None else float(trial.score), values)
         self._on_trial_done()
 
     def _write_model_card(self, trial) -> None:

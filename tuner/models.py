@@ -119,10 +119,10 @@ DEFAULT_COUNT = 3
 def _recorded_hypermodel(run_dir: Path):
     """The run's config and its space's HyperModel, as ``run.yaml`` recorded them."""
     from tuner.config import read_run_config
-    from tuner.spaces import SearchHooks, hooks_for, make_hypermodel, resolve_space
+    from tuner.spaces import SearchHooks, hooks_for, make_hypermodel, resolve_recorded_space
 
     config, document = read_run_config(run_dir)
-    space = resolve_space(config)
+    space = resolve_recorded_space(config, document)
     if type(hooks_for(space)) is not SearchHooks:
         raise RunDirError(
             f"{run_dir} kept no model ({MODELS_DIR}/ is empty), and the '{config.space}' space "

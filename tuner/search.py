@@ -31,6 +31,7 @@ from tuner.engine import _stopped_message, frozen_survivors, new_tuner, search_c
 from tuner.errors import CorruptRunError, RunDirError, SearchError
 from tuner.export import SearchResult, export_results, search_result  # noqa: F401 (API)
 from tuner.models import keep_best_models
+from tuner.observers import observers_for
 from tuner.preparation import data_record, fit_arguments, prepare_search, validate_search
 from tuner.results import project_dir
 from tuner.rundir import PROJECT_NAME, SPACE_FILE, TENSORBOARD_DIR, TOP_DIR, TRIAL_LOG, TRIALS_CSV, run_lock
@@ -110,6 +111,7 @@ def run_search(
     space=None,
     accept_changed_space: bool = False,
     callbacks=None,
+    observers=(),
 ) -> SearchResult:
     """Run (or resume) a search and export its results.
 
@@ -136,6 +138,8 @@ def run_search(
         accept_changed_space: resume even though the space's source file changed since the
             search began (default False: refused, naming the changed hyperparameters).
         callbacks: Keras callbacks added to every trial's ``fit`` in this process.
+        observers: ``tuner.observers.TrialObserver`` objects told of every trial's start, epochs
+            and end in this process (beside those the settings ask for).
 
     Returns:
         A SearchResult with the trials table and the exported top configurations.
@@ -160,12 +164,13 @@ def run_search(
             config = dataclasses.replace(config, dataset=data.name, subset=None)
         return _run_search(config, Path(run_dir), data_dir, overwrite, progress or (lambda line: None),
                            data, force_direction, serve, started, resolved, accept_changed_space,
-                           callbacks)
+                           callbacks, observers)
 
 
 def _run_search(config: RunConfig, run_dir: Path, data_dir, overwrite: bool, progress, data,
                 force_direction: bool, serve, started: float, space: Space | None = None,
-                accept_changed_space: bool = False, callbacks=None) -> SearchResult:
+                accept_changed_space: bool = False, callbacks=None,
+                observers=()) -> SearchResult:
     """``run_search``'s body, inside its ``frozen_survivors`` block."""
     config = validate_search(config, force_direction, space, data)
     space = space or resolve_space(config)
@@ -230,8 +235,9 @@ def _run_search(config: RunConfig, run_dir: Path, data_dir, overwrite: bool, pro
                 keep_best_models(run_dir, config, hypermodel)
             return exported
 
+        observers = observers_for(config, run_dir, observers)
         tuner._setup_tracking(run_dir, config, progress, export, hooks=prepared.hooks,
-                              record=prepared.record)
+                              record=prepared.record, observers=observers)
         rundir.write_json(run_dir / SPACE_FILE, tuner.oracle.get_space().get_config())
         if serve is not None:
             from tuner.distributed import serve_oracle
@@ -242,6 +248,9 @@ def _run_search(config: RunConfig, run_dir: Path, data_dir, overwrite: bool, pro
             return search_result(run_dir, config, trials, top,
                                  _ended_trials(tuner.oracle) - done_before, started, math.nan,
                                  precision)
+        space_config = tuner.oracle.get_space().get_config()
+        for observer in observers:
+            observer.search_begin(run_dir, config, space_config)
         try:
             tuner.search(**fit_arguments(prepared, search_callbacks(config, run_dir, callbacks)))
         except RuntimeError as error:
@@ -249,6 +258,8 @@ def _run_search(config: RunConfig, run_dir: Path, data_dir, overwrite: bool, pro
             raise SearchError(_stopped_message(error)) from None
         finally:
             keras.backend.clear_session()
+            for observer in observers:
+                observer.search_end()
         trials, top = export()
         return search_result(run_dir, config, trials, top,
                              _ended_trials(tuner.oracle) - done_before, started,

@@ -48,6 +48,25 @@ def resolve_space(config_or_reference: RunConfig | Any) -> Space:
         raise InvalidSettingError(str(error)) from None
 
 
+def resolve_recorded_space(config: RunConfig, document: dict[str, Any]) -> Space:
+    """The space of a run from its ``run.yaml``: as its reference says, or, where a file
+    reference was relative to another working directory (a worker started elsewhere), from the
+    file run.yaml recorded.
+
+    Raises:
+        InvalidSettingError: neither resolves.
+    """
+    try:
+        return resolve_space(config)
+    except InvalidSettingError:
+        recorded = (document.get("space") or {}).get("source_file")
+        location, _, name = str(config.space).rpartition(":")
+        if not (recorded and location.endswith(".py") and Path(recorded).is_file()):
+            raise
+        space = resolve_space(f"{recorded}:{name}")
+        return dataclasses.replace(space, reference=config.space)
+
+
 def is_registered_dataset(name: str) -> bool:
     return name in datasets.available_datasets()
 
