@@ -87,7 +87,7 @@ def validate_search(config: RunConfig, force_direction: bool = False,
             break
         reported += [name for name in names if name not in reported]
     validation_names = None if reported is None else reported + [f"val_{n}" for n in reported]
-    config = resolve_objective(config, force_direction, reported)
+    config = resolve_objective(config, force_direction, reported, space)
     if validation_names is not None and config.objective not in validation_names:
         raise InvalidSettingError(
             f"Objective '{config.objective}' is not a metric of the '{config.space}' space's "

@@ -207,14 +207,15 @@ def inferred_objective(space: Space, metrics: list[str] | None) -> tuple[str, st
 
 
 def resolve_objective(config: RunConfig, force_direction: bool = False,
-                      metrics: list[str] | None = None) -> RunConfig:
-    """Fill in the objective and direction where the config leaves them open.
+                      metrics: list[str] | None = None, space: Space | None = None) -> RunConfig:
+    """Fill in the objective and direction where the config leaves them open (``space``: the
+    space object itself, when it was handed over rather than named).
 
     Raises:
         InvalidSettingError: the direction cannot be inferred, or contradicts the metric (an
             accuracy minimized, a loss maximized) and ``force_direction`` is False.
     """
-    default_name, default_direction = inferred_objective(resolve_space(config), metrics)
+    default_name, default_direction = inferred_objective(space or resolve_space(config), metrics)
     objective = config.objective or default_name
     implied = default_direction if objective == default_name else implied_direction(objective)
     direction = config.direction or implied
