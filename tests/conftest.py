@@ -30,6 +30,18 @@ def _isolated_environment(monkeypatch, tmp_path_factory):
         monkeypatch.delenv("HPSEARCH_DATA_DIR")
 
 
+@pytest.fixture(autouse=True)
+def _registered_spaces():
+    """Spaces a test registers (search_spaces.register) are gone after it."""
+    from search_spaces import registry
+
+    registry.available_spaces()
+    saved = dict(registry._REGISTERED)
+    yield
+    registry._REGISTERED.clear()
+    registry._REGISTERED.update(saved)
+
+
 def tiny_images(count: int, shape: tuple[int, ...], seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Random uint8 images whose mean brightness depends on the label (so a model can learn)."""
     rng = np.random.default_rng(seed)
