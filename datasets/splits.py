@@ -7,7 +7,6 @@ Pixels are scaled to float32 in [0, 1] here and nowhere else.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
 
 import numpy as np
 
@@ -179,8 +178,3 @@ def split_classification(
         source=raw.source,
         description="; ".join(parts),
     )
-
-
-def class_counts(labels: np.ndarray, num_classes: int) -> Sequence[int]:
-    """How many examples of each class (for balance checks and summaries)."""
-    return np.bincount(labels, minlength=num_classes).tolist()

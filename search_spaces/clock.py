@@ -344,10 +344,6 @@ class ClockHyperModel(SearchSpace):
         """(N, 2) (hour, minute) -> the targets of the head (see ``head_for``)."""
         return self.head_for(hp).encode(y)
 
-    def decode_minutes(self, model_outputs, hp: kt.HyperParameters | None = None) -> np.ndarray:
-        """Model outputs -> minutes after 12:00 (see ``head_for`` for which head decodes)."""
-        return self.head_for(hp).decode(model_outputs)
-
     def predict_minutes(self, model: keras.Model, x, batch_size: int = 256,
                         rotations: int = 1) -> np.ndarray:
         """Predicted minutes after 12:00 for images ``x``, decoded by the model's own head.

@@ -149,7 +149,7 @@ class Space:
         options = dict(options or {})
         self.check_options(options)
         if self.kind == "function":
-            hypermodel = _FunctionHyperModel(self.target, name=self.reference)
+            hypermodel = _function_hypermodel_class()(self.target, self.reference)
         elif self.kind == "instance":
             hypermodel = copy.copy(self.target)
         else:
@@ -175,14 +175,6 @@ class Space:
         if not self.source_file or not Path(self.source_file).is_file():
             return None
         return hashlib.sha256(Path(self.source_file).read_bytes()).hexdigest()[:16]
-
-
-class _FunctionHyperModel:
-    """Placeholder replaced on first use by a real ``keras_tuner.HyperModel`` subclass (so that
-    importing this module does not import KerasTuner)."""
-
-    def __new__(cls, build_model: Callable, name: str):
-        return _function_hypermodel_class()(build_model, name)
 
 
 def _function_hypermodel_class():
