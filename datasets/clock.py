@@ -451,11 +451,15 @@ def _image_array(path: Path, size: int) -> np.ndarray:
 
 
 def _picture(file: Path, size: int) -> np.ndarray:
-    """One picture file as uint8 (size, size): grayscale, centre-cropped square, box-resized."""
+    """One picture file as uint8 (size, size): grayscale, centre-cropped square, box-resized.
+    A picture above ``datasets.user.MAX_PICTURE_PIXELS`` is refused from its header."""
     from PIL import Image, UnidentifiedImageError
+
+    from datasets.user import check_picture_size
 
     try:
         with Image.open(file) as picture:
+            check_picture_size(file, picture.size)  # before anything decodes it
             gray = _grayscale(picture)
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
         raise DatasetFormatError(

@@ -52,6 +52,26 @@ _ARRAY_KEYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 _GRAYSCALE_MODES = frozenset({"L", "1", "I;16", "I;16B", "I;16L", "I;16N"})
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
 _PICTURE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+# The largest picture read, in pixels: a 48-megapixel photo (8064 x 6048) fits, while a
+# 13000 x 13000 one (hundreds of megabytes once decoded and converted) is refused from its
+# header before any pixel is decoded. Pillow itself only refuses above 179 million pixels.
+MAX_PICTURE_PIXELS = 50_000_000
+
+
+def check_picture_size(path: str | os.PathLike, size: tuple[int, int]) -> None:
+    """Refuse a picture larger than ``MAX_PICTURE_PIXELS``, from its header's (width, height)
+    (``Image.open(path).size``: Pillow reads the header only, nothing is decoded yet).
+
+    Raises:
+        DatasetFormatError: naming the file, its size and the limit.
+    """
+    width, height = size
+    if width * height > MAX_PICTURE_PIXELS:
+        raise DatasetFormatError(
+            f"The picture '{path}' is {width}x{height} pixels ({width * height / 1e6:.0f} "
+            f"million); pictures of up to {MAX_PICTURE_PIXELS / 1e6:.0f} million pixels are "
+            "read. Scale it down first."
+        )
 
 
 def load_user_data(
@@ -509,11 +529,14 @@ def _list_picture_folder(
 def _picture_header(path: Path) -> tuple[str, tuple[int, int]]:
     try:
         with Image.open(path) as picture:
-            return picture.mode, picture.size
+            mode, size = picture.mode, picture.size
     except _PICTURE_ERRORS as error:
         raise DatasetFormatError(
             f"Cannot read the picture '{path}' ({error}). Remove or replace it."
         ) from error
+    # Every picture's header is read before any is decoded (``_picture_geometry``).
+    check_picture_size(path, size)
+    return mode, size
 
 
 def _picture_geometry(

@@ -179,9 +179,9 @@ def test_a_search_whose_every_trial_failed_exits_1_with_the_cause(tiny_data_dir,
             "the pipeline broke") in result.output
     assert "Traceback" not in result.output  # neither KerasTuner's per trial nor ours
     assert pd.read_csv(run / "trials.csv")["status"].tolist() == ["FAILED", "FAILED"]
-    # Run again, the budget is spent: nothing ran in this call, which is not a new failure.
+    # Run again, the budget is spent: the run has still failed, whatever this call ran.
     again = CliRunner().invoke(main, ["tune", "mlp", "--run-dir", str(run), "--data-dir",
                                       str(tiny_data_dir), "--subset", "all", "--tuner", "random",
                                       "--max-trials", "2", "--max-epochs", "1", "--quiet"])
-    assert again.exit_code == 0, again.output
-    assert "0 run now" in again.output
+    assert again.exit_code == 1, again.output
+    assert "0 run now" in again.output and "Error: Every trial failed (2 of 2)" in again.output

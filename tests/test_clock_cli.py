@@ -382,7 +382,7 @@ def test_compare_prints_a_line_per_epoch_unless_quiet(tmp_path, clock_files):
     # The final split's validation set is the held-out set: its val_cse, at no extra cost.
     assert [EPOCH_LINE.match(line).group(1) for line in lines[1:3]] == ["1", "2"], lines
     assert lines[2].endswith("left ~0:00:00")
-    assert re.match(r"^periodic  done: mean error \d+\.\d min on 8 held-out images, in \d+:\d\d$",
+    assert re.match(r"^periodic  done: mean error \d+\.\d min on 8 held-out images, in \d+:\d\d:\d\d$",
                     lines[3])
     quiet = CliRunner().invoke(clock_group, [*arguments, "-q", "--out", str(tmp_path / "quiet")],
                                catch_exceptions=False)

@@ -19,17 +19,24 @@ What KerasTuner's distributed mode alone does not do, and this module adds:
   goes (keras-tuner PR #645);
 * a distributed Hyperband stops at its schedule's trial count (keras-tuner #256);
 * a worker checks over the wire that its run directory is the chief's (a run id);
-* the chief binds loopback unless told otherwise: the port has no authentication and no TLS.
+* the chief binds loopback unless told otherwise: the port has no authentication and no TLS;
+* the chief rewrites ``trials.csv`` and ``top_configs/`` after every trial that ends, as a
+  one-process search does, so a killed parallel search keeps its table;
+* what KerasTuner prints while answering a call (``conditions.py`` prints a conditional
+  hyperparameter's value with a bare ``print`` whenever a trial is sent) stays out of the chief's
+  output; its progress lines stay in.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import ipaddress
 import json
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -39,7 +46,7 @@ from typing import Any, Callable
 from search_spaces.devices import keras_backend
 from tuner import rundir
 from tuner.errors import HpsearchError, RunDirError, SearchError, UsageError
-from tuner.rundir import DISTRIBUTED_FILE, WORKERS_DIR
+from tuner.rundir import DISTRIBUTED_FILE, TRIAL_LOG, WORKERS_DIR
 
 __all__ = [
     "ChiefUnreachableError",
@@ -222,13 +229,107 @@ def _process_alive(pid: Any) -> bool:
 
 
 # ---------------------------------------------------------------- the chief
+# The oracle's gRPC calls (OracleServicer's methods: KerasTuner's protocol).
+_ORACLE_CALLS = ("GetSpace", "UpdateSpace", "CreateTrial", "UpdateTrial", "EndTrial", "GetTrial",
+                 "GetBestTrials")
+
+
+class _QuietOracleCalls:
+    """``sys.stdout`` while the chief serves: drops what is printed inside an oracle call (in
+    gRPC's threads), passes everything else (the progress lines) to the stream it replaced.
+
+    KerasTuner 1.4.8 prints a conditional hyperparameter's first value with a bare ``print``
+    each time a trial or the space is serialized for a worker (``Parent.to_proto``): most of a
+    chief's output. Redirecting ``sys.stdout`` around each call would also swallow the progress
+    lines the serve loop prints meanwhile; marking the calling thread does not.
+    """
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._inside = threading.local()
+
+    def write(self, text):
+        if getattr(self._inside, "call", False):
+            return len(text)
+        return self._stream.write(text)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name):  # encoding, flush, isatty...: the replaced stream's
+        return getattr(self._stream, name)
+
+    def quiet(self, call: Callable) -> Callable:
+        """``call``, with what it prints dropped."""
+
+        @functools.wraps(call)
+        def quieted(*args, **kwargs):
+            self._inside.call = True
+            try:
+                return call(*args, **kwargs)
+            finally:
+                self._inside.call = False
+
+        return quieted
+
+    def restore(self) -> None:
+        """Put the replaced stream back as ``sys.stdout`` (unless something replaced this)."""
+        if sys.stdout is self:
+            sys.stdout = self._stream
+
+
+class _ExportEachTrial:
+    """Rewrites ``trials.csv`` and ``top_configs/`` once a trial has ended (on the chief: its
+    oracle saved the trial, or a worker logged it in ``trial_log.jsonl``), as a one-process search
+    does after each trial. Called from the serve loop, never inside a gRPC call, so a worker's
+    call never waits for it. ``--keep-models`` files are written at the end only."""
+
+    def __init__(self, oracle, run_dir: Path, progress: Callable[[str], None]):
+        self.oracle, self.run_dir, self.progress = oracle, Path(run_dir), progress
+        self._seen = self._ended()
+        self._warned = False
+
+    def _ended(self) -> tuple[int, int]:
+        # list(): the oracle's dict changes in gRPC's thread meanwhile.
+        trials = list(self.oracle.trials.values())
+        try:
+            logged = (self.run_dir / TRIAL_LOG).stat().st_size
+        except OSError:
+            logged = 0
+        return sum(trial.status in rundir.ENDED_STATUSES for trial in trials), logged
+
+    def poll(self) -> bool:
+        """Export when a trial ended since the last call; True when it did."""
+        ended = self._ended()
+        if ended == self._seen:
+            return False
+        self._seen = ended
+        self.export()
+        return True
+
+    def export(self) -> None:
+        from tuner.config import read_run_config
+        from tuner.export import export_results
+
+        try:
+            # As run_search resolved it (objective, direction, textbook values).
+            config, document = read_run_config(self.run_dir)
+            export_results(self.run_dir, config, document.get("textbook_values"))
+        except HpsearchError as error:
+            if not self._warned:  # the export at the end says it again, as an error
+                self.progress(f"Warning: trials.csv and top_configs/ not updated: {error}")
+            self._warned = True
+
+
 def serve_oracle(oracle, run_dir: Path, settings: ServeSettings,
                  progress: Callable[[str], None]) -> None:
     """Serve ``oracle`` to workers until its budget is spent and every worker has left.
 
     Called by ``run_search`` in place of training. Writes ``distributed.json`` (address, run id),
-    gives the trial of a worker that is gone back to the queue, and stops with a grace period
-    for calls in flight.
+    gives the trial of a worker that is gone back to the queue, rewrites ``trials.csv`` and
+    ``top_configs/`` after every trial that ends, keeps what KerasTuner prints inside the oracle's
+    calls out of standard output, and stops with a grace period for calls in flight.
 
     Raises:
         SearchError: the address cannot be listened on.
@@ -246,6 +347,9 @@ def serve_oracle(oracle, run_dir: Path, settings: ServeSettings,
     oracle.verbose = 0  # KerasTuner's trial display: the workers' progress lines say it
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
     servicer = OracleServicer(oracle)
+    quiet = _QuietOracleCalls(sys.stdout)
+    for name in _ORACLE_CALLS:  # before the server looks them up
+        setattr(servicer, name, quiet.quiet(getattr(servicer, name)))
     protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
     try:
         port = server.add_insecure_port(_address(settings.host, settings.port))
@@ -261,14 +365,17 @@ def serve_oracle(oracle, run_dir: Path, settings: ServeSettings,
         "run_id": oracle.run_id, "address": address, "chief_host": socket.gethostname(),
         "chief_pid": os.getpid(), "started": time.time(),
     })
-    server.start()
-    progress(f"Chief serving on {address}; add workers with: "
-             f"hpsearch worker {address} --run-dir {run_dir}")
-    first_seen: dict[str, float] = {}
-    last_worker_left = None
+    sys.stdout = quiet
     try:
+        server.start()
+        progress(f"Chief serving on {address}; add workers with: "
+                 f"hpsearch worker {address} --run-dir {run_dir}")
+        first_seen: dict[str, float] = {}
+        last_worker_left = None
+        exports = _ExportEachTrial(oracle, run_dir, progress)
         while True:
             time.sleep(0.5)
+            exports.poll()
             now = time.time()
             beats = read_heartbeats(run_dir)
             for tuner_id in sorted(set(oracle.tuner_ids) | set(oracle.ongoing_trials)):
@@ -297,6 +404,7 @@ def serve_oracle(oracle, run_dir: Path, settings: ServeSettings,
                 break
     finally:
         server.stop(grace=STOP_GRACE_SECONDS).wait(STOP_GRACE_SECONDS + 1)
+        quiet.restore()
 
 
 # ---------------------------------------------------------------- a worker

@@ -167,11 +167,14 @@ class SearchResult:
 
     @property
     def failure(self) -> str | None:
-        """Why the search has nothing to show: this call ran trials, every trial of the run
-        directory failed, and this says so with the first failure's last line; None otherwise
-        (a resumed search whose budget was already spent ran nothing and has not failed)."""
+        """Why the search has nothing to show: every trial of the run directory failed, and this
+        says so with the first failure's last line; None when a trial completed or none ended.
+
+        A call that ran nothing (the budget was spent before) reports it too: the run still has
+        nothing to show, and running the same command again must not turn its failure into a
+        success for a script that checks the exit code."""
         trials = self.trials
-        if not self.new_trials or not len(trials) or (trials["status"] == "COMPLETED").any():
+        if not len(trials) or (trials["status"] == "COMPLETED").any():
             return None
         failed = trials[trials["status"] == "FAILED"]
         if failed.empty:

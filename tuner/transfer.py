@@ -38,7 +38,7 @@ from top_configs import (
 )
 from tuner import rundir
 from tuner.config import InvalidSettingError, RunConfigError, check_subset, read_run_config
-from tuner.errors import CorruptRunError
+from tuner.errors import CorruptRunError, RunDirError
 from tuner.results import completed_ranking, read_trials, summarize_transfer
 from tuner.rundir import TOP_DIR, TRANSFER_CSV, TRANSFER_FILE, run_lock
 from tuner.engine import _StopOnNaN
@@ -66,6 +66,9 @@ COLUMNS = [
     "objective",
     "val_score",
     "test_score",
+    # True when the training's loss stopped being finite (its scores are then NaN); empty in
+    # rows written before it was recorded.
+    "diverged",
 ]
 
 
@@ -223,6 +226,25 @@ def _textbook_score(sources: Sequence[str | os.PathLike], space: str) -> float:
 
 _RESUME_FIX = "Use the same settings to resume, --overwrite to start again, or another --run-dir."
 
+# What a folder a transfer must not write into holds (see ``rundir.run_kinds``).
+_OTHER_RUNS = {
+    rundir.SEARCH: f"a search ({rundir.RUN_FILE}, written by `hpsearch tune`)",
+    rundir.KERAS_TUNER: f"a KerasTuner project ({rundir.ORACLE_FILE})",
+    rundir.COMPARISON: f"a clock comparison ({rundir.COMPARISON_CSV}, written by "
+                       "`hpsearch clock compare`)",
+}
+
+
+def _refuse_other_runs(out_dir: Path) -> None:
+    """Refuse a folder that holds another kind of run: its files and the transfer's would mix
+    (--overwrite deletes only a transfer's own files, so it is refused too)."""
+    others = [_OTHER_RUNS[kind] for kind in rundir.run_kinds(out_dir) if kind in _OTHER_RUNS]
+    if others:
+        raise RunDirError(
+            f"{out_dir} holds {' and '.join(others)}; a transfer written there would mix its "
+            "files with that run's. Pass another --run-dir (a new folder, or one of a transfer)."
+        )
+
 
 def _check_settings(out_dir: Path, settings: TransferSettings, sources: list[str],
                     configs: dict[str, str]) -> dict[str, str]:
@@ -297,8 +319,8 @@ def train_and_evaluate(
         val_accuracy (best epoch; NaN when ``final`` or when the model reports no accuracy),
         test_accuracy, epochs (of the best epoch; trained, when ``final``), params,
         seconds_per_epoch, objective, val_score and test_score (the objective's value at the best
-        epoch and on the test split; NaN when there is no test split). A training whose loss stops
-        being finite stops at that batch and gives NaN scores.
+        epoch and on the test split; NaN when there is no test split) and diverged. A training
+        whose loss stops being finite stops at that batch, gives NaN scores and diverged True.
     """
     hypermodel = _hypermodel(config, source, data.input_shape, data.num_classes)
     hp = hyperparameters_for(config, hypermodel, source=source)
@@ -332,8 +354,9 @@ def train_and_evaluate(
         "val_accuracy": math.nan, "test_accuracy": math.nan, "epochs": ran,
         "params": int(model.count_params()), "seconds_per_epoch": seconds / max(ran, 1),
         "objective": objective, "val_score": math.nan, "test_score": math.nan,
+        "diverged": not all(math.isfinite(loss) for loss in history.history.get("loss", [])),
     }
-    if not all(math.isfinite(loss) for loss in history.history.get("loss", [])):
+    if measured["diverged"]:
         return measured
     scores = np.asarray(history.history.get(objective, [math.nan] * ran), dtype=float)
     if final:
@@ -441,6 +464,15 @@ class EpochLines(keras.callbacks.Callback):
         self.printer("  ".join(parts))
 
 
+def _diverged_seeds(rows: pd.DataFrame) -> pd.DataFrame:
+    """How many seeds of each configuration diverged (their loss stopped being finite): one row
+    per ``config_id`` with ``diverged_seeds`` (rows written before it was recorded count as not
+    diverged)."""
+    flags = rows["diverged"].astype(str).str.lower() == "true"
+    counts = flags.groupby(rows["config_id"].astype(str), sort=False).sum().astype(int)
+    return pd.DataFrame({"config_id": counts.index, "diverged_seeds": counts.to_numpy()})
+
+
 def summarize(rows: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard deviation (over seeds; NaN with one seed) of validation and test accuracy
     per configuration; see ``tuner.results.summarize_transfer``."""
@@ -468,11 +500,14 @@ def run_transfer(
 
     Raises:
         TopConfigError: a source is unreadable, invalid, or from a non-classifier space.
+        RunDirError: ``out_dir`` holds another kind of run (a search, a KerasTuner project, a
+            clock comparison).
         RunConfigError: ``out_dir`` holds a transfer made with other settings.
         datasets.DatasetError: the target dataset cannot be found or read.
     """
     progress = progress or (lambda line: None)
     out_dir = Path(out_dir)
+    _refuse_other_runs(out_dir)
     source_names = [str(s) for s in sources]
     configs = collect_configs(sources)
     with run_lock(out_dir):
@@ -578,14 +613,14 @@ def run_transfer(
                  f"    val_{metric} {measured['val_score']:.4f}, test_{metric} "
                  f"{measured['test_score']:.4f}, best epoch {measured['epochs']}, ")
                 + f"{measured['seconds_per_epoch']:.1f} s/epoch"
-                + ("" if math.isfinite(measured["val_score"]) or settings.final
-                   else " (diverged: its loss stopped being finite)")
+                + (" (diverged: its loss stopped being finite)" if measured["diverged"] else "")
             )
         rows = _read_rows(out_dir, ids)
         summary = summarize(rows)
         if "config_id" in summary.columns:
             ensembles = ensemble_accuracies(out_dir, rows, data.y_test)
             summary = summary.merge(ensembles, on="config_id", how="left")
+            summary = summary.merge(_diverged_seeds(rows), on="config_id", how="left")
         rundir.write_csv(out_dir / rundir.TRANSFER_SUMMARY, summary)
         return TransferResult(out_dir=out_dir, rows=rows, summary=summary, new_rows=len(todo))
 
@@ -605,22 +640,26 @@ def format_transfer_table(summary: pd.DataFrame) -> str:
         + f"{'epochs':>6} {'params':>9} {'s/epoch':>8}"
     ]
     for row in summary.itertuples():
-
-        def pm(mean, std):
-            if not math.isfinite(float(mean)):
-                return "-"  # no validation split (--final), no test split, or diverged
-            return f"{mean:.4f}" + (
-                f" ± {std:.4f}" if isinstance(std, float) and math.isfinite(std) else ""
-            )
-
+        # Every seed's loss stopped being finite: that is why its scores are missing.
+        diverged = getattr(row, "diverged_seeds", 0) == row.seeds
         source = f"{row.source_score:.4f}" if math.isfinite(float(row.source_score)) else "-"
         lines.append(
-            f"{row.config:<22} {source:>10} {pm(row.val_score_mean, row.val_score_std):>20} "
-            f"{pm(row.test_score_mean, row.test_score_std):>20} "
+            f"{row.config:<22} {source:>10} "
+            f"{_score_cell(row.val_score_mean, row.val_score_std, diverged):>20} "
+            f"{_score_cell(row.test_score_mean, row.test_score_std, diverged):>20} "
             + (f"{_ensemble_cell(row):>13} " if ensembled else "")
             + f"{row.epochs_mean:>6.1f} {int(row.params):>9,} {row.seconds_per_epoch:>8.1f}"
         )
     return "\n".join(lines)
+
+
+def _score_cell(mean, std, diverged: bool) -> str:
+    """``0.8123 ± 0.0100`` (no ± with one seed); a missing score is "diverged" when every seed
+    diverged, else "-" (no validation split with --final, or no test split)."""
+    if not math.isfinite(float(mean)):
+        return "diverged" if diverged else "-"
+    return f"{mean:.4f}" + (f" ± {std:.4f}" if isinstance(std, float) and math.isfinite(std)
+                            else "")
 
 
 def _ensemble_cell(row) -> str:
