@@ -214,3 +214,19 @@ def test_a_changed_source_is_refused_naming_the_changed_hyperparameters(tmp_path
     assert str(function_file) in str(error.value) and "--accept-changed-space" in str(error.value)
     warning = check_space_unchanged(run, changed, hypermodel, accept_changed_space=True)
     assert warning.startswith("Warning: The source of space")
+
+
+def test_a_worker_started_elsewhere_finds_the_file_run_yaml_recorded(function_file, tmp_path,
+                                                                      monkeypatch):
+    from tuner.spaces import resolve_recorded_space
+
+    monkeypatch.chdir(function_file.parent)
+    config = RunConfig(space=f"{function_file.name}:build_model")
+    document = {"space": space_record(resolve_space(config))}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the relative reference no longer resolves here
+    space = resolve_recorded_space(config, document)
+    assert space.reference == config.space and space.source_file == str(function_file)
+    with pytest.raises(InvalidSettingError, match="does not exist"):
+        resolve_recorded_space(config, {})
