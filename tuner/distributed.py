@@ -579,6 +579,8 @@ def run_worker(
     from tuner.config import read_run_config
     from tuner.preparation import fit_arguments, prepare_search
     from tuner.engine import frozen_survivors, new_tuner, search_callbacks
+    from tuner.observers import observers_for
+    from tuner.spaces import resolve_recorded_space
 
     _limit_threads(threads, progress)
     chief_run_id = _wait_for_chief(host, port, connect_timeout)
@@ -586,7 +588,8 @@ def run_worker(
     config, document = read_run_config(run_dir)
     # The chief recorded its space's choices (the clock images' polarity) in run.yaml; every
     # worker feeds its data the same way.
-    prepared = prepare_search(config, data_dir, recorded=document.get("input_polarity") or {})
+    prepared = prepare_search(config, data_dir, recorded=document.get("input_polarity") or {},
+                              space=resolve_recorded_space(config, document))
     hypermodel = prepared.hypermodel
     heartbeat = _Heartbeat(run_dir, tuner_id).start()
     ended = "failed"
@@ -599,6 +602,9 @@ def run_worker(
                 tuner = new_tuner(config, hypermodel, run_dir)
             except grpc.RpcError as error:
                 raise _chief_error(error, address) from None
+            # What the run's settings ask to watch (TensorBoard, MLflow) is written by the
+            # process that trains: each worker.
+            observers = observers_for(config, run_dir)
             client = _bounded_client_class()(tuner.oracle._oracle)
             client.address = address
             tuner.oracle = client
@@ -607,14 +613,20 @@ def run_worker(
                 on_trial_state=heartbeat.update,
                 workers_alive=lambda: sum(not heartbeat_gone(beat, 60.0)
                                           for beat in read_heartbeats(run_dir).values()),
-                hooks=prepared.hooks, record=prepared.record,
+                hooks=prepared.hooks, record=prepared.record, observers=observers,
             )
             progress(f"Worker {tuner_id} joined the chief at {address}.")
             heartbeat.update({"state": "waiting"})
+            for observer in observers:
+                observer.search_begin(run_dir, config, tuner.oracle.get_space().get_config())
             # The policy as the chief resolved it (run.yaml), so that every worker trains alike.
-            with precision_policy(document.get("precision", config.precision)), \
-                    frozen_survivors():
-                tuner.search(**fit_arguments(prepared, search_callbacks(config, run_dir)))
+            try:
+                with precision_policy(document.get("precision", config.precision)), \
+                        frozen_survivors():
+                    tuner.search(**fit_arguments(prepared, search_callbacks(config, run_dir)))
+            finally:
+                for observer in observers:
+                    observer.search_end()
             ended = "done"
             progress(f"Worker {tuner_id}: the search is over, {tuner._trials_this_call} "
                      "trial(s) run here.")
