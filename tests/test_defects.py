@@ -4,6 +4,7 @@ after every trial, a picture too large to decode."""
 
 from __future__ import annotations
 
+import json
 import struct
 import threading
 import time
@@ -179,7 +180,7 @@ def test_the_chief_prints_no_stray_values_and_exports_after_each_trial(tmp_path,
     import grpc
     from keras_tuner.src import protos
 
-    from tuner.distributed import ServeSettings, serve_oracle
+    from tuner.distributed import ServeSettings, _WorkerCredentials, serve_oracle
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -198,7 +199,10 @@ def test_the_chief_prints_no_stray_values_and_exports_after_each_trial(tmp_path,
     _wait_for(lambda: lines, 30, "the chief serving")
     address = lines[0].split()[3].rstrip(";")
     service, trial_status = protos.get_service(), protos.get_proto().TrialStatus
-    channel = grpc.insecure_channel(address)
+    # As a worker calls: with the run's token, the chief's run id and its own id.
+    served = json.loads((run_dir / "distributed.json").read_text())
+    channel = grpc.intercept_channel(grpc.insecure_channel(address), _WorkerCredentials(
+        (run_dir / "run_token").read_text().strip(), "worker0", served["run_id"]))
     stub = protos.get_service_grpc().OracleStub(channel)
     try:
         stub.GetSpace(service.GetSpaceRequest(), timeout=30)

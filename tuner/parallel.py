@@ -23,7 +23,12 @@ from typing import Any, Callable
 
 from search_spaces.devices import keras_backend, shared_gpu_env, visible_gpus
 from tuner import rundir
-from tuner.distributed import STOP_GRACE_SECONDS, ServeSettings, run_worker
+from tuner.distributed import (
+    CHIEF_TIMEOUT_SECONDS,
+    STOP_GRACE_SECONDS,
+    ServeSettings,
+    run_worker,
+)
 from tuner.errors import HpsearchError, SearchError, UsageError
 
 
@@ -120,6 +125,7 @@ def run_parallel_search(
     connect_timeout: float = 300.0,
     call_timeout: float = 600.0,
     max_restarts: int = 2,
+    chief_timeout: float = CHIEF_TIMEOUT_SECONDS,
 ):
     """Run (or resume) a search with ``workers`` processes training trials on this machine.
 
@@ -135,7 +141,8 @@ def run_parallel_search(
         run_dir, data_dir, overwrite, progress, force_direction: as for ``run_search``.
         workers: worker processes (at least 1).
         threads_per_worker: TensorFlow threads of each worker (default: CPU cores / workers).
-        worker_timeout, connect_timeout, call_timeout: see ``ServeSettings`` and ``run_worker``.
+        worker_timeout, connect_timeout, call_timeout, chief_timeout: see ``ServeSettings`` and
+            ``run_worker``.
         max_restarts: restarts of each worker after it died (default 2).
 
     This process trains nothing and never imports TensorFlow: the chief checks the settings
@@ -188,7 +195,7 @@ def run_parallel_search(
             "role": "worker", "address": f"127.0.0.1:{port}", "run_dir": str(run_dir),
             "tuner_id": f"worker{index}", "data_dir": [str(d) for d in data_dir or []],
             "threads": None if gpus else threads, "connect_timeout": connect_timeout,
-            "call_timeout": call_timeout,
+            "call_timeout": call_timeout, "chief_timeout": chief_timeout,
         }, env, progress)
 
     children = [chief.start()] + [worker_child(i).start() for i in range(workers)]
@@ -206,8 +213,10 @@ def run_parallel_search(
                     continue
                 if code == 0 or chief_code is not None or restarts[child.name] >= max_restarts:
                     continue
-                if child.tail and any("is not the run directory" in line for line in child.tail):
-                    continue
+                if child.tail and any("is not the run directory" in line
+                                      or "refused this worker (UNAUTHENTICATED)" in line
+                                      for line in child.tail):
+                    continue  # started again, it would be refused again
                 restarts[child.name] += 1
                 progress(f"{child.name} stopped ({_describe_exit(code)}); starting it again "
                          "(a trial it was running is run again).")
@@ -307,7 +316,8 @@ def process_main() -> None:
             run_worker(spec["address"], spec["run_dir"], spec["tuner_id"],
                        data_dir=spec["data_dir"] or None, progress=show,
                        connect_timeout=spec["connect_timeout"],
-                       call_timeout=spec["call_timeout"], threads=spec["threads"])
+                       call_timeout=spec["call_timeout"], threads=spec["threads"],
+                       chief_timeout=spec.get("chief_timeout", CHIEF_TIMEOUT_SECONDS))
     except Exception as error:  # noqa: BLE001 - shown as one line; a bug keeps its traceback
         message = user_message(error)
         if message is None:

@@ -49,6 +49,8 @@ TENSORBOARD_DIR = "tensorboard"  # --tensorboard: one folder per trial, HParams 
 # heartbeat file per worker (what it runs, since when, last seen).
 DISTRIBUTED_FILE = "distributed.json"
 WORKERS_DIR = "workers"
+# The run's secret that every call of a worker carries (mode 0600; ``write_private_text``).
+RUN_TOKEN_FILE = "run_token"
 # A KerasTuner project (``kt/`` of a search run, or a user's own).
 ORACLE_FILE = "oracle.json"
 TRIAL_FILE = "trial.json"
@@ -286,6 +288,31 @@ def _write_whole(path: str | os.PathLike, write) -> Path:
     try:
         with open(temporary, "wb") as handle:
             write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise _write_error(path, error) from None
+    return path
+
+
+def write_private_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` whole or not at all, readable and writable by its owner only
+    (mode 0600 from the first byte: a secret such as a run's token).
+
+    Raises:
+        RunDirError: the file cannot be written (names it and says why).
+    """
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()  # left by a killed writer: it may carry wider permissions
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(text.encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)

@@ -55,9 +55,10 @@ def _check_resume(run_dir: Path, config: RunConfig, overwrite: bool, hooks=None)
     if not exists:
         return False
     if overwrite:
-        for name in (PROJECT_NAME, TOP_DIR, TENSORBOARD_DIR, rundir.WORKERS_DIR):
+        for name in (PROJECT_NAME, TOP_DIR, TENSORBOARD_DIR, rundir.WORKERS_DIR, rundir.MODELS_DIR):
             shutil.rmtree(run_dir / name, ignore_errors=True)
-        for name in (rundir.RUN_FILE, SPACE_FILE, TRIAL_LOG, TRIALS_CSV, rundir.DISTRIBUTED_FILE):
+        for name in (rundir.RUN_FILE, SPACE_FILE, TRIAL_LOG, TRIALS_CSV, rundir.DISTRIBUTED_FILE,
+                     rundir.RUN_TOKEN_FILE):
             (run_dir / name).unlink(missing_ok=True)
         return False
     if not (run_dir / rundir.RUN_FILE).is_file():

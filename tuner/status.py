@@ -34,7 +34,9 @@ class SearchStatus:
         completed, failed: finished trials by status.
         running: trials running now: dicts of trial_id, worker, seconds (so far), epoch.
         workers: one dict per worker of a distributed search: tuner_id, host, state, trial_id,
-            seen (seconds since its last heartbeat), alive.
+            seen (seconds since its last heartbeat), alive, lost (why a worker that did not
+            finish is gone: its process exited, it lost its chief, or its heartbeat is stale;
+            "" otherwise). A lost worker's trial is not among ``running``.
         best_trial, best_score: the best COMPLETED trial so far (None, NaN when none).
         objective, direction: what is optimized.
         seconds_per_trial: mean seconds of the finished trials (NaN when none).
@@ -112,6 +114,7 @@ def search_status(run_dir: str | os.PathLike, now: float | None = None) -> Searc
             "tuner_id": tuner_id, "host": beat.get("host"), "state": beat.get("state"),
             "trial_id": beat.get("trial_id"), "seen": now - float(beat.get("updated") or 0),
             "alive": not gone, "trials_done": beat.get("trials_done", 0),
+            "lost": gone if beat.get("state") != "done" else "",
         })
     best_trial, best_score = None, math.nan
     scored = [s for s in completed if s.get("score") is not None]
@@ -156,9 +159,11 @@ def format_status(status: SearchStatus) -> str:
         epoch = f", epoch {trial['epoch']}" if trial.get("epoch") else ""
         lines.append(f"  running: trial {trial['trial_id']} on {trial['worker']}{seconds}{epoch}")
     for worker in status.workers:
-        doing = f"trial {worker['trial_id']}" if worker["trial_id"] else worker["state"]
-        alive = "" if worker["alive"] or worker["state"] == "done" else " (gone)"
+        if worker.get("lost"):
+            left = f", trial {worker['trial_id']} not finished" if worker["trial_id"] else ""
+            doing = f"worker lost ({worker['lost']}){left}"
+        else:
+            doing = f"trial {worker['trial_id']}" if worker["trial_id"] else worker["state"]
         lines.append(f"  worker {worker['tuner_id']} on {worker['host']}: {doing}, "
-                     f"{worker['trials_done']} trial(s) done, seen {worker['seen']:.0f} s ago"
-                     f"{alive}")
+                     f"{worker['trials_done']} trial(s) done, seen {worker['seen']:.0f} s ago")
     return "\n".join(lines)
