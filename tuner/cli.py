@@ -75,6 +75,33 @@ def precision_option(function):
     )(function)
 
 
+def tracking_options(function):
+    """``--tensorboard`` and ``--mlflow [TRACKING_URI]``: watch the trials as they run."""
+    function = click.option(
+        "--mlflow", "mlflow_uri", is_flag=False, flag_value="default", default=None,
+        metavar="[TRACKING_URI]",
+        help="Track in MLflow: one run per search, one child run per trial (params, per-epoch "
+        "metrics, status, score). Without a URI: MLflow's default store (MLFLOW_TRACKING_URI, "
+        "else ./mlflow.db); give it last or as --mlflow=URI. Needs pip install "
+        "'hpsearch[mlflow]'.",
+    )(function)
+    return click.option(
+        "--tensorboard", is_flag=True,
+        help="Write TensorBoard's HParams data of every trial, live, to RUN/tensorboard/ (any "
+        "Keras backend); see it with `hpsearch board RUN`.",
+    )(function)
+
+
+def _tracking_uri(mlflow_uri: str | None) -> str | None:
+    """The absolute MLflow URI of ``--mlflow`` (None: not asked); fails at once, before
+    anything runs, when MLflow is not installed."""
+    if mlflow_uri is None:
+        return None
+    from tuner.mlflow_tracking import resolve_tracking_uri
+
+    return resolve_tracking_uri(mlflow_uri)
+
+
 def seed_option(function):
     return click.option(
         "--seed",
@@ -89,7 +116,7 @@ class _LazyGroup(click.Group):
     """A command group whose named sub-groups are imported when first used (``clock``): the
     commands of one task do not load another's modules."""
 
-    lazy = {"clock": "tuner.clock_cli:clock_group"}
+    lazy = {"clock": "tuner.clock_cli:clock_group", "board": "tuner.board_cli:board"}
 
     def list_commands(self, ctx):
         return sorted({*super().list_commands(ctx), *self.lazy})
@@ -241,12 +268,15 @@ def main(verbose):
               "`hpsearch worker HOST:PORT --run-dir DIR` processes; the run directory must be on "
               "storage they all share.")
 @click.option("--allow-remote", is_flag=True,
-              help="Let --serve listen on a non-loopback address. The port has no authentication "
-              "and no TLS: trusted networks only.")
+              help="Let --serve listen on a non-loopback address. Calls need the run's token; "
+              "add --tls-cert/--tls-key unless the network is trusted.")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="With --serve: speak TLS with this PEM certificate (workers: --tls-ca).")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="With --serve: the PEM private key of --tls-cert.")
 @click.option("--worker-timeout", type=click.FloatRange(min=1), default=120.0, show_default=True,
               help="Seconds without news from a worker after which its trial is given to another.")
-@click.option("--tensorboard", is_flag=True,
-              help="Write TensorBoard logs of every trial, with the HParams view, to RUN/tensorboard/.")
+@tracking_options
 @click.option("--strategy", type=click.Choice(STRATEGIES), default=None,
               help="Train each trial across the GPUs of this host (needs at least 2 GPUs).")
 @precision_option
@@ -283,8 +313,11 @@ def tune(
     workers,
     serve_address,
     allow_remote,
+    tls_cert,
+    tls_key,
     worker_timeout,
     tensorboard,
+    mlflow_uri,
     strategy,
     precision,
     seed,
@@ -312,6 +345,7 @@ def tune(
       hpsearch tune mlp --subset all --max-epochs 27 --fix optimizer=adamw --fix batch_norm=true \\
           --fix lr_schedule=cosine --run-dir runs/mlp-modern
       hpsearch tune mlp --run-dir /shared/runs/mlp --serve 10.0.0.5:8000 --allow-remote
+      hpsearch tune mlp --max-epochs 6 --run-dir runs/mlp --tensorboard --mlflow
       hpsearch tune clock --dataset clock --init-from runs/clock-75 --data-dir my_clocks/ \\
           --tuner bayesian --max-trials 6 --max-epochs 15 --run-dir runs/clock-finetune
       hpsearch tune clock --size 150 --subset all --max-epochs 9 --run-dir runs/clock-150-tune
@@ -323,16 +357,19 @@ def tune(
                          "chief on this machine, --serve is the chief for workers elsewhere.")
     if allow_remote and not serve_address:
         raise UsageError("--allow-remote only applies with --serve HOST:PORT.")
+    if (tls_cert or tls_key) and not serve_address:
+        raise UsageError("--tls-cert and --tls-key only apply with --serve HOST:PORT.")
     if serve_address:
         from tuner.distributed import ServeSettings, parse_address
 
         host, port = parse_address(serve_address)
-        serve = ServeSettings(host, port, allow_remote, worker_timeout)
+        serve = ServeSettings(host, port, allow_remote, worker_timeout, tls_cert, tls_key)
     if data_path is not None and dataset is not None:
         raise UsageError(f"--dataset {dataset} and --data {data_path} both name the data: pass "
                          "one of them.")
     if _is_default("subset"):
         subset = "default"  # 10,000 images of a registered dataset, all of yours
+    mlflow_uri = _tracking_uri(mlflow_uri)
     if not workers:  # a --workers launcher trains nothing: its chief and workers import it
         import_tensorflow()
     imports_seconds = time.monotonic() - started
@@ -359,6 +396,7 @@ def tune(
         polarity=polarity,
         precision=precision,
         tensorboard=tensorboard,
+        mlflow=mlflow_uri,
         strategy=strategy,
         fixed=parse_assignments(fixes),
     )
@@ -420,9 +458,14 @@ def default_dataset(space: str) -> str:
               help="Seconds to wait for the chief to answer at all.")
 @click.option("--call-timeout", type=click.FloatRange(min=1), default=600.0, show_default=True,
               help="Seconds to wait for any one answer of the chief.")
+@click.option("--chief-timeout", type=click.FloatRange(min=1), default=30.0, show_default=True,
+              help="Stop (exit code 1) once the chief has not answered for this many seconds.")
+@click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Connect with TLS, trusting this PEM CA (a self-signed --tls-cert itself).")
 @data_dir_option
 @cli_errors
-def worker(address, run_dir, tuner_id, threads, connect_timeout, call_timeout, data_dir):
+def worker(address, run_dir, tuner_id, threads, connect_timeout, call_timeout, chief_timeout,
+           tls_ca, data_dir):
     """Train trials for the chief at ADDRESS until its budget is spent.
 
     The run's settings come from --run-dir, which must be the chief's run directory on shared
@@ -436,7 +479,8 @@ def worker(address, run_dir, tuner_id, threads, connect_timeout, call_timeout, d
 
     trials = run_worker(address, run_dir, tuner_id, data_dir=list(data_dir) or None,
                         progress=click.echo, connect_timeout=connect_timeout,
-                        call_timeout=call_timeout, threads=threads)
+                        call_timeout=call_timeout, threads=threads, chief_timeout=chief_timeout,
+                        tls_ca=tls_ca)
     click.echo(f"{trials} trial(s) trained by this worker.")
 
 
@@ -527,6 +571,7 @@ def status(run_dir, watch):
     "epoch budget (--epochs, or each configuration's best epoch of its search), no early stopping.",
 )
 @click.option("--overwrite", is_flag=True, help="Discard earlier results in --run-dir.")
+@tracking_options
 @precision_option
 @data_dir_option
 @cli_errors
@@ -544,6 +589,8 @@ def transfer(
     no_textbook,
     final,
     overwrite,
+    tensorboard,
+    mlflow_uri,
     precision,
     data_dir,
 ):
@@ -564,11 +611,14 @@ def transfer(
       hpsearch transfer runs/mlp/top_configs/rank_1.yaml --dataset fashion_mnist --final --epochs 40 \\
           --seeds 3 --run-dir runs/mlp-final
       hpsearch transfer runs/mine --data other.npz --run-dir runs/mine-other --keep-models
+      hpsearch transfer runs/mlp --seeds 3 --run-dir runs/mlp-cifar10 --tensorboard --mlflow
     """
     if data_path is not None and dataset is not None:
         raise UsageError(f"--dataset {dataset} and --data {data_path} both name the target: pass "
                          "one of them.")
+    mlflow_uri = _tracking_uri(mlflow_uri)
     import_tensorflow()
+    from tuner.observers import tracking_observers
     from tuner.transfer import TransferSettings, format_transfer_table, run_transfer
 
     settings = TransferSettings(
@@ -590,6 +640,7 @@ def transfer(
         data_dir=list(data_dir) or None,
         overwrite=overwrite,
         progress=click.echo,
+        observers=tracking_observers(tensorboard, mlflow_uri),
     )
     click.echo("")
     click.echo(format_transfer_table(result.summary))

@@ -209,6 +209,9 @@ class RunConfig:
     # tf.distribute strategy for each trial ("mirrored": across the GPUs of one host; None: none).
     tensorboard: bool = False
     strategy: str | None = None
+    # Not part of a run's identity: an MLflow tracking URI ("default": MLflow's own store) that
+    # gets one run per search and one child run per trial (tuner/mlflow_tracking.py); None: none.
+    mlflow: str | None = None
     # Hyperparameters held at one value in every trial (``tune --fix NAME=VALUE``): the search
     # explores the rest of the space. Checked against the space by ``tuner.search.validate_search``.
     fixed: dict = dataclasses.field(default_factory=dict)
@@ -406,9 +409,3 @@ def identity_defaults(config: RunConfig) -> dict[str, Any]:
     """What a ``run.yaml`` written before a setting existed stands for: each setting's default
     (a space's own settings may say otherwise: ``SearchHooks.identity_defaults``)."""
     return RunConfig().identity()
-
-
-def describe_mismatch(saved: RunConfig, requested: RunConfig) -> list[str]:
-    """Differences of the identity settings, e.g. "tuner: run directory has 'random', this
-    command asks for 'bayesian'"."""
-    return rundir.differences(saved.identity(), requested.identity())

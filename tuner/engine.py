@@ -33,7 +33,7 @@ from tuner.errors import CorruptRunError, last_error_line
 from tuner.guided import ModelGuidedProposals
 from tuner.progress import format_duration, seconds_left
 from tuner.results import append_trial_log, project_dir, read_trial_log
-from tuner.rundir import PROJECT_NAME, TENSORBOARD_DIR
+from tuner.rundir import PROJECT_NAME
 
 # The trial id a worker asks the chief for to learn the chief's run id (not a real trial).
 RUN_ID_PROBE = "hpsearch-run-id"
@@ -210,17 +210,12 @@ class _TrackedTuner:
         self._on_trial_done = on_trial_done
         self._search_started = time.monotonic()
         self._trials_this_call = 0
-        self._seconds_this_call = 0.0
-        self._epochs_this_call = 0
         self._trial_started = 0.0
         self._trial_epochs = 0
         self._trial_build_seconds = 0.0
         self._trial_fit_seconds = 0.0
         self._trial_compute_dtype: str | None = None
         self.training_seconds = 0.0
-        self._epochs_before = sum(
-            int(entry.get("epochs") or 0) for entry in read_trial_log(run_dir).values()
-        )
 
     def save(self):
         # KerasTuner's Tuner.save, written atomically: a worker of a distributed search leaves
@@ -352,8 +347,6 @@ class _TrackedTuner:
         self._write_model_card(trial)
         seconds = time.monotonic() - self._trial_started
         self._trials_this_call += 1
-        self._seconds_this_call += seconds
-        self._epochs_this_call += self._trial_epochs
         append_trial_log(
             self._run_dir,
             {
@@ -629,7 +622,7 @@ def _stopped_message(error: RuntimeError) -> str:
 
 def search_callbacks(config: RunConfig, run_dir: Path, extra=None) -> list:
     """The callbacks of every trial's ``fit``: a NaN stop, early stopping for the tuners that
-    train whole trials, TensorBoard when asked, and the caller's own (``extra``)."""
+    train whole trials, and the caller's own (``extra``)."""
     callbacks: list[keras.callbacks.Callback] = [_StopOnNaN()]
     if not config.uses_hyperband:
         callbacks.append(
@@ -639,8 +632,8 @@ def search_callbacks(config: RunConfig, run_dir: Path, extra=None) -> list:
                 patience=config.early_stopping_patience,
             )
         )
-    if config.tensorboard:
-        # KerasTuner gives each trial its own log folder (RUN/tensorboard/<trial id>/execution0)
-        # and adds the HParams plugin's callback with the trial's values.
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(Path(run_dir) / TENSORBOARD_DIR)))
+    # --tensorboard adds no callback: hpsearch's observer (tuner/hparams.py) writes each trial's
+    # session and per-epoch scalars on every backend. Keras's TensorBoard callback would make
+    # KerasTuner add its HParams callback too under TensorFlow (a second session per trial),
+    # and under JAX write every trial into one folder without hyperparameters.
     return callbacks + list(extra or [])

@@ -9,6 +9,7 @@ writes must therefore be safe to write from several processes into one run direc
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 
@@ -35,6 +36,56 @@ class TrialObserver:
         """This process trains no more trials (the search ended or stopped)."""
 
 
+def tracking_observers(tensorboard: bool = False, mlflow: str | None = None) -> list[TrialObserver]:
+    """The observers of hpsearch's own tracking: TensorBoard's HParams data
+    (``tuner.hparams.TensorBoardObserver``) and an MLflow store (``tuner.mlflow_tracking``).
+
+    Args:
+        tensorboard: write TensorBoard's HParams data into ``RUN/tensorboard/``.
+        mlflow: an MLflow tracking URI ("default": MLflow's own store); None: no MLflow.
+
+    Raises:
+        InvalidSettingError: ``mlflow`` is set but MLflow is not installed.
+    """
+    observers: list[TrialObserver] = []
+    if tensorboard:
+        from tuner.hparams import TensorBoardObserver
+
+        observers.append(TensorBoardObserver())
+    if mlflow:
+        from tuner.mlflow_tracking import MlflowObserver
+
+        observers.append(MlflowObserver(mlflow))
+    return observers
+
+
+def epoch_callback(observers, trial_id: str):
+    """A Keras callback telling ``observers`` of every epoch of ``trial_id``, for trainings that
+    KerasTuner does not run (``hpsearch transfer``: one trial per configuration and seed)."""
+    import keras
+
+    class EpochsToObservers(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            values = {name: float(value) for name, value in (logs or {}).items()
+                      if isinstance(value, numbers.Real)}
+            for observer in observers:
+                observer.epoch_end(trial_id, int(epoch), values)
+
+    return EpochsToObservers()
+
+
 def observers_for(config, run_dir, extra=()) -> list[TrialObserver]:
-    """The observers a search's settings ask for, then ``extra`` (a user's own)."""
-    return list(extra)
+    """The observers a search's settings ask for, then ``extra`` (a user's own).
+
+    Args:
+        config: a RunConfig: ``tensorboard`` adds TensorBoard's HParams data of every trial
+            (``tuner.hparams.TensorBoardObserver``); ``mlflow`` (a tracking URI) one MLflow
+            run per search and one child run per trial (``tuner.mlflow_tracking``).
+        run_dir: the search's run directory.
+        extra: observers of the caller's own, told after these.
+
+    Raises:
+        InvalidSettingError: ``mlflow`` is set but MLflow is not installed.
+    """
+    return tracking_observers(getattr(config, "tensorboard", False),
+                              getattr(config, "mlflow", None)) + list(extra)

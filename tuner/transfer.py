@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -42,6 +43,9 @@ from tuner.errors import CorruptRunError, RunDirError
 from tuner.results import completed_ranking, read_trials, summarize_transfer
 from tuner.rundir import TOP_DIR, TRANSFER_CSV, TRANSFER_FILE, run_lock
 from tuner.engine import _StopOnNaN
+from tuner.mlflow_tracking import MLFLOW_FILE
+from tuner.hparams import transfer_trial_id
+from tuner.observers import epoch_callback
 from tuner.progress import format_duration
 from tuner.spaces import default_values, hooks_for, is_registered_dataset, resolve_space
 
@@ -299,6 +303,7 @@ def train_and_evaluate(
     final: bool = False,
     predictions_file: str | os.PathLike | None = None,
     model_file: str | os.PathLike | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> dict[str, Any]:
     """Rebuild ``config`` for ``data``, train with early stopping, evaluate once on the test set.
 
@@ -310,7 +315,7 @@ def train_and_evaluate(
     ``predictions_file``, when given, receives the test images' class probabilities (``.npy``,
     float32, images x classes), from which the test accuracy is computed (configurations whose
     objective is ``val_accuracy``). ``model_file``, when given, receives the trained model
-    (``.keras``).
+    (``.keras``). ``callbacks`` are added to the training's ``fit`` (the observers' epochs).
 
     The configuration's objective is what early stopping watches and what is measured: a
     configuration searched for ``val_mae`` reports the test MAE (``test_score``).
@@ -329,7 +334,8 @@ def train_and_evaluate(
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
     model = hypermodel.build(hp)
-    callbacks = [_StopOnNaN()] + ([EpochLines(epochs, progress)] if progress else [])
+    callbacks = ([_StopOnNaN()] + ([EpochLines(epochs, progress)] if progress else [])
+                 + list(callbacks))
     if final:
         x = np.concatenate([data.x_train, data.x_val])
         y = np.concatenate([data.y_train, data.y_val])
@@ -486,6 +492,7 @@ def run_transfer(
     data_dir=None,
     overwrite: bool = False,
     progress: Callable[[str], None] | None = print,
+    observers: Sequence = (),
 ) -> TransferResult:
     """Retrain the configurations of ``sources`` on ``settings.dataset`` and write the results.
 
@@ -497,6 +504,10 @@ def run_transfer(
         data_dir: where to look for the target dataset first.
         overwrite: discard earlier results in ``out_dir``.
         progress: called with each progress line.
+        observers: ``tuner.observers.TrialObserver`` objects (``tracking_observers``: the
+            HParams data, MLflow) told of each training as a trial named
+            ``<configuration>-seed<n>``, with the configuration's hyperparameters, ``configuration``
+            and ``seed`` as its values and its validation score (test score with ``final``).
 
     Raises:
         TopConfigError: a source is unreadable, invalid, or from a non-classifier space.
@@ -512,8 +523,10 @@ def run_transfer(
     configs = collect_configs(sources)
     with run_lock(out_dir):
         if overwrite:
-            for name in (TRANSFER_CSV, TRANSFER_FILE, rundir.TRANSFER_SUMMARY):
+            # MLFLOW_FILE: a new transfer gets new MLflow runs (tuner/mlflow_tracking.py).
+            for name in (TRANSFER_CSV, TRANSFER_FILE, rundir.TRANSFER_SUMMARY, MLFLOW_FILE):
                 (out_dir / name).unlink(missing_ok=True)
+            shutil.rmtree(out_dir / rundir.TENSORBOARD_DIR, ignore_errors=True)
             for path in (out_dir / rundir.TRANSFER_PREDICTIONS).glob("*.npy"):
                 path.unlink()
         # Checked before the data is read, with the source configurations (textbook rows are
@@ -579,42 +592,14 @@ def run_transfer(
             f"{len(done)} already done, {len(todo)} to run."
         )
         started = time.monotonic()
-        for index, (name, config, seed) in enumerate(todo, start=1):
-            progress(
-                f"[{index}/{len(todo)}] {name} (seed {seed}) | elapsed "
-                f"{format_duration(time.monotonic() - started)}"
-            )
-            with precision_policy(settings.precision):
-                measured = train_and_evaluate(
-                    config, data, seed, epochs[name], settings.patience, source=name,
-                    progress=progress, final=settings.final,
-                    predictions_file=rundir.prediction_file(out_dir, ids[name], seed),
-                    model_file=(rundir.transfer_model_file(out_dir, name, seed)
-                                if settings.keep_models else None),
-                )
-            row = {
-                "config": name,
-                "config_id": ids[name],
-                "rank": config.rank or None,
-                "trial_id": config.trial_id,
-                "search_space": config.search_space,
-                "source_dataset": config.dataset,
-                "source_score": config.score,
-                "dataset": settings.dataset,
-                "seed": seed,
-                **measured,
-            }
-            records.append(row)
-            rundir.write_csv(out_dir / TRANSFER_CSV, pd.DataFrame(records, columns=COLUMNS))
-            metric = measured["objective"][len("val_"):]
-            progress(
-                (f"    test_{metric} {measured['test_score']:.4f} after {measured['epochs']} "
-                 "epochs, " if settings.final else
-                 f"    val_{metric} {measured['val_score']:.4f}, test_{metric} "
-                 f"{measured['test_score']:.4f}, best epoch {measured['epochs']}, ")
-                + f"{measured['seconds_per_epoch']:.1f} s/epoch"
-                + (" (diverged: its loss stopped being finite)" if measured["diverged"] else "")
-            )
+        for observer in observers:
+            observer.search_begin(out_dir, settings, {"space": []})
+        try:
+            _train_todo(todo, data, settings, epochs, ids, records, out_dir, progress, started,
+                        observers)
+        finally:
+            for observer in observers:
+                observer.search_end()
         rows = _read_rows(out_dir, ids)
         summary = summarize(rows)
         if "config_id" in summary.columns:
@@ -623,6 +608,56 @@ def run_transfer(
             summary = summary.merge(_diverged_seeds(rows), on="config_id", how="left")
         rundir.write_csv(out_dir / rundir.TRANSFER_SUMMARY, summary)
         return TransferResult(out_dir=out_dir, rows=rows, summary=summary, new_rows=len(todo))
+
+
+def _train_todo(todo, data, settings: TransferSettings, epochs, ids, records, out_dir: Path,
+                progress, started: float, observers) -> None:
+    """``run_transfer``'s trainings: each configuration and seed to do, a row each."""
+    for index, (name, config, seed) in enumerate(todo, start=1):
+        progress(
+            f"[{index}/{len(todo)}] {name} (seed {seed}) | elapsed "
+            f"{format_duration(time.monotonic() - started)}"
+        )
+        trial_id = transfer_trial_id(name, seed)
+        values = {**config.hyperparameters, "configuration": name, "seed": seed}
+        for observer in observers:
+            observer.trial_begin(trial_id, values)
+        with precision_policy(settings.precision):
+            measured = train_and_evaluate(
+                config, data, seed, epochs[name], settings.patience, source=name,
+                progress=progress, final=settings.final,
+                predictions_file=rundir.prediction_file(out_dir, ids[name], seed),
+                model_file=(rundir.transfer_model_file(out_dir, name, seed)
+                            if settings.keep_models else None),
+                callbacks=[epoch_callback(observers, trial_id)] if observers else (),
+            )
+        score = measured["test_score" if settings.final else "val_score"]
+        for observer in observers:
+            observer.trial_end(trial_id, "FAILED" if measured["diverged"] else "COMPLETED",
+                               float(score) if math.isfinite(score) else None, values)
+        row = {
+            "config": name,
+            "config_id": ids[name],
+            "rank": config.rank or None,
+            "trial_id": config.trial_id,
+            "search_space": config.search_space,
+            "source_dataset": config.dataset,
+            "source_score": config.score,
+            "dataset": settings.dataset,
+            "seed": seed,
+            **measured,
+        }
+        records.append(row)
+        rundir.write_csv(out_dir / TRANSFER_CSV, pd.DataFrame(records, columns=COLUMNS))
+        metric = measured["objective"][len("val_"):]
+        progress(
+            (f"    test_{metric} {measured['test_score']:.4f} after {measured['epochs']} "
+             "epochs, " if settings.final else
+             f"    val_{metric} {measured['val_score']:.4f}, test_{metric} "
+             f"{measured['test_score']:.4f}, best epoch {measured['epochs']}, ")
+            + f"{measured['seconds_per_epoch']:.1f} s/epoch"
+            + (" (diverged: its loss stopped being finite)" if measured["diverged"] else "")
+        )
 
 
 def format_transfer_table(summary: pd.DataFrame) -> str:
