@@ -165,8 +165,11 @@ def test_tensorboard_logs_every_trial_with_hparams(tiny_data_dir, tmp_path):
 
     config = RunConfig(tuner="random", max_trials=1, max_epochs=1, subset=None, tensorboard=True)
     run_search(config, tmp_path / "run", data_dir=[tiny_data_dir], progress=None)
-    trial_logs = list((tmp_path / "run" / "tensorboard").iterdir())
+    logs = list((tmp_path / "run" / "tensorboard").iterdir())
+    # One folder per trial, beside the search's own file (the HParams experiment: every domain).
+    trial_logs = [path for path in logs if path.is_dir()]
     assert [p.name for p in trial_logs] == ["0"]
+    assert [p.name for p in logs if p.is_file() and "hparams-experiment" in p.name]
     events = list(trial_logs[0].rglob("events.out.tfevents.*"))
     assert events
     assert any(b"hparams" in path.read_bytes() for path in events)

@@ -57,6 +57,9 @@ PARENT_TAG = "mlflow.parentRunId"  # MLflow's own: nests a child run under its p
 SCORE_METRIC = "score"
 # Seconds a search's end waits for the store to take what is queued.
 FLUSH_TIMEOUT = 120.0
+# A trial's epochs are sent at most this often (and at its end): a call per epoch of a short
+# epoch cost about 5% of a small search's CPU (benchmarks/bench_tracking_overhead.py).
+METRICS_EVERY_SECONDS = 10.0
 
 
 def check_mlflow_installed() -> None:
@@ -161,7 +164,8 @@ class MlflowObserver:
     ``score`` and the tag ``hpsearch.status``, and ends FINISHED (completed) or FAILED.
 
     The trials' events are written by a thread of the observer's own, in order, so that training
-    never waits for the store; ``search_end`` waits for what is queued. Errors of the store while
+    never waits for the store; a trial's epochs go at most every ``METRICS_EVERY_SECONDS`` and at
+    its end; ``search_end`` waits for what is queued. Errors of the store while
     trials run never fail a trial: the first one is reported as a warning and this process
     writes nothing more to MLflow (a server that stopped answering would otherwise hold the
     queue for MLflow's retries).
@@ -182,7 +186,10 @@ class MlflowObserver:
         self.parent_run_id: str | None = None
         self._parent_running = False
         self._space: dict[str, Any] = {}
-        self._children: dict[str, str] = {}
+        self._children: dict[str, str] = {}  # trial id -> child run id (writer thread only)
+        # Per trial: its metrics not yet sent, when they were last sent, its last epoch.
+        self._unsent: dict[str, list] = {}
+        self._sent_at: dict[str, float] = {}
         self._last_step: dict[str, int] = {}
         self._broken = False
         self._history = ObjectiveHistory()
@@ -231,12 +238,14 @@ class MlflowObserver:
 
     def trial_begin(self, trial_id: str, values: dict[str, Any]) -> None:
         self._history.trial_begin(trial_id)
+        self._unsent[trial_id], self._sent_at[trial_id] = [], time.monotonic()
+        self._last_step[trial_id] = 0
         values = active_values(self._space, values)
 
         def begin():
-            # Running while a trial trains (another worker may have ended it meanwhile).
-            self._client.update_run(self.parent_run_id, status="RUNNING")
-            self._parent_running = True
+            if not self._parent_running:  # a resumed search, or ended by another worker
+                self._client.update_run(self.parent_run_id, status="RUNNING")
+                self._parent_running = True
             child = self._find_run({SEARCH_ID_TAG: self._search_id, TRIAL_ID_TAG: trial_id})
             if child is None:
                 child = self._client.create_run(
@@ -247,7 +256,6 @@ class MlflowObserver:
                 self._client.update_run(child.info.run_id, status="RUNNING")
                 self._client.set_tag(child.info.run_id, STATUS_TAG, "RUNNING")
             self._children[trial_id] = child.info.run_id
-            self._last_step[trial_id] = 0
             self._log_params(child.info.run_id, values)
 
         self._submit(begin)
@@ -256,45 +264,59 @@ class MlflowObserver:
         from mlflow.entities import Metric
 
         self._history.epoch_end(trial_id, epoch, logs)
-        logs = dict(logs)
-
-        def log():
-            run_id = self._children.get(trial_id)
-            if run_id is None:
-                return
-            now = int(time.time() * 1000)
-            self._last_step[trial_id] = max(self._last_step.get(trial_id, 0), int(epoch))
-            metrics = [Metric(name, float(value), now, int(epoch)) for name, value in logs.items()
-                       if isinstance(value, (int, float)) and math.isfinite(value)]
-            if metrics:
-                self._client.log_batch(run_id, metrics=metrics)
-
-        self._submit(log)
+        now = int(time.time() * 1000)
+        self._last_step[trial_id] = max(self._last_step.get(trial_id, 0), int(epoch))
+        self._unsent.setdefault(trial_id, []).extend(
+            Metric(name, float(value), now, int(epoch)) for name, value in logs.items()
+            if isinstance(value, (int, float)) and math.isfinite(value))
+        if time.monotonic() - self._sent_at.get(trial_id, 0.0) >= METRICS_EVERY_SECONDS:
+            self._send(trial_id)
 
     def trial_end(self, trial_id: str, status: str, score: float | None,
                   values: dict[str, Any]) -> None:
         from mlflow.entities import Metric, RunTag
 
         score = self._history.score(trial_id, status, score)
+        metrics = self._unsent.pop(trial_id, [])
+        self._sent_at.pop(trial_id, None)
+        if score is not None and math.isfinite(score):
+            metrics.append(Metric(SCORE_METRIC, float(score), int(time.time() * 1000),
+                                  self._last_step.pop(trial_id, 0)))
 
         def end():
             run_id = self._children.pop(trial_id, None)
             if run_id is None:
                 return
-            metrics = []
-            if score is not None and math.isfinite(score):
-                metrics.append(Metric(SCORE_METRIC, float(score), int(time.time() * 1000),
-                                      self._last_step.get(trial_id, 0)))
-            self._client.log_batch(run_id, metrics=metrics, tags=[RunTag(STATUS_TAG, status)])
+            chunks = [metrics[start:start + 1000]  # MLflow takes 1000 metrics per batch
+                      for start in range(0, len(metrics), 1000)] or [[]]
+            for chunk in chunks[:-1]:
+                self._client.log_batch(run_id, metrics=chunk)
+            self._client.log_batch(run_id, metrics=chunks[-1], tags=[RunTag(STATUS_TAG, status)])
             self._client.set_terminated(run_id, "FINISHED" if status == "COMPLETED" else "FAILED")
 
         self._submit(end)
 
+    def _send(self, trial_id: str) -> None:
+        """Queue the trial's metrics not yet sent."""
+        metrics, self._unsent[trial_id] = self._unsent.get(trial_id, []), []
+        self._sent_at[trial_id] = time.monotonic()
+
+        def send():
+            run_id = self._children.get(trial_id)
+            if run_id is not None and metrics:
+                self._client.log_batch(run_id, metrics=metrics)
+
+        self._submit(send)
+
     def search_end(self) -> None:
         """End the runs, after everything queued is written (waits up to
         ``FLUSH_TIMEOUT`` seconds for the store)."""
+        for trial_id in list(self._unsent):  # stopped mid-trial: resumed later
+            self._send(trial_id)
+        self._unsent.clear()
+
         def end():
-            for trial_id in list(self._children):  # stopped mid-trial: resumed later
+            for trial_id in list(self._children):
                 self._client.set_terminated(self._children.pop(trial_id), "KILLED")
             if self._parent_running:  # this process trained trials: none runs here now
                 self._client.set_terminated(self.parent_run_id, "FINISHED")

@@ -30,6 +30,7 @@ from tuner.config import RunConfig, identity_defaults, implied_direction, write_
 from tuner.engine import _stopped_message, frozen_survivors, new_tuner, search_callbacks
 from tuner.errors import CorruptRunError, RunDirError, SearchError
 from tuner.export import SearchResult, export_results, search_result  # noqa: F401 (API)
+from tuner.mlflow_tracking import MLFLOW_FILE  # a new search gets new MLflow runs
 from tuner.models import keep_best_models
 from tuner.observers import observers_for
 from tuner.preparation import data_record, fit_arguments, prepare_search, validate_search
@@ -58,7 +59,7 @@ def _check_resume(run_dir: Path, config: RunConfig, overwrite: bool, hooks=None)
         for name in (PROJECT_NAME, TOP_DIR, TENSORBOARD_DIR, rundir.WORKERS_DIR, rundir.MODELS_DIR):
             shutil.rmtree(run_dir / name, ignore_errors=True)
         for name in (rundir.RUN_FILE, SPACE_FILE, TRIAL_LOG, TRIALS_CSV, rundir.DISTRIBUTED_FILE,
-                     rundir.RUN_TOKEN_FILE):
+                     rundir.RUN_TOKEN_FILE, MLFLOW_FILE):
             (run_dir / name).unlink(missing_ok=True)
         return False
     if not (run_dir / rundir.RUN_FILE).is_file():
