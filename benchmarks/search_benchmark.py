@@ -406,12 +406,14 @@ def summary_table(points, direction: str, methods: list[str]):
         ranks = ranked[(ranked["method"] == method) & (ranked["budget_epochs"] == budget)]
         row = dict(method=method, budget_epochs=budget, seeds=int(group["seed"].nunique()),
                    seeds_ranked=len(ranks))
-        for column, name in (("incumbent_test", "test"), ("best_val", "val")):
+        # The per-seed columns' names hold their mean over seeds (the score tables are read by
+        # name), beside its standard error and the mean rank over seeds.
+        for column in ("incumbent_test", "best_val"):
             values = group[column].dropna()
-            row[f"{name}_mean"] = values.mean() if len(values) else np.nan
-            row[f"{name}_se"] = (values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1
-                                 else np.nan)
-            row[f"{name}_mean_rank"] = ranks[f"{column}_rank"].mean() if len(ranks) else np.nan
+            row[column] = values.mean() if len(values) else np.nan
+            row[f"{column}_se"] = (values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1
+                                   else np.nan)
+            row[f"{column}_mean_rank"] = ranks[f"{column}_rank"].mean() if len(ranks) else np.nan
         rows.append(row)
     order = {method: index for index, method in enumerate(methods)}
     summary = pd.DataFrame(rows)
@@ -459,7 +461,7 @@ def plot_space(settings: SpaceSettings, records: list[dict], summary, methods: l
             mean = np.nanmean(curves[method], axis=0)
         left.plot(grid, mean, label=f"{method} ({len(curves[method])})", color=colors[method])
         rows = summary[summary["method"] == method]
-        right.errorbar(rows["budget_epochs"], rows["test_mean"], yerr=rows["test_se"],
+        right.errorbar(rows["budget_epochs"], rows["incumbent_test"], yerr=rows["incumbent_test_se"],
                        label=method, color=colors[method], marker="o", capsize=3)
     metric = "MSE" if settings.name == "regression" else "accuracy"
     left.set(xlabel="training epochs spent", ylabel=f"incumbent's validation {metric}",

@@ -16,7 +16,7 @@ from search_spaces.precision import PRECISIONS, describe_precision
 from tuner.cli_errors import cli_errors, import_tensorflow, set_verbose
 from tuner.config import STRATEGIES, TUNERS, RunConfig, check_subset, parse_assignments
 from tuner.errors import SearchError, UsageError
-from tuner.cli_options import init_from_options, polarity_option
+from tuner.cli_options import init_from_options, polarity_option, user_data_options
 from tuner.report_cli import export, repair, report
 
 
@@ -158,16 +158,9 @@ def main(verbose):
     help="Registered dataset to search on (default: clock for the clock space, else "
     "fashion_mnist).",
 )
-@click.option(
-    "--data",
-    "data_path",
-    type=click.Path(exists=True, path_type=Path),
-    default=None,
-    help="Your own data instead: an .npz (x_train, y_train; optional x_val/y_val, x_test/y_test), "
-    "a folder of class sub-folders of pictures, or a .csv/.parquet with --target.",
-)
-@click.option("--target", default=None, metavar="COLUMN",
-              help="The label column of a --data .csv/.parquet table.")
+@user_data_options(
+    "Your own data instead: an .npz (x_train, y_train; optional x_val/y_val, x_test/y_test), a "
+    "folder of class sub-folders of pictures, or a .csv/.parquet with --target.")
 @click.option("--space-arg", "space_args", multiple=True, metavar="KEY=VALUE",
               help="Constructor argument of a HyperModel class SPACE (repeatable).")
 @click.option("--keep-models", type=click.IntRange(min=0), default=0, show_default=True,
@@ -519,15 +512,7 @@ def status(run_dir, watch):
     help="Target dataset (the source dataset gives test numbers there). Default: cifar10, "
     "unless --data is given.",
 )
-@click.option(
-    "--data",
-    "data_path",
-    type=click.Path(exists=True, path_type=Path),
-    default=None,
-    help="Your own target data instead (as for `tune --data`).",
-)
-@click.option("--target", default=None, metavar="COLUMN",
-              help="The label column of a --data .csv/.parquet table.")
+@user_data_options("Your own target data instead (as for `tune --data`).")
 @click.option("--keep-models", is_flag=True,
               help="Keep each training's model as RUN/models/<config>_seed<n>.keras.")
 @click.option(

@@ -3,6 +3,8 @@ decorators, kept apart so that building the ``tune`` command imports no clock mo
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 
@@ -29,3 +31,15 @@ def polarity_option(command):
              "when the --init-from model reads their negatives more confidently (a dark-faced "
              "clock with light hands, for a model of light faces), else as they are. The choice "
              "is kept with the model, and predict applies it.")(command)
+
+
+def user_data_options(help_text: str):
+    """``--data PATH`` and ``--target COLUMN``: a user's own data (``tune``, ``transfer``)."""
+
+    def decorate(command):
+        command = click.option("--target", default=None, metavar="COLUMN",
+                               help="The label column of a --data .csv/.parquet table.")(command)
+        return click.option("--data", "data_path", type=click.Path(exists=True, path_type=Path),
+                            default=None, help=help_text)(command)
+
+    return decorate

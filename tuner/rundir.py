@@ -280,13 +280,19 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return _write_whole(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
-def _write_whole(path: str | os.PathLike, write) -> Path:
-    """Call ``write`` with a binary file handle on a temporary file beside ``path``, fsync it and
-    rename it over ``path``; remove it and raise ``RunDirError`` if anything fails."""
+def _write_whole(path: str | os.PathLike, write, private: bool = False) -> Path:
+    """Write through ``write(handle)`` into a temporary file of the same folder, fsync it, and
+    rename it over ``path``; remove it and raise ``RunDirError`` if anything fails. ``private``:
+    readable and writable by the owner only, from the first byte (a secret such as a run's
+    token)."""
     path = Path(path)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(temporary, "wb") as handle:
+        # One left by a killed writer may carry wider permissions: never written into.
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        with os.fdopen(os.open(temporary, flags, 0o600 if private else 0o666), "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
@@ -305,22 +311,7 @@ def write_private_text(path: str | os.PathLike, text: str) -> Path:
     Raises:
         RunDirError: the file cannot be written (names it and says why).
     """
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()  # left by a killed writer: it may carry wider permissions
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(text.encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except OSError as error:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        raise _write_error(path, error) from None
-    return path
+    return _write_whole(path, lambda handle: handle.write(text.encode("utf-8")), private=True)
 
 
 def write_json(path: str | os.PathLike, value: Any, indent: int | None = None) -> Path:
