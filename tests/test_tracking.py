@@ -557,10 +557,12 @@ def _browser():
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
-def _dashboard_rows(driver, url: str, wanted: set[str], timeout: float = 90.0) -> dict:
+def _dashboard_rows(driver, url: str, wanted: set[str], columns: set[str],
+                    timeout: float = 90.0) -> dict:
     """Load the HParams dashboard (reload it when it is open), show every column, and return
-    trial id -> {column: text} once the table lists ``wanted`` trials with their scores (or
-    what it shows at ``timeout``), reloading every 15 s meanwhile as a person would."""
+    trial id -> {column: text} once the table lists ``wanted`` trials with their scores under
+    ``columns`` (or what it shows at ``timeout``), reloading every 15 s meanwhile as a person
+    would."""
     if driver.current_url.split("#")[0] == url.split("#")[0]:
         driver.refresh()  # get() of the same address with a #fragment would not reload
     else:
@@ -571,9 +573,11 @@ def _dashboard_rows(driver, url: str, wanted: set[str], timeout: float = 90.0) -
         if time.monotonic() - reloaded > 15:
             driver.refresh()
             reloaded = time.monotonic()
-        if driver.execute_script(_SHOW_ALL_COLUMNS) >= 0:
+        # Read only once no column was hidden: a click redraws the table later, and a table
+        # read right after it may still lack the columns it showed.
+        if driver.execute_script(_SHOW_ALL_COLUMNS) == 0:
             table = driver.execute_script(_READ_TABLE)
-            if table and table["header"] and len(table["header"][0]) > 10:
+            if table and table["header"] and columns <= set(table["header"][0]):
                 rows = {row[0]: dict(zip(table["header"][0], row)) for row in table["body"]
                         if row and row[0]}
                 # A trial shows when it starts; its score once TensorBoard read its end.
@@ -581,6 +585,11 @@ def _dashboard_rows(driver, url: str, wanted: set[str], timeout: float = 90.0) -
                     return rows
         time.sleep(1)
     return {row[0]: dict(zip(table["header"][0], row)) for row in table["body"]} if table else {}
+
+
+def _columns(trials: dict[str, dict]) -> set[str]:
+    """The columns the dashboard must show for these trials: their hyperparameters and score."""
+    return {"score"}.union(*(_values(trial) for trial in trials.values()))
 
 
 def _shows(cell: str, value) -> bool:
@@ -645,8 +654,8 @@ def test_dashboard_in_headless_chromium_shows_every_trial_live(backend, tiny_dat
                                  cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                  text=True)
         url = next(line for line in board.stdout if line.startswith("TensorBoard: ")).split()[1]
-        rows = _dashboard_rows(driver, url, {"0", "1"})
         trials = _trials(run_dir)
+        rows = _dashboard_rows(driver, url, {"0", "1"}, _columns(trials))
         assert set(rows) == set(trials) == {"0", "1"}, rows
         for trial_id, trial in trials.items():
             _check_row(rows[trial_id], trial)
@@ -657,7 +666,8 @@ def test_dashboard_in_headless_chromium_shows_every_trial_live(backend, tiny_dat
         while not (tmp_path / "ended-2").exists():
             assert later.poll() is None and time.monotonic() < deadline, later.stdout.read()
             time.sleep(0.5)
-        rows = _dashboard_rows(driver, url, {"0", "1", "2"})  # a reload
+        trials = _trials(run_dir)
+        rows = _dashboard_rows(driver, url, {"0", "1", "2"}, _columns(trials))  # a reload
         assert later.poll() is None  # the search is still running
         driver.save_screenshot(str(tmp_path / f"dashboard-{backend}.png"))
         assert set(rows) == {"0", "1", "2"}, rows
