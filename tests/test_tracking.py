@@ -236,7 +236,7 @@ def test_hparams_under_jax_without_tensorflow(tmp_path):
 
 
 def test_board_writes_a_run_searched_without_tensorboard_and_serves_it(tiny_data_dir, tmp_path):
-    from tuner.hparams import write_run_summaries
+    from tuner.hparams_files import write_run_summaries
 
     run_dir = tmp_path / "run"
     run_search(RunConfig(**TINY, max_trials=2), run_dir, data_dir=[tiny_data_dir], progress=None)
@@ -290,7 +290,7 @@ def test_transfer_writes_a_session_and_a_child_run_per_configuration_and_seed(
     from tensorboard.plugins.hparams import api_pb2
 
     from tuner.cli import main
-    from tuner.hparams import write_transfer_summaries
+    from tuner.hparams_files import write_transfer_summaries
 
     mlflow = pytest.importorskip("mlflow", reason="MLflow is an optional extra")
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
@@ -685,3 +685,43 @@ def test_dashboard_in_headless_chromium_shows_every_trial_live(backend, tiny_dat
                 board.wait(30)
             except subprocess.TimeoutExpired:
                 board.kill()
+
+
+def test_a_clock_comparison_writes_a_session_per_head_live_and_from_its_files(tmp_path):
+    from click.testing import CliRunner as Runner
+    from tensorboard.plugins.hparams import api_pb2
+
+    from tests.conftest import write_clock_files
+    from tuner.board_cli import board_logdirs
+    from tuner.clock_cli import clock_group
+    from tuner.hparams_files import write_summaries
+
+    out = tmp_path / "compare"
+    result = Runner().invoke(clock_group, [
+        "compare", "--data-dir", str(write_clock_files(tmp_path / "clock-data")), "--epochs", "2",
+        "--head", "periodic", "--head", "regression", "--set", "conv_blocks=2", "--set",
+        "filters=16", "--set", "dense_units=64", "--tensorboard", "--quiet", "--out", str(out)],
+        catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    heads = {head: json.loads((out / "heads" / f"{head}.json").read_text())
+             for head in ("periodic", "regression")}
+    live = read_hparams(out / "tensorboard")["trials"]
+    assert sorted(live) == sorted(heads)
+    for head, written in live.items():
+        row = heads[head]["row"]
+        assert written["hparams"]["head"] == head
+        assert written["hparams"]["filters"] == 16 and written["hparams"]["conv_blocks"] == 2
+        assert written["status"] == api_pb2.STATUS_SUCCESS
+        assert written["score"] == pytest.approx(row["cse_mean"])
+        assert [step for step, _ in written["scalars"]["train/epoch_loss"]] == [0, 1]
+        assert [value for _, value in written["scalars"]["validation/epoch_cse"]] == (
+            pytest.approx(heads[head]["history"]["val_cse"]))
+    # `hpsearch board` on the same comparison made without --tensorboard writes the same.
+    shutil.rmtree(out / "tensorboard")
+    assert board_logdirs([out]) == {"compare": out / "tensorboard"}
+    assert write_summaries(out) == 0  # board_logdirs wrote both heads; nothing twice
+    rebuilt = read_hparams(out / "tensorboard")["trials"]
+    assert {head: (trial["hparams"], trial["score"], trial["scalars"], trial["status"])
+            for head, trial in rebuilt.items()} == {
+        head: (trial["hparams"], trial["score"], trial["scalars"], trial["status"])
+        for head, trial in live.items()}

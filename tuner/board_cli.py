@@ -1,7 +1,7 @@
 """``hpsearch board``: TensorBoard's HParams dashboard on one or several runs.
 
 ``start_board`` (callable from a notebook) writes the HParams data a run lacks from its own
-files (``tuner.hparams.write_run_summaries``), then starts the ``tensorboard`` program of this
+files (``tuner.hparams_files.write_summaries``), then starts the ``tensorboard`` program of this
 Python environment on the runs; the command prints its address and stops it on Ctrl-C, writing
 the trials that end meanwhile every ``REFRESH_SECONDS``.
 """
@@ -25,6 +25,7 @@ import click
 from tuner import rundir
 from tuner.cli_errors import cli_errors
 from tuner.errors import HpsearchError, RunDirError
+from tuner.hparams_files import write_summaries
 
 __all__ = ["Board", "board", "board_logdirs", "start_board"]
 
@@ -44,8 +45,8 @@ class Board:
     logdirs: dict[str, Path]
 
     def refresh(self) -> int:
-        """Write the trials that ended since (``write_run_summaries``); returns how many."""
-        return sum(_write_summaries(Path(folder).parent) for folder in self.logdirs.values())
+        """Write the trials that ended since (``write_summaries``); returns how many."""
+        return sum(write_summaries(Path(folder).parent) for folder in self.logdirs.values())
 
     def stop(self, seconds: float = 10.0) -> None:
         """Stop TensorBoard (SIGTERM, then SIGKILL after ``seconds``)."""
@@ -58,36 +59,26 @@ class Board:
                 self.process.wait()
 
 
-def _write_summaries(run_dir: Path) -> int:
-    from tuner.hparams import write_run_summaries, write_transfer_summaries
-
-    kinds = rundir.run_kinds(run_dir)
-    if rundir.SEARCH in kinds:
-        return write_run_summaries(run_dir)
-    if rundir.TRANSFER in kinds:
-        return write_transfer_summaries(run_dir)
-    return 0
-
-
 def board_logdirs(runs: Sequence[str | os.PathLike]) -> dict[str, Path]:
     """Write what each run lacks and return the folders TensorBoard reads, by display name
     (the run folder's name; made unique with its parent's when two share one).
 
     Raises:
-        RunDirError: a path is not a search run with TensorBoard data to show.
+        RunDirError: a path is not a run with TensorBoard data to show.
     """
     folders: dict[str, Path] = {}
     for run in runs:
         run_dir = Path(run)
-        _write_summaries(run_dir)
+        write_summaries(run_dir)
         logdir = run_dir / rundir.TENSORBOARD_DIR
         if not logdir.is_dir():
             kinds = rundir.run_kinds(run_dir)
             raise RunDirError(
                 f"{run_dir} has nothing TensorBoard can show: expected a search run (run.yaml), "
-                f"a transfer run (transfer.csv) or a folder with {rundir.TENSORBOARD_DIR}/, "
-                f"found {', '.join(kinds) if kinds else 'none of them'}. Pass a directory "
-                "written by `hpsearch tune` or `hpsearch transfer`.")
+                f"a transfer run (transfer.csv), a clock comparison with a finished head "
+                f"(heads/) or a folder with {rundir.TENSORBOARD_DIR}/, found "
+                f"{', '.join(kinds) if kinds else 'none of them'}. Pass a directory written by "
+                "`hpsearch tune`, `hpsearch transfer` or `hpsearch clock compare`.")
         name = run_dir.resolve().name
         if name in folders:
             name = f"{run_dir.resolve().parent.name}/{name}"
@@ -106,10 +97,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def start_board(runs: Sequence[str | os.PathLike], host: str = "127.0.0.1",
                 port: int | None = None, timeout: float = START_TIMEOUT) -> Board:
-    """Start TensorBoard on search runs, after writing the HParams data they lack.
+    """Start TensorBoard on runs, after writing the HParams data they lack.
 
     Args:
-        runs: search or transfer run directories (``hpsearch tune``, ``hpsearch transfer``).
+        runs: search, transfer or clock comparison run directories (``hpsearch tune``,
+            ``hpsearch transfer``, ``hpsearch clock compare``).
         host: the address to bind (default 127.0.0.1: this machine only).
         port: default: a free port.
         timeout: seconds to wait for TensorBoard to answer.
@@ -169,15 +161,17 @@ def _interrupt(signum, frame):
 def board(runs, host, port):
     """Start TensorBoard on one or several runs and print its address; Ctrl-C stops it.
 
-    RUN is a search (`hpsearch tune`) or a transfer (`hpsearch transfer`: one row per
-    configuration and seed). A run made without --tensorboard (or by an earlier version) is
+    RUN is a search (`hpsearch tune`), a transfer (`hpsearch transfer`: one row per
+    configuration and seed) or a clock comparison (`hpsearch clock compare`: one row per head,
+    its mean error in minutes as the score). A run made without --tensorboard (or by an earlier
+    version) is
     shown too: its trials' values, best-epoch metrics, scores and statuses are first written
     into RUN/tensorboard/ from its own files, and trials that end while the board runs are added
     every 30 s. The HPARAMS tab holds the table, parallel coordinates and scatter plots.
 
     Example: hpsearch board runs/demo/mlp
     """
-    written = sum(_write_summaries(Path(run)) for run in runs)
+    written = sum(write_summaries(Path(run)) for run in runs)
     if written:
         click.echo(f"Wrote the HParams data of {written} trial(s) from the runs' files.")
     board_logdirs(runs)  # refuses a folder with nothing to show before TensorBoard starts

@@ -36,6 +36,7 @@ from tuner.clock_models import (INPUT_POLARITIES, ComparisonRunError, InitSource
                                 choose_polarity, comparison_card_path, fixed_hyperparameters,
                                 load_init_source, with_polarity, write_model_card)
 from tuner.errors import UsageError
+from tuner.hparams import TrialEvents, comparison_values, end_comparison_head, tensorboard_dir
 from tuner.progress import format_duration
 from tuner.rundir import (COMPARISON_CSV, COMPARISON_FILE, COMPARISON_JSON, COMPARISON_MD,
                           HEADS_DIR, run_lock)
@@ -219,7 +220,8 @@ class EpochProgress(keras.callbacks.Callback):
 
 
 def compare_heads(config: ComparisonConfig, out_dir: str | os.PathLike, verbose: int = 0,
-                  data=None, progress: Callable[[str], None] | None = None) -> pd.DataFrame:
+                  data=None, progress: Callable[[str], None] | None = None,
+                  tensorboard: bool = False) -> pd.DataFrame:
     """Train (or tune) every head on the same data and budget; write and return the table.
 
     Args:
@@ -230,6 +232,9 @@ def compare_heads(config: ComparisonConfig, out_dir: str | os.PathLike, verbose:
         data: a clock ``Dataset`` to use instead of loading one from ``config`` (notebooks, tests).
         progress: called with progress lines (``print``, ``click.echo``): one per head as it
             starts and ends, and one per epoch (see ``EpochProgress``). Default None: silent.
+        tensorboard: write TensorBoard's HParams data of each head as it trains into
+            ``out_dir/tensorboard/`` (one session per head: its hyperparameters, per-epoch
+            metrics, and its mean error in minutes as the score); ``hpsearch board`` shows it.
 
     Returns:
         The comparison table, one row per head, columns ``TABLE_COLUMNS``. With
@@ -276,7 +281,7 @@ def compare_heads(config: ComparisonConfig, out_dir: str | os.PathLike, verbose:
                                f"{result['row']['cse_mean']:.1f} min")
                 else:
                     result = _run_head(config, data, label, head, classes, out, verbose, say,
-                                       source, choice)
+                                       source, choice, tensorboard)
                     _write_json(path, result)
                 rows.append(result["row"])
                 initialization[label] = result.get("initialization")
@@ -324,7 +329,8 @@ def _init_source(config: ComparisonConfig, data) -> InitSource | None:
 
 def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: int, out: Path,
               verbose: int, say: _Printer, source: InitSource | None = None,
-              polarity: PolarityChoice | None = None) -> dict[str, Any]:
+              polarity: PolarityChoice | None = None, tensorboard: bool = False
+              ) -> dict[str, Any]:
     started = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
     geometry = data.geometry_train
@@ -359,6 +365,9 @@ def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: in
         say(label, f"initialized: {initialization.describe()}")
     timer = EpochTimer()
     callbacks = [timer, keras.callbacks.TerminateOnNaN()]
+    board = _HeadSession(out, label, hp.values) if tensorboard else None
+    if board is not None:
+        callbacks.append(board)
     if say.printer is not None:
         epochs = f"{config.epochs} epoch" + ("s" if config.epochs > 1 else "")
         say(label, f"training {epochs} on {len(data.x_train)} images; the "
@@ -366,9 +375,14 @@ def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: in
         callbacks.append(EpochProgress(
             label, config.epochs, say.printer, timer, clock_head, (data.x_test, data.y_test),
             validation_is_held_out=data.x_val is data.x_test, width=say.width, seed=config.seed))
-    history = hypermodel.fit(hp, model, data.x_train, data.y_train,
-                             validation_data=(data.x_val, data.y_val), epochs=config.epochs,
-                             callbacks=callbacks, verbose=verbose, geometry=geometry)
+    try:
+        history = hypermodel.fit(hp, model, data.x_train, data.y_train,
+                                 validation_data=(data.x_val, data.y_val), epochs=config.epochs,
+                                 callbacks=callbacks, verbose=verbose, geometry=geometry)
+    except BaseException:
+        if board is not None:
+            board.events.end("FAILED", None)
+        raise
     reads = hypermodel.rotated_outputs(model, data.x_test, config.test_rotations)
     predicted = clock_head.decode(clock_head.average(reads))
     true = labels_to_minutes(data.y_test)
@@ -393,6 +407,8 @@ def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: in
            "seconds_per_epoch": float(statistics.median(timer.seconds)),
            "parameters": int(model.count_params()), "epochs": config.epochs,
            "train_images": len(data.x_train), "test_images": len(data.x_test)}
+    if board is not None:
+        end_comparison_head(board.events, row)
     keras.backend.clear_session()
     reads_said = f", {config.test_rotations} rotations" if config.test_rotations > 1 else ""
     say(label, f"done: mean error {summary['cse_mean']:.1f} min on {len(data.x_test)} held-out "
@@ -401,6 +417,19 @@ def _run_head(config: ComparisonConfig, data, label: str, head: str, classes: in
             "history": {key: [float(v) for v in values] for key, values in history.history.items()},
             "epoch_seconds": timer.seconds, "without_test_rotations": single_read,
             "initialization": initialized, "input_polarity": polarity.to_dict()}
+
+
+class _HeadSession(keras.callbacks.Callback):
+    """A head's TensorBoard session, written as it trains: its epochs' metrics here; its end
+    (score and status) by ``_run_head`` once the held-out images are read."""
+
+    def __init__(self, out: Path, label: str, values: dict[str, Any]):
+        super().__init__()
+        self.events = TrialEvents(tensorboard_dir(out) / label,
+                                  comparison_values(label, _plain(values)))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.events.epoch(epoch, dict(logs or {}))
 
 
 def _write_predictions(path: Path, true_minutes, predicted_minutes) -> None:

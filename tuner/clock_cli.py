@@ -102,13 +102,16 @@ def render_command(count, size, seed, processes, style, out_dir):
               help="Results folder (finished heads are reused when rerun).")
 @init_from_options
 @polarity_option
+@click.option("--tensorboard", is_flag=True,
+              help="Write TensorBoard's HParams data of each head as it trains to OUT/tensorboard/ "
+                   "(its error in minutes as the score); see it with `hpsearch board OUT`.")
 @click.option("-v", "--verbose", count=True, help="Also show Keras's own training progress.")
 @click.option("-q", "--quiet", is_flag=True,
               help="No progress lines (one per epoch per head: loss, held-out error, time left).")
 @cli_errors
 def compare_command(size, split, heads, num_classes, epochs, subset, trials, assignments, seed,
                     precision, test_rotations, count, data_dir, style, out_dir, init_from, init_head,
-                    polarity, verbose, quiet):
+                    polarity, tensorboard, verbose, quiet):
     """Train every head with the same backbone, budget and data; write comparison.csv/.json/.md.
 
     On the rendered set every head also learns the auxiliary geometry output (where the 12 and
@@ -141,7 +144,7 @@ def compare_command(size, split, heads, num_classes, epochs, subset, trials, ass
         test_rotations=test_rotations, hyperparameters=parse_assignments(assignments),
         init_from=init_from, init_head=init_head, polarity=polarity)
     table = compare_heads(config, out_dir, verbose=2 if verbose else 0,
-                          progress=None if quiet else click.echo)
+                          progress=None if quiet else click.echo, tensorboard=tensorboard)
     click.echo(format_table(table))
     for label, initialized in table.attrs.get("initialization", {}).items():
         if initialized:

@@ -17,8 +17,9 @@ whenever it is installed, an import of seconds and hundreds of megabytes in a JA
 Nothing here imports TensorFlow. Each event is flushed as it is written, so a TensorBoard
 started on the run shows each trial while it trains.
 
-``TensorBoardObserver`` writes as trials run (``--tensorboard``); ``write_run_summaries`` writes
-the same from a run's files afterwards (``hpsearch board``), for the trials not yet written.
+``TensorBoardObserver`` writes a search's trials as they run (``--tensorboard``); a clock
+comparison writes each head as it trains through ``TrialEvents``. ``tuner.hparams_files`` writes
+the same from a run's files afterwards (``hpsearch board``), for what is not yet written.
 """
 
 from __future__ import annotations
@@ -38,11 +39,10 @@ from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2, summ
 from tensorboard.plugins.scalar.summary_v2 import scalar_pb
 from tensorboard.summary.writer.record_writer import RecordWriter
 
-from tuner import rundir
-from tuner.rundir import ENDED_STATUSES, SPACE_FILE, TENSORBOARD_DIR
+from tuner.rundir import TENSORBOARD_DIR
 
-__all__ = ["TensorBoardObserver", "experiment_summary", "tensorboard_dir", "write_run_summaries",
-           "write_transfer_summaries"]
+__all__ = ["EventFile", "ObjectiveHistory", "TensorBoardObserver", "TrialEvents", "active_values",
+           "experiment_summary", "tensorboard_dir", "write_experiment"]
 
 TRAIN_GROUP = "train"
 VALIDATION_GROUP = "validation"
@@ -274,10 +274,15 @@ def write_experiment(root: str | os.PathLike, summary: summary_pb2.Summary) -> b
     return True
 
 
-class _TrialEvents:
-    """The event files of one trial trained in this process: its session, train and validation."""
+class TrialEvents:
+    """The event files of one trial trained in this process: its session (``values`` at the
+    start; its score, any ``results`` and its status at the end), train and validation scalars
+    per epoch."""
 
     def __init__(self, folder: Path, values: dict[str, Any], started: float | None = None):
+        # A trial that starts again (a resumed search reruns an interrupted one) replaces the
+        # folder of its interrupted run.
+        shutil.rmtree(folder, ignore_errors=True)
         self.folder = folder
         self.session = EventFile(folder)
         self.session.add(session_start_summary(values, started), wall_time=started)
@@ -303,10 +308,14 @@ class _TrialEvents:
                 self._groups[group] = EventFile(self.folder / group)
             self._groups[group].add(scalar_pb(tag, float(value)), step=epoch, wall_time=wall_time)
 
-    def end(self, status: str, score: float | None, ended: float | None = None) -> None:
-        if score is not None and math.isfinite(score):
-            self.session.add(scalar_pb(SCORE_TAG, float(score)), step=self.last_step,
-                             wall_time=ended)
+    def end(self, status: str, score: float | None, ended: float | None = None,
+            results: dict[str, float] | None = None) -> None:
+        """Close the session with its ``status`` and ``score``; ``results`` are more scalars of
+        the session (a clock head's median error, ...), shown beside the score."""
+        for tag, value in {**(results or {}), SCORE_TAG: score}.items():
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                self.session.add(scalar_pb(tag, float(value)), step=self.last_step,
+                                 wall_time=ended)
         self.session.add(session_end_summary(status, ended), wall_time=ended)
         self.close()
 
@@ -387,7 +396,7 @@ class TensorBoardObserver:
         self._space: dict[str, Any] = {}
         self._objective: str | None = None
         self._experiment_written = False
-        self._trials: dict[str, _TrialEvents] = {}
+        self._trials: dict[str, TrialEvents] = {}
         self._history = ObjectiveHistory()
 
     def search_begin(self, run_dir, config, space: dict[str, Any]) -> None:
@@ -401,9 +410,8 @@ class TensorBoardObserver:
     def trial_begin(self, trial_id: str, values: dict[str, Any]) -> None:
         if self._root is None:
             return
-        folder = self._root / str(trial_id)
-        shutil.rmtree(folder, ignore_errors=True)
-        self._trials[trial_id] = _TrialEvents(folder, active_values(self._space, values))
+        self._trials[trial_id] = TrialEvents(self._root / str(trial_id),
+                                             active_values(self._space, values))
         self._history.trial_begin(trial_id)
 
     def epoch_end(self, trial_id: str, epoch: int, logs: dict[str, float]) -> None:
@@ -439,145 +447,19 @@ class TensorBoardObserver:
         self._experiment_written = True
 
 
-def write_run_summaries(run_dir: str | os.PathLike) -> int:
-    """Write the HParams data of a search from its own files, for the trials not yet written.
-
-    For a search run without ``--tensorboard``, or by an earlier version: the experiment from
-    ``search_space.json``, and for each ended trial of ``kt/trial_*/trial.json`` its values,
-    the metrics of its best epoch (KerasTuner keeps no other), its score and status, dated by
-    ``trial_log.jsonl``. A trial that already has a folder in ``RUN/tensorboard/`` (written
-    live, or by an earlier call) is left as it is, and so is an experiment already there;
-    running it twice writes nothing new.
-
-    Args:
-        run_dir: a search run directory (``run.yaml``).
-
-    Returns:
-        The number of trials written.
-
-    Raises:
-        RunDirError: a file of the run cannot be read (the message names it).
-    """
-    from tuner.config import read_run_config
-    from tuner.results import project_dir, read_trial_log
-
-    run_dir = Path(run_dir)
-    config, _ = read_run_config(run_dir)
-    root = tensorboard_dir(run_dir)
-    trials = rundir.read_trial_states(project_dir(run_dir),
-                                      repair_hint=rundir.repair_hint(run_dir))
-    ended = [trial for trial in trials if trial.get("status") in ENDED_STATUSES]
-    space_path = run_dir / SPACE_FILE
-    if space_path.is_file():
-        space = rundir.read_json(space_path, "the search space")
-    else:  # every trial carries the space as it stood then
-        space = trials[-1].get("hyperparameters", {}) if trials else {}
-    names = {name for trial in ended for name in _best_metrics(trial)}
-    if names and not any(root.glob(f"*{EXPERIMENT_SUFFIX}*")):
-        # One written live (--tensorboard) stays: TensorBoard keeps the first it reads.
-        write_experiment(root, experiment_summary(space, names, config.objective))
-    log = read_trial_log(run_dir)
-    written = 0
-    for trial in ended:
-        trial_id = str(trial["trial_id"])
-        folder = root / trial_id
-        if folder.exists():
-            continue
-        entry = log.get(trial_id, {})
-        ended_at = _timestamp(entry.get("finished"))
-        started = ended_at - float(entry.get("seconds") or 0.0) if ended_at else None
-        values = {name: value for name, value in
-                  (trial.get("hyperparameters", {}).get("values") or {}).items()
-                  if not name.startswith("tuner/")}
-        events = _TrialEvents(folder, values, started)
-        for step, logs in _best_metrics_by_step(trial).items():
-            events.epoch(step, logs, wall_time=ended_at)
-        score = trial.get("score")
-        events.end(str(trial["status"]), None if score is None else float(score), ended_at)
-        written += 1
-    return written
+# A clock comparison's sessions: one per head, its error in minutes as the score (lower is
+# better) and these columns of its result row beside it.
+COMPARISON_RESULTS = ("cse_median", "within_1min", "within_5min")
 
 
-def write_transfer_summaries(run_dir: str | os.PathLike) -> int:
-    """Write the HParams data of a transfer run from its files, for the trainings not yet
-    written (as ``transfer --tensorboard`` writes them live: one session per configuration and
-    seed, ``<configuration>-seed<n>``): each row of ``transfer.csv`` with its configuration's
-    hyperparameters (``configs/``), ``configuration`` and ``seed``, its best epoch's validation
-    score, its score (validation; test with ``--final``) and its status (FAILED: diverged).
-
-    Returns:
-        The number of trainings written.
-
-    Raises:
-        RunDirError: a file of the run cannot be read (the message names it).
-    """
-    from top_configs import read_top_config
-
-    run_dir = Path(run_dir)
-    rows = rundir.read_csv(run_dir / rundir.TRANSFER_CSV, "the rows of a transfer",
-                           dtype={"config": str}, keep_default_na=False, na_values=[""])
-    settings_path = run_dir / rundir.TRANSFER_FILE
-    settings = (rundir.read_yaml(settings_path, "a transfer's settings").get("settings") or {}
-                if settings_path.is_file() else {})
-    final = bool(settings.get("final"))
-    root = tensorboard_dir(run_dir)
-    written = 0
-    for row in rows.to_dict("records"):
-        name, seed = str(row["config"]), int(row["seed"])
-        folder = root / transfer_trial_id(name, seed)
-        if folder.exists():
-            continue
-        config_path = run_dir / rundir.TRANSFER_CONFIGS / f"{name.replace('/', '__')}.yaml"
-        values = dict(read_top_config(config_path).hyperparameters) if config_path.is_file() else {}
-        values.update(configuration=name, seed=seed)
-        events = _TrialEvents(folder, values)
-        objective = str(row.get("objective") or "val_accuracy")
-        best = _number(row.get("val_score"))
-        epochs = int(_number(row.get("epochs")) or 1)
-        if best is not None and not final:
-            events.epoch(epochs - 1, {objective: best})
-        diverged = str(row.get("diverged")).lower() == "true"
-        events.end("FAILED" if diverged else "COMPLETED",
-                   _number(row.get("test_score" if final else "val_score")))
-        written += 1
-    return written
+def comparison_values(label: str, hyperparameters: dict[str, Any]) -> dict[str, Any]:
+    """A clock comparison head's session values: the head (its label, ``classification-720``)
+    and the hyperparameters it trained with."""
+    return {"head": label, **hyperparameters}
 
 
-def _number(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _best_metrics(trial: dict[str, Any]) -> dict[str, tuple[int, float]]:
-    """name -> (step, value) of each metric KerasTuner kept for a trial (its best epoch's;
-    the mean of the executions' values)."""
-    found = {}
-    metrics = ((trial.get("metrics") or {}).get("metrics") or {})
-    for name, record in metrics.items():
-        observations = record.get("observations") or []
-        if observations:
-            last = observations[-1]
-            values = [float(v) for v in (last.get("value") or []) if v is not None]
-            if values:
-                found[name] = (int(last.get("step") or 0), sum(values) / len(values))
-    return found
-
-
-def _best_metrics_by_step(trial: dict[str, Any]) -> dict[int, dict[str, float]]:
-    steps: dict[int, dict[str, float]] = {}
-    for name, (step, value) in _best_metrics(trial).items():
-        steps.setdefault(step, {})[name] = value
-    return dict(sorted(steps.items()))
-
-
-def _timestamp(text: str | None) -> float | None:
-    if not text:
-        return None
-    try:
-        return time.mktime(time.strptime(text, "%Y-%m-%dT%H:%M:%S"))
-    except (TypeError, ValueError):
-        return None
-
+def end_comparison_head(events: TrialEvents, row: dict[str, Any],
+                        ended: float | None = None) -> None:
+    """Close a head's session: its mean error in minutes as the score, the other errors beside."""
+    events.end("COMPLETED", row.get("cse_mean"), ended,
+               {name: row[name] for name in COMPARISON_RESULTS if name in row})
