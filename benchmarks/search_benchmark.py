@@ -83,7 +83,9 @@ class SpaceSettings:
         return ("val_mse", "min") if self.name == "regression" else ("val_accuracy", "max")
 
     def fingerprint(self) -> str:
-        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        # The count of seeds is left out: a seed's result does not depend on how many run.
+        settings = {k: v for k, v in dataclasses.asdict(self).items() if k != "seeds"}
+        text = json.dumps(settings, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def describe(self) -> str:

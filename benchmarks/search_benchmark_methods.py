@@ -8,7 +8,9 @@ order they ended, with the method's own incumbent after each one:
 
 - hpsearch ``bohb``, ``hyperband``, ``bayesian``, ``random``: ``tuner.run_search``, as shipped
   (float32 for all methods alike); Hyperband's tuners for ``sweeps`` sweeps, the others until the
-  budget is spent (a search is resumed with more trials until it is).
+  budget is spent (a search is resumed with more trials until it is). ``bohb_kde``: ``bohb`` with
+  BOHB's own model, kernel densities of the good and the bad trials, instead of its Gaussian
+  process (``tuner.guided.ModelGuidedProposals.model``), the candidate for the default.
 - ``kerastuner_hyperband``, ``kerastuner_bayesian``: stock ``keras_tuner.Hyperband`` and
   ``keras_tuner.BayesianOptimization`` on the same HyperModel, every argument at its default except
   the budget (max_epochs, factor, sweeps; max_trials = budget / max_epochs trials of max_epochs
@@ -42,7 +44,9 @@ import keras_tuner as kt
 import kerastuner_translation as translation
 import numpy as np
 
-HPSEARCH_METHODS = ("bohb", "hyperband", "bayesian", "random")
+HPSEARCH_METHODS = ("bohb", "bohb_kde", "hyperband", "bayesian", "random")
+# hpsearch's tuners with another proposal model: method -> (tuner, ModelGuidedProposals.model).
+MODEL_VARIANTS = {"bohb_kde": ("bohb", "kde")}
 METHODS = HPSEARCH_METHODS + (
     "kerastuner_hyperband",
     "kerastuner_bayesian",
@@ -191,6 +195,18 @@ def _best_so_far(problem: Problem, evaluations: list[Evaluation]) -> list[Evalua
 
 
 def _run_hpsearch(method: str, problem: Problem) -> list[Evaluation]:
+    from tuner.guided import ModelGuidedProposals
+
+    tuner, model = MODEL_VARIANTS.get(method, (method, ModelGuidedProposals.model))
+    shipped = ModelGuidedProposals.model
+    ModelGuidedProposals.model = model
+    try:
+        return _run_hpsearch_tuner(tuner, problem)
+    finally:
+        ModelGuidedProposals.model = shipped
+
+
+def _run_hpsearch_tuner(method: str, problem: Problem) -> list[Evaluation]:
     from tuner import RunConfig, run_search
     from tuner.results import read_trial_values
 

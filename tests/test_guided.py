@@ -72,3 +72,58 @@ def test_random_fraction_one_draws_at_random():
     twin = _oracle(lambda x, kind: -((x - 0.8) ** 2), seed=5)
     oracle.random_fraction = 1.0
     assert [oracle._propose_values() for _ in range(3)] == [twin._random_draw() for _ in range(3)]
+
+
+class _DensityOracle(_Oracle):
+    model = "kde"
+
+
+def _kde_oracle(scores_at, count=24, seed=0):
+    oracle = _oracle(scores_at, count=count, seed=seed)
+    kde = _DensityOracle(objective=oracle.objective, max_trials=100, seed=seed,
+                         hyperparameters=oracle.hyperparameters)
+    kde.trials = oracle.trials
+    return kde
+
+
+def test_bohb_densities_propose_near_the_good_trials_and_their_category():
+    oracle = _kde_oracle(lambda x, kind: -((x - 0.8) ** 2) + (0.05 if kind == "a" else 0.0))
+    proposals = [oracle._propose_values() for _ in range(10)]
+    assert sum(abs(p["x"] - 0.8) < 0.2 for p in proposals) >= 8, proposals
+    assert sum(p["kind"] == "a" for p in proposals) >= 7, proposals
+
+
+def test_bohb_densities_follow_a_minimized_objective_and_propose_nothing_twice():
+    oracle = _kde_oracle(lambda x, kind: (x - 0.2) ** 2)
+    oracle.objective = kt.Objective("score", "min")
+    proposals = [oracle._propose_values() for _ in range(10)]
+    assert sum(abs(p["x"] - 0.2) < 0.2 for p in proposals) >= 8, proposals
+    tried = {(t.hyperparameters.values["x"], t.hyperparameters.values["kind"])
+             for t in oracle.trials.values()}
+    assert not tried & {(p["x"], p["kind"]) for p in proposals}
+
+
+def test_bohb_densities_wait_for_more_trials_than_dimensions():
+    oracle = _kde_oracle(lambda x, kind: -x, count=3)  # 2 dimensions: at least 8 (and 4) trials
+    assert oracle._observations() is None
+    assert _kde_oracle(lambda x, kind: -x, count=8)._observations() is not None
+
+
+def test_bohb_densities_keep_conditional_values_inactive():
+    hp = kt.HyperParameters()
+    hp.Choice("optimizer", ["adam", "sgd"])
+    with hp.conditional_scope("optimizer", ["sgd"]):
+        hp.Float("momentum", 0.0, 0.99)
+    hp.Float("x", 0.0, 1.0)
+    oracle = _DensityOracle(objective=kt.Objective("score", "max"), max_trials=100, seed=1,
+                            hyperparameters=hp)
+    for index in range(12):
+        trial = kt.engine.trial.Trial(hp.copy(), trial_id=str(index))
+        values = {"optimizer": "sgd" if index % 2 else "adam", "x": index / 12, "tuner/epochs": 1}
+        if values["optimizer"] == "sgd":
+            values["momentum"] = 0.9
+        trial.hyperparameters.values.update(values)
+        trial.status, trial.score = "COMPLETED", values["x"] + (0.5 if index % 2 else 0.0)
+        oracle.trials[trial.trial_id] = trial
+    for proposal in (oracle._propose_values() for _ in range(8)):
+        assert ("momentum" in proposal) == (proposal["optimizer"] == "sgd"), proposal

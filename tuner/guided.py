@@ -36,12 +36,17 @@ class ModelGuidedProposals:
     random_fraction = 1 / 3
     min_observations = 8
     num_candidates = 128
+    # "gp": expected improvement under a Gaussian process, over the oracle's random draws.
+    # "kde": BOHB's own model, a ratio of kernel densities of the good and the bad trials.
+    model = "gp"
 
     def _propose_values(self) -> dict[str, Any] | None:
         observed = self._observations()
         coin = random.Random(self._seed_state).random()
         if observed is None or coin < self.random_fraction:
             return super()._propose_values()
+        if self.model == "kde":
+            return self._propose_from_densities(*observed) or super()._propose_values()
         candidates = []
         for _ in range(self.num_candidates):
             values = super()._propose_values()
@@ -65,8 +70,10 @@ class ModelGuidedProposals:
                 continue
             budget = int(trial.hyperparameters.values.get("tuner/epochs", 0))
             by_budget.setdefault(budget, []).append(trial)
-        usable = [budget for budget, trials in by_budget.items()
-                  if len(trials) >= self.min_observations]
+        # BOHB's densities need more trials than dimensions (good and bad, d + 1 each).
+        least = (max(self.min_observations, len(self._searched()) + 2) if self.model == "kde"
+                 else self.min_observations)
+        usable = [budget for budget, trials in by_budget.items() if len(trials) >= least]
         if not usable:
             return None
         trials = by_budget[max(usable)]
@@ -75,17 +82,127 @@ class ModelGuidedProposals:
         y = np.array([sign * float(trial.score) for trial in trials])
         return x, y
 
+    def _propose_from_densities(self, x: np.ndarray, y: np.ndarray) -> dict[str, Any] | None:
+        """BOHB's proposal (Falkner et al. 2018, as in its reference code, hpbandster): split
+        the trials into the best 15% and the rest (each at least dimensions + 1), fit a kernel
+        density to each, sample ``kde_samples`` points around good trials with the bandwidths
+        widened ``bandwidth_factor`` times, and take the one most likely good relative to bad.
+        None when no sample is new (the caller then draws at random)."""
+        rng = np.random.default_rng(self._seed_state)
+        self._seed_state += 1
+        searched = self._searched()
+        minimum = len(searched) + 1
+        order = np.argsort(-y)  # best first
+        good = x[order[:max(minimum, (15 * len(y)) // 100)]]
+        bad = x[order[-max(minimum, (85 * len(y)) // 100):]]
+        levels = np.array([_levels(hp) for hp in searched])
+        good_kde, bad_kde = _Density(good, levels), _Density(bad, levels)
+        samples = np.array([good_kde.sample(rng, BANDWIDTH_FACTOR) for _ in range(KDE_SAMPLES)])
+        ratio = good_kde.log_pdf(samples) - bad_kde.log_pdf(samples)
+        for index in np.argsort(-ratio):
+            values = self._values_of(samples[index], searched)
+            if not self._duplicate(values):
+                return values
+        return None
+
+    def _searched(self) -> list:
+        return [hp for hp in self.hyperparameters.space
+                if not isinstance(hp, kt.engine.hyperparameters.Fixed)]
+
+    def _values_of(self, vector: np.ndarray, searched: list) -> dict[str, Any]:
+        """The values a point of the embedding stands for, only the active ones kept (as
+        KerasTuner's own random draw fills a configuration, parents first)."""
+        probabilities = {hp.name: float(p) for hp, p in zip(searched, vector)}
+        hps = kt.HyperParameters()
+        for hp in self.hyperparameters.space:
+            hps.merge([hp])
+            if hps.is_active(hp):
+                hps.values[hp.name] = (hp.prob_to_value(probabilities[hp.name])
+                                       if hp.name in probabilities else hp.default)
+        return hps.values
+
     def _embed(self, values: dict[str, Any]) -> list[float]:
         vector = []
-        for hp in self.hyperparameters.space:
-            if isinstance(hp, kt.engine.hyperparameters.Fixed):
-                continue
+        for hp in self._searched():
             value = values.get(hp.name, hp.default)
             try:
                 vector.append(float(hp.value_to_prob(value)))
             except (ValueError, TypeError):  # a value outside the current space
                 vector.append(float(hp.value_to_prob(hp.default)))
         return vector
+
+
+# BOHB's reference settings (hpbandster): samples drawn per proposal, how much wider than the
+# fitted bandwidth they are drawn, and the smallest bandwidth.
+KDE_SAMPLES = 64
+BANDWIDTH_FACTOR = 3.0
+MIN_BANDWIDTH = 1e-3
+
+
+def _levels(hp) -> int:
+    """How many values a hyperparameter takes when it is a category (Choice, Boolean), else 0:
+    a continuous or ordered one."""
+    if isinstance(hp, kt.engine.hyperparameters.Boolean):
+        return 2
+    if isinstance(hp, kt.engine.hyperparameters.Choice):
+        return len(hp.values)
+    return 0
+
+
+class _Density:
+    """A product kernel density over KerasTuner's [0, 1] embedding: Gaussian for ordered
+    dimensions, Aitchison-Aitken for categories (the kernels of statsmodels' KDEMultivariate,
+    which BOHB uses), bandwidths by the normal reference rule."""
+
+    def __init__(self, points: np.ndarray, levels: np.ndarray):
+        self.points, self.levels = points, levels
+        self.categorical = levels > 0
+        self.codes = self._codes(points)
+        n, d = points.shape
+        width = 1.06 * points.std(axis=0) * n ** (-1.0 / (4 + d))
+        # Categories: the spread of their codes, in the kernel's own range [0, (c - 1) / c].
+        code_width = 1.06 * self.codes.std(axis=0) * n ** (-1.0 / (4 + d))
+        most = np.where(self.categorical, (levels - 1) / np.maximum(levels, 1), 1.0)
+        self.bandwidth = np.where(self.categorical, np.minimum(code_width, most), width)
+        self.bandwidth = np.maximum(self.bandwidth, MIN_BANDWIDTH)
+
+    def _codes(self, points: np.ndarray) -> np.ndarray:
+        # KerasTuner embeds category k of c at (k + 0.5) / c.
+        return np.where(self.categorical,
+                        np.clip(np.floor(points * self.levels), 0, np.maximum(self.levels - 1, 0)),
+                        0.0)
+
+    def log_pdf(self, samples: np.ndarray) -> np.ndarray:
+        """log density at each sample (rows), a mean over the points' kernels."""
+        codes = self._codes(samples)
+        bandwidth = self.bandwidth
+        gauss = (-0.5 * ((samples[:, None, :] - self.points[None, :, :]) / bandwidth) ** 2
+                 - np.log(bandwidth * math.sqrt(2 * math.pi)))
+        same = codes[:, None, :] == self.codes[None, :, :]
+        others = np.maximum(self.levels - 1, 1)
+        category = np.log(np.where(same, 1 - bandwidth, bandwidth / others))
+        per_point = np.where(self.categorical, category, gauss).sum(axis=2)
+        top = per_point.max(axis=1, keepdims=True)
+        return (top + np.log(np.exp(per_point - top).mean(axis=1, keepdims=True)))[:, 0]
+
+    def sample(self, rng: np.random.Generator, widen: float) -> np.ndarray:
+        """A point near a random one of the density's points: ordered dimensions from a normal
+        ``widen`` times the bandwidth, truncated to [0, 1]; a category kept, or with
+        probability its bandwidth drawn anew."""
+        center = self.points[rng.integers(len(self.points))]
+        point = center.copy()
+        for dim, levels in enumerate(self.levels):
+            if levels:
+                if rng.random() < self.bandwidth[dim]:
+                    point[dim] = (rng.integers(levels) + 0.5) / levels
+            else:
+                scale = max(self.bandwidth[dim] * widen, MIN_BANDWIDTH)
+                while True:  # truncated normal by rejection: the mass in [0, 1] is >= 16%
+                    value = rng.normal(center[dim], scale)
+                    if 0.0 <= value <= 1.0:
+                        break
+                point[dim] = value
+        return point
 
 
 def _expected_improvement(x: np.ndarray, y: np.ndarray, candidates: np.ndarray,
