@@ -284,7 +284,7 @@ def test_textbook_score_follows_the_source_runs_direction(tmp_path):
     import json
 
     from tuner.config import write_run_config
-    from tuner.transfer import _textbook_score
+    from tuner.transfer_configs import _textbook_score
 
     run_dir = tmp_path / "run"
     for trial_id, score in (("0", 0.5), ("1", 0.3)):  # the textbook model in two brackets
