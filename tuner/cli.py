@@ -256,6 +256,20 @@ def main(verbose):
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Train N trials at once in N worker processes on this machine (a chief on "
               "127.0.0.1 serves them; CPU threads or GPUs are shared out).")
+@click.option("--recycle-after", type=click.IntRange(min=0), default=RunConfig.recycle_after,
+              show_default=True, metavar="N",
+              help="Run at most N trials in one process, then go on in a fresh one, so that "
+              "memory stays flat (only the end of a process frees what TensorFlow keeps of "
+              "every model it trained); nothing is lost or trained again. Applies to each "
+              "--workers worker, and to a search of more than N trials, which then runs in a "
+              "child process of this one; a shorter search stays in this process. A fresh "
+              "process costs its start (TensorFlow, the data: about 7 s on 2 CPU cores), about "
+              "4% of 100 trials of the shortest kind (1-epoch MLPs). 0: never.")
+@click.option("--max-memory", "max_memory_mb", type=click.IntRange(min=1), default=None,
+              metavar="MB",
+              help="Also go on in a fresh process after a trial that leaves the one that trained "
+              "it above MB of resident memory (Linux; the search then always runs in child "
+              "processes). Default: no limit.")
 @click.option("--serve", "serve_address", default=None, metavar="HOST:PORT",
               help="Be the chief of a multi-machine search: serve the trials to "
               "`hpsearch worker HOST:PORT --run-dir DIR` processes; the run directory must be on "
@@ -304,6 +318,8 @@ def tune(
     overwrite,
     quiet,
     workers,
+    recycle_after,
+    max_memory_mb,
     serve_address,
     allow_remote,
     tls_cert,
@@ -335,6 +351,8 @@ def tune(
       hpsearch tune mlp --dataset fashion_mnist --run-dir runs/mlp --max-epochs 6 --subset 10000
       hpsearch tune cnn --tuner bayesian --max-trials 8 --max-epochs 3 --subset 3000 --run-dir runs/cnn
       hpsearch tune mlp --tuner random --max-trials 20 --workers 2 --run-dir runs/mlp-parallel
+      hpsearch tune mlp --tuner random --max-trials 2000 --max-epochs 1 --max-memory 3000 \\
+          --run-dir runs/mlp-long
       hpsearch tune mlp --subset all --max-epochs 27 --fix optimizer=adamw --fix batch_norm=true \\
           --fix lr_schedule=cosine --run-dir runs/mlp-modern
       hpsearch tune mlp --run-dir /shared/runs/mlp --serve 10.0.0.5:8000 --allow-remote
@@ -352,6 +370,10 @@ def tune(
         raise UsageError("--allow-remote only applies with --serve HOST:PORT.")
     if (tls_cert or tls_key) and not serve_address:
         raise UsageError("--tls-cert and --tls-key only apply with --serve HOST:PORT.")
+    if serve_address and not (_is_default("recycle_after") and max_memory_mb is None):
+        raise UsageError("--recycle-after and --max-memory apply to processes this command "
+                         "starts to train; with --serve the chief trains nothing, and the "
+                         "workers you start with `hpsearch worker` run until the search ends.")
     if serve_address:
         from tuner.distributed import ServeSettings, parse_address
 
@@ -363,9 +385,6 @@ def tune(
     if _is_default("subset"):
         subset = "default"  # 10,000 images of a registered dataset, all of yours
     mlflow_uri = _tracking_uri(mlflow_uri)
-    if not workers:  # a --workers launcher trains nothing: its chief and workers import it
-        import_tensorflow()
-    imports_seconds = time.monotonic() - started
     config = RunConfig(
         space=space,
         dataset=str(data_path) if data_path is not None else dataset or default_dataset(space),
@@ -392,7 +411,17 @@ def tune(
         mlflow=mlflow_uri,
         strategy=strategy,
         fixed=parse_assignments(fixes),
+        recycle_after=recycle_after,
+        max_memory_mb=max_memory_mb,
     )
+    from tuner.recycling import replaces_processes
+
+    # Where the trials run in child processes, this one trains nothing: it never imports
+    # TensorFlow, so that its memory is not kept beside theirs.
+    in_children = bool(workers) or (serve is None and replaces_processes(config))
+    if not in_children:
+        import_tensorflow()
+    imports_seconds = time.monotonic() - started
     if workers:
         from tuner.parallel import run_parallel_search
 
@@ -403,6 +432,14 @@ def tune(
             config, run_dir, workers, data_dir=list(data_dir) or None, overwrite=overwrite,
             progress=None if quiet else click.echo, force_direction=force_direction,
             worker_timeout=worker_timeout,
+        )
+    elif in_children:
+        from tuner.parallel import run_recycled_search
+
+        result = run_recycled_search(
+            config, run_dir, data_dir=list(data_dir) or None, overwrite=overwrite,
+            progress=None if quiet else click.echo, force_direction=force_direction,
+            accept_changed_space=accept_changed_space,
         )
     else:
         from tuner.search import run_search

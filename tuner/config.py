@@ -218,6 +218,15 @@ class RunConfig:
     # The best trials whose trained models are kept as RUN/models/rank_<n>.keras (0: none).
     # Not part of a run's identity: it changes what is kept, not what the trials mean.
     keep_models: int = 0
+    # Not part of a run's identity either (where trials run, not what they mean): a process that
+    # trains (the child process of a long `tune` search, each --workers worker) is replaced by a
+    # fresh one after this many trials (0: never), since only the end of a process frees what
+    # TensorFlow keeps of every model it trained (tuner/recycling.py). 100: a fresh process's
+    # start then costs a few per cent of even the shortest trials measured, and a search of 100
+    # trials or fewer never pays it (docs/benchmarks/2026-12-07-memory.md).
+    recycle_after: int = 100
+    # ... and after a trial that leaves it above this many MB resident (None: no limit).
+    max_memory_mb: int | None = None
 
     def __post_init__(self):
         if self.tuner not in TUNERS:
@@ -266,6 +275,17 @@ class RunConfig:
             )
         if int(self.keep_models) < 0:
             raise InvalidSettingError(f"keep_models must be 0 or more, got {self.keep_models}.")
+        if isinstance(self.recycle_after, bool) or not isinstance(self.recycle_after, int) \
+                or self.recycle_after < 0:
+            raise InvalidSettingError(
+                f"recycle_after must be a whole number of trials, 0 or more (0: never), got "
+                f"{self.recycle_after!r}.")
+        if self.max_memory_mb is not None and (
+                isinstance(self.max_memory_mb, bool) or not isinstance(self.max_memory_mb, int)
+                or self.max_memory_mb < 1):
+            raise InvalidSettingError(
+                f"max_memory_mb must be a whole number of MB, at least 1 (None: no limit), got "
+                f"{self.max_memory_mb!r}.")
         if not isinstance(self.space_args, dict) or not all(
                 isinstance(name, str) and name for name in self.space_args):
             raise InvalidSettingError(

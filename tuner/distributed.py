@@ -253,7 +253,8 @@ def read_heartbeats(run_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
 
 def heartbeat_gone(beat: dict[str, Any] | None, timeout: float, now: float | None = None) -> str:
     """Why a worker counts as gone ("" while it is alive): its process exited (same host), it
-    said it stopped, or it was not seen for ``timeout`` seconds."""
+    said it stopped, or it was not seen for ``timeout`` seconds. One that retired counts as alive
+    for ``timeout`` seconds, its replacement's time to start (``tuner.recycling``)."""
     if beat is None:
         return "no heartbeat file"
     now = time.time() if now is None else now
@@ -261,6 +262,10 @@ def heartbeat_gone(beat: dict[str, Any] | None, timeout: float, now: float | Non
         return f"it {'finished' if beat['state'] == 'done' else 'failed'}"
     if beat.get("state") == "lost chief":
         return "it lost its chief"
+    if beat.get("state") == "retired":
+        # Its launcher starts a fresh process under the same id at once (tuner.recycling).
+        seen = now - float(beat.get("updated") or 0)
+        return "" if seen <= timeout else "it retired and no process took its place"
     if beat.get("host") == socket.gethostname() and not _process_alive(beat.get("pid")):
         return f"its process {beat.get('pid')} is gone"
     seen = now - float(beat.get("updated") or 0)
@@ -932,6 +937,7 @@ def run_worker(
     threads: int | None = None,
     chief_timeout: float = CHIEF_TIMEOUT_SECONDS,
     tls_ca: str | os.PathLike | None = None,
+    retirement=None,
 ) -> int:
     """Join the chief at ``address`` and train trials until the search's budget is spent.
 
@@ -953,6 +959,11 @@ def run_worker(
             with code 1 and one ``Error:`` line, even in the middle of a trial.
         tls_ca: PEM file of the CA that signed the chief's TLS certificate (the certificate
             itself when self-signed), for a chief serving with ``tls_cert``; None: plain gRPC.
+        retirement: a ``tuner.recycling.Retirement``: leave the search to a fresh process under
+            the same id once it is due, after a trial reported to the chief (its heartbeat says
+            "retired", and ``ProcessRetired`` is raised), for a launcher that starts that
+            process (``tuner.parallel.run_parallel_search``). Default None: train until the
+            budget is spent.
 
     Every call carries the run's token (``HPSEARCH_RUN_TOKEN``, else the run directory's
     ``run_token`` file), the chief's run id and ``tuner_id``.
@@ -966,7 +977,10 @@ def run_worker(
         ChiefRefusedError: the chief refused a call (another run, not the run's token, or a
             report for a trial that is not this worker's).
         RunDirError: ``run_dir`` is not the chief's, or its token cannot be read.
+        tuner.recycling.ProcessRetired: ``retirement`` says this process is due.
     """
+    from tuner.recycling import ProcessRetired
+
     progress = progress or (lambda line: None)
     host, port = parse_address(address)
     address = _address(host, port)
@@ -1018,14 +1032,19 @@ def run_worker(
             # What the run's settings ask to watch (TensorBoard, MLflow) is written by the
             # process that trains: each worker.
             observers = observers_for(config, run_dir)
+            if retirement is not None:
+                observers.append(retirement)
             tuner.oracle = _bounded_client_class()(tuner.oracle._oracle, channel, address)
             tuner._setup_tracking(
-                run_dir, config, progress, lambda: None, worker=tuner_id,
-                on_trial_state=heartbeat.update,
+                run_dir, config, progress,
+                retirement.after_trial if retirement is not None else lambda: None,
+                worker=tuner_id, on_trial_state=heartbeat.update,
                 workers_alive=lambda: sum(not heartbeat_gone(beat, 60.0)
                                           for beat in read_heartbeats(run_dir).values()),
                 hooks=prepared.hooks, record=prepared.record, observers=observers,
             )
+            if retirement is not None:
+                retirement.attach(tuner)
             progress(f"Worker {tuner_id} joined the chief at {address}.")
             heartbeat.update({"state": "waiting"})
             for observer in observers:
@@ -1035,6 +1054,9 @@ def run_worker(
                 with precision_policy(document.get("precision", config.precision)), \
                         frozen_survivors():
                     tuner.search(**fit_arguments(prepared, search_callbacks(config, run_dir)))
+            except ProcessRetired:
+                ended = "retired"
+                raise
             finally:
                 watch.stop()  # the search is over: the chief stops, and may be gone already
                 for observer in observers:

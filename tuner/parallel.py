@@ -1,9 +1,12 @@
-"""N worker processes on this machine: ``hpsearch tune --workers N``.
+"""Searches whose trials run in child processes of this one: ``hpsearch tune --workers N``, and a
+long one-process ``hpsearch tune``.
 
 ``run_parallel_search`` starts a chief on loopback (``run_search`` serving, see
 ``tuner.distributed``) and N workers (``tuner.distributed.run_worker``) as child processes, relays
-their output, restarts a worker that died (its trial is run again), and exports the results when
-they are done. This process trains nothing and never imports TensorFlow.
+their output, restarts a worker that died (its trial is run again), replaces a worker that
+retired (``tuner.recycling``: nothing is run again), and exports the results when they are done.
+``run_recycled_search`` runs a one-process search in a child process, and goes on in a fresh one
+each time it retires. This process trains nothing and never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ from tuner.distributed import (
     run_worker,
 )
 from tuner.errors import HpsearchError, SearchError, UsageError
+from tuner.recycling import RETIRED_EXIT_CODE, ProcessRetired, Retirement
+
+# Marks a line of a child's output as an event of its Retirement (JSON), for this process only.
+_EVENT_MARK = "\x1ehpsearch-event "
 
 
 def _free_port() -> int:
@@ -52,11 +59,19 @@ def worker_device_env(index: int, workers: int, gpus: list, threads: int,
 
 
 class _Child:
-    """A chief or worker process whose output lines are relayed, the last ones kept."""
+    """A chief, worker or search process whose output lines are relayed, the last ones kept.
+
+    ``prefixed``: each line is shown as ``name | line`` (several processes share the output);
+    else as it is, except the ``Error:`` message the process ends with, which its caller raises.
+    ``on_event``: told of the process's ``tuner.recycling.Retirement`` events.
+    """
 
     def __init__(self, name: str, spec: dict[str, Any], env: dict[str, str],
-                 progress: Callable[[str], None]):
+                 progress: Callable[[str], None], prefixed: bool = True,
+                 on_event: Callable[[str, dict[str, Any]], None] | None = None):
         self.name, self.spec, self.env, self.progress = name, spec, env, progress
+        self.prefixed = prefixed
+        self.on_event = on_event or (lambda name, event: None)
         self.tail: collections.deque[str] = collections.deque(maxlen=40)
         self.process: subprocess.Popen | None = None
         self.reader: threading.Thread | None = None
@@ -74,10 +89,25 @@ class _Child:
         return self
 
     def _relay(self):
+        erring = False
         for line in self.process.stdout:
             line = line.rstrip("\n")
+            if line.startswith(_EVENT_MARK):
+                self.on_event(self.name, json.loads(line[len(_EVENT_MARK):]))
+                continue
             self.tail.append(line)
-            self.progress(f"{self.name} | {line}")
+            if self.prefixed:
+                self.progress(f"{self.name} | {line}")
+                continue
+            erring = erring or line.startswith("Error: ")
+            if not erring:
+                self.progress(line)
+
+    def wait(self) -> int:
+        """The process's exit status, once it has exited and its output is all relayed."""
+        code = self.process.wait()
+        self.reader.join()
+        return code
 
     def poll(self) -> int | None:
         return self.process.poll()
@@ -126,6 +156,7 @@ def run_parallel_search(
     call_timeout: float = 600.0,
     max_restarts: int = 2,
     chief_timeout: float = CHIEF_TIMEOUT_SECONDS,
+    on_event: Callable[[str, dict[str, Any]], None] | None = None,
 ):
     """Run (or resume) a search with ``workers`` processes training trials on this machine.
 
@@ -133,8 +164,11 @@ def run_parallel_search(
     Each worker gets its share of the CPU threads or, where the NVIDIA driver lists GPUs, one GPU
     through ``CUDA_VISIBLE_DEVICES``, round robin; workers that share a GPU take its memory as they
     need it instead of all at start (``worker_device_env``). A worker that dies is started again
-    (its trial is run again) up to ``max_restarts`` times. The run directory ends like a one-process search's:
-    ``trials.csv``, ``top_configs/``, and the same resume.
+    (its trial is run again) up to ``max_restarts`` times. A worker that retires
+    (``config.recycle_after`` trials run, or above ``config.max_memory_mb``: ``tuner.recycling``)
+    is replaced by a fresh process under its id at once, with nothing run again. The run
+    directory ends like a one-process search's: ``trials.csv``, ``top_configs/``, and the same
+    resume.
 
     Args:
         config: the RunConfig, as for ``run_search``.
@@ -144,6 +178,8 @@ def run_parallel_search(
         worker_timeout, connect_timeout, call_timeout, chief_timeout: see ``ServeSettings`` and
             ``run_worker``.
         max_restarts: restarts of each worker after it died (default 2).
+        on_event: called with (worker name, event) for each ``tuner.recycling.Retirement``
+            event of the workers (their first trial, each trial's resident memory, retirement).
 
     This process trains nothing and never imports TensorFlow: the chief checks the settings
     (``run_search``'s checks, reported as its own error with its exit code), resolves the
@@ -157,9 +193,6 @@ def run_parallel_search(
         As ``run_search`` (the chief's error, with its exit code); SearchError when the chief
         crashes or every worker failed.
     """
-    from tuner.config import read_run_config
-    from tuner.export import export_results, search_result
-
     started = time.monotonic()
     progress = progress or (lambda line: None)
     if workers < 1:
@@ -175,12 +208,7 @@ def run_parallel_search(
     gpus = visible_gpus()
     threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
     backend = keras_backend()
-    package_root = str(Path(__file__).resolve().parents[1])
-    base_env = {**os.environ, "PYTHONUNBUFFERED": "1",
-                "PYTHONPATH": os.pathsep.join(
-                    filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-    for name in ("KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT", "KERASTUNER_TUNER_ID"):
-        base_env.pop(name, None)
+    base_env = _child_env()
     chief = _Child("chief", {
         "role": "chief", "config": config.to_dict(), "run_dir": str(run_dir),
         "data_dir": [str(d) for d in data_dir or []], "overwrite": overwrite,
@@ -189,14 +217,26 @@ def run_parallel_search(
     }, {**base_env, "CUDA_VISIBLE_DEVICES": "",  # the chief trains nothing
         **({"JAX_PLATFORMS": "cpu"} if backend == "jax" else {})}, progress)
 
-    def worker_child(index: int) -> _Child:
+    # The elapsed time of each worker's first process, which its replacements go on with.
+    clocks: dict[str, float] = {}
+
+    def event(name: str, fields: dict[str, Any]) -> None:
+        if fields["event"] == "ready":
+            clocks.setdefault(name, fields["search_started"])
+        if on_event is not None:
+            on_event(name, fields)
+
+    def worker_child(index: int, replacement: bool = False) -> _Child:
         env = {**base_env, **worker_device_env(index, workers, gpus, threads, backend)}
-        return _Child(f"worker{index}", {
+        name = f"worker{index}"
+        return _Child(name, {
             "role": "worker", "address": f"127.0.0.1:{port}", "run_dir": str(run_dir),
-            "tuner_id": f"worker{index}", "data_dir": [str(d) for d in data_dir or []],
+            "tuner_id": name, "data_dir": [str(d) for d in data_dir or []],
             "threads": None if gpus else threads, "connect_timeout": connect_timeout,
             "call_timeout": call_timeout, "chief_timeout": chief_timeout,
-        }, env, progress)
+            "config": config.to_dict(), "replacement": replacement,
+            "search_started": clocks.get(name),
+        }, env, progress, on_event=event)
 
     children = [chief.start()] + [worker_child(i).start() for i in range(workers)]
     restarts = collections.Counter()
@@ -209,6 +249,12 @@ def run_parallel_search(
             for index, child in enumerate(children[1:], start=1):
                 code = child.poll()
                 if code is None:
+                    running += 1
+                    continue
+                if code == RETIRED_EXIT_CODE and chief_code is None:
+                    # Its trials are saved: a fresh process under its id goes on, not a restart.
+                    child.wait()
+                    children[index] = worker_child(index - 1, replacement=True).start()
                     running += 1
                     continue
                 if code == 0 or chief_code is not None or restarts[child.name] >= max_restarts:
@@ -224,7 +270,7 @@ def run_parallel_search(
                 running += 1
             if chief_code is not None:
                 if chief_code != 0:
-                    raise _chief_stopped_error(chief, chief_code)
+                    raise _stopped_error(chief, chief_code)
                 chief_done_at = chief_done_at or time.monotonic()
                 if not running or time.monotonic() - chief_done_at > STOP_GRACE_SECONDS * 4:
                     break
@@ -242,22 +288,131 @@ def run_parallel_search(
     finally:
         for child in reversed(children):
             child.stop()
-    # As the chief resolved it (objective, direction, a fine-tune's head and image size).
+    return _result_of_children(run_dir, log_before, started)
+
+
+def run_recycled_search(
+    config,
+    run_dir: str | os.PathLike,
+    data_dir=None,
+    overwrite: bool = False,
+    progress: Callable[[str], None] | None = print,
+    force_direction: bool = False,
+    accept_changed_space: bool = False,
+    on_event: Callable[[str, dict[str, Any]], None] | None = None,
+):
+    """Run (or resume) a search as ``run_search`` does, its trials in a child process that is
+    replaced by a fresh one whenever it retires (``config.recycle_after`` trials, or above
+    ``config.max_memory_mb``; see ``tuner.recycling``): what ``hpsearch tune`` does when
+    ``tuner.recycling.replaces_processes(config)``.
+
+    Each child runs ``run_search``, which resumes what its predecessor saved: no trial is lost or
+    trained again. The progress lines are those of one ``run_search`` (a replacement's set-up
+    lines are left out, its elapsed time goes on). Ctrl-C or SIGTERM stops the child, which
+    leaves the run directory as a kill does (resumable).
+
+    Args:
+        config, run_dir, data_dir, overwrite, progress, force_direction, accept_changed_space:
+            as for ``run_search`` (a space, data or observers of this process cannot cross
+            into a child: name them in ``config``).
+        on_event: called with ("search", event) for each ``tuner.recycling.Retirement`` event
+            of the children (their first trial, each trial's resident memory, retirement).
+
+    Returns:
+        A ``tuner.export.SearchResult``, as ``run_search``'s.
+
+    Raises:
+        As ``run_search`` (the child's error, with its exit code); SearchError when the child
+        crashes.
+    """
+    started = time.monotonic()
+    progress = progress or (lambda line: None)
+    run_dir = Path(run_dir)
+    log_before = len(_trial_log_lines(run_dir)) if not overwrite else 0
+    env = _child_env()
+    spec = {"role": "search", "config": config.to_dict(), "run_dir": str(run_dir),
+            "data_dir": [str(d) for d in data_dir or []], "force_direction": force_direction,
+            "accept_changed_space": accept_changed_space}
+    clock: dict[str, float] = {}
+
+    def event(name: str, fields: dict[str, Any]) -> None:
+        if fields["event"] == "ready":
+            clock.setdefault("search_started", fields["search_started"])
+        if on_event is not None:
+            on_event(name, fields)
+
+    replacement = False
+    with _stopping_on_sigterm():
+        while True:
+            child = _Child("search", {
+                **spec, "overwrite": overwrite and not replacement, "replacement": replacement,
+                "search_started": clock.get("search_started"),
+            }, env, progress, prefixed=False, on_event=event).start()
+            try:
+                code = child.wait()
+            finally:
+                child.stop()
+            if code != RETIRED_EXIT_CODE:
+                break
+            replacement = True
+    if code != 0:
+        raise _stopped_error(child, code, "search process")
+    return _result_of_children(run_dir, log_before, started)
+
+
+@contextlib.contextmanager
+def _stopping_on_sigterm():
+    """SIGTERM raises KeyboardInterrupt here, as Ctrl-C does, so that the child is stopped on
+    the way out (SIGTERM's default would end this process alone; the kernel would then kill the
+    child, see ``_die_with_launcher``). Only the main thread can set a handler."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _child_env() -> dict[str, str]:
+    """The environment of a child process: this one's, with hpsearch importable, unbuffered
+    output, and none of KerasTuner's distribution variables (each child sets its own)."""
+    package_root = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
+    for name in ("KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT", "KERASTUNER_TUNER_ID"):
+        env.pop(name, None)
+    return env
+
+
+def _result_of_children(run_dir: Path, log_before: int, started: float):
+    """The SearchResult of a search its children ran: the results exported again from the run
+    directory, the trials of this call and their time inside fit from the trial log."""
+    from tuner.config import read_run_config
+    from tuner.export import export_results, search_result
+
+    # As the chief or child resolved it (objective, direction, a fine-tune's head and image size).
     config, document = read_run_config(run_dir)
-    textbook = document.get("textbook_values")
-    trials, top = export_results(run_dir, config, textbook)
+    trials, top = export_results(run_dir, config, document.get("textbook_values"))
     new_entries = [json.loads(line) for line in _trial_log_lines(run_dir)[log_before:]]
     return search_result(run_dir, config, trials, top, len(new_entries), started,
-                   sum(float(e.get("fit_seconds") or 0) for e in new_entries),
-                   document.get("precision", config.precision))
+                         sum(float(e.get("fit_seconds") or 0) for e in new_entries),
+                         document.get("precision", config.precision))
 
 
-def _chief_stopped_error(chief: "_Child", code: int) -> HpsearchError:
-    """The error of a chief that stopped: its own message and exit code when it reported one
-    (a usage error stays exit code 2), else what it printed last."""
-    message = chief.error_message()
+def _stopped_error(child: "_Child", code: int, what: str = "chief") -> HpsearchError:
+    """The error of a chief or search process that stopped: its own message and exit code when it
+    reported one (a usage error stays exit code 2), else what it printed last."""
+    message = child.error_message()
     if message is None:
-        return SearchError(f"The chief stopped ({_describe_exit(code)}): {chief.error_line()}")
+        return SearchError(f"The {what} stopped ({_describe_exit(code)}); finished trials are "
+                           "saved: run the same command again to resume. It said last: "
+                           f"{child.error_line()}")
     return UsageError(message) if code == UsageError.exit_code else SearchError(message)
 
 
@@ -287,14 +442,29 @@ def _die_with_launcher(launcher_pid: int | None) -> None:
         os._exit(1)
 
 
+def _stop_on_signals() -> None:
+    """Ctrl-C or SIGTERM ends a search process as Ctrl-C ends ``run_search`` in a terminal: its
+    ``finally`` blocks run (the observers end their runs, the lock goes). Once: a second signal
+    (the launcher's SIGTERM after the terminal's Ctrl-C) does not cut that short."""
+
+    def interrupt(signum, frame):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def process_main() -> None:
-    """Entry point of a chief or worker process started by ``run_parallel_search``."""
+    """Entry point of a chief, worker or search process started by ``run_parallel_search`` or
+    ``run_recycled_search``."""
     from tuner.cli_errors import import_tensorflow, user_message
 
     spec = json.loads(sys.argv[-1])
     _die_with_launcher(spec.get("launcher_pid"))
-    # KerasTuner prints (its trial display, a stray print in conditions.py): only progress lines
-    # and the error line reach the launcher.
+    # KerasTuner prints (its trial display, a stray print in conditions.py): only progress lines,
+    # the Retirement's events and the error line reach the launcher.
     shown = sys.stdout
     sys.stdout = open(os.devnull, "w")
 
@@ -302,22 +472,47 @@ def process_main() -> None:
         shown.write(line + "\n")
         shown.flush()
 
+    def report(event: dict[str, Any]) -> None:
+        show(_EVENT_MARK + json.dumps(event))
+
+    if spec["role"] == "search":
+        _stop_on_signals()
     try:
         import_tensorflow()
+        from tuner.config import RunConfig
+
         if spec["role"] == "chief":
-            from tuner.config import RunConfig
             from tuner.search import run_search
 
             run_search(RunConfig.from_dict(spec["config"]), spec["run_dir"],
                        data_dir=spec["data_dir"] or None, overwrite=spec["overwrite"],
                        progress=show, force_direction=spec["force_direction"],
                        serve=ServeSettings(**spec["serve"]))
+            return
+        config = RunConfig.from_dict(spec["config"])
+        retirement = Retirement(config, spec["run_dir"], report, spec["search_started"],
+                                show_set_up=not spec["replacement"])
+        if spec["role"] == "search":
+            from tuner.search import run_search
+
+            run_search(config, spec["run_dir"], data_dir=spec["data_dir"] or None,
+                       overwrite=spec["overwrite"], progress=retirement.progress(show),
+                       force_direction=spec["force_direction"],
+                       accept_changed_space=spec["accept_changed_space"], retirement=retirement)
         else:
             run_worker(spec["address"], spec["run_dir"], spec["tuner_id"],
-                       data_dir=spec["data_dir"] or None, progress=show,
+                       data_dir=spec["data_dir"] or None, progress=retirement.progress(show),
                        connect_timeout=spec["connect_timeout"],
                        call_timeout=spec["call_timeout"], threads=spec["threads"],
-                       chief_timeout=spec.get("chief_timeout", CHIEF_TIMEOUT_SECONDS))
+                       chief_timeout=spec.get("chief_timeout", CHIEF_TIMEOUT_SECONDS),
+                       retirement=retirement)
+    except ProcessRetired:
+        # Everything is saved and flushed: skipping the interpreter's teardown with TensorFlow
+        # loaded (seconds) lets the fresh process start that much sooner.
+        sys.stderr.flush()
+        os._exit(RETIRED_EXIT_CODE)
+    except KeyboardInterrupt:
+        sys.exit(128 + signal.SIGINT)
     except Exception as error:  # noqa: BLE001 - shown as one line; a bug keeps its traceback
         message = user_message(error)
         if message is None:

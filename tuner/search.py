@@ -114,6 +114,7 @@ def run_search(
     accept_changed_space: bool = False,
     callbacks=None,
     observers=(),
+    retirement=None,
 ) -> SearchResult:
     """Run (or resume) a search and export its results.
 
@@ -142,6 +143,10 @@ def run_search(
         callbacks: Keras callbacks added to every trial's ``fit`` in this process.
         observers: ``tuner.observers.TrialObserver`` objects told of every trial's start, epochs
             and end in this process (beside those the settings ask for).
+        retirement: a ``tuner.recycling.Retirement``: this process is one of those a long search
+            runs in (``tuner.parallel.run_recycled_search``), and leaves the search to a fresh
+            one once it is due, by raising ``tuner.recycling.ProcessRetired`` after a trial
+            (saved and exported). Default None: every trial runs in this process.
 
     Returns:
         A SearchResult with the trials table and the exported top configurations.
@@ -154,6 +159,7 @@ def run_search(
             or has unreadable files (``CorruptRunError``, which names them and the repair).
         SearchError: the search stopped, e.g. after too many consecutive failed trials.
         datasets.DatasetError: the dataset cannot be found or read.
+        tuner.recycling.ProcessRetired: ``retirement`` says this process is due.
     """
     started = time.monotonic()
     with frozen_survivors():
@@ -166,13 +172,13 @@ def run_search(
             config = dataclasses.replace(config, dataset=data.name, subset=None)
         return _run_search(config, Path(run_dir), data_dir, overwrite, progress or (lambda line: None),
                            data, force_direction, serve, started, resolved, accept_changed_space,
-                           callbacks, observers)
+                           callbacks, observers, retirement)
 
 
 def _run_search(config: RunConfig, run_dir: Path, data_dir, overwrite: bool, progress, data,
                 force_direction: bool, serve, started: float, space: Space | None = None,
                 accept_changed_space: bool = False, callbacks=None,
-                observers=()) -> SearchResult:
+                observers=(), retirement=None) -> SearchResult:
     """``run_search``'s body, inside its ``frozen_survivors`` block."""
     config = validate_search(config, force_direction, space, data)
     space = space or resolve_space(config)
@@ -237,9 +243,18 @@ def _run_search(config: RunConfig, run_dir: Path, data_dir, overwrite: bool, pro
                 keep_best_models(run_dir, config, hypermodel)
             return exported
 
+        def after_trial():
+            export()
+            if retirement is not None:
+                retirement.after_trial()
+
         observers = observers_for(config, run_dir, observers)
-        tuner._setup_tracking(run_dir, config, progress, export, hooks=prepared.hooks,
+        if retirement is not None:
+            observers.append(retirement)
+        tuner._setup_tracking(run_dir, config, progress, after_trial, hooks=prepared.hooks,
                               record=prepared.record, observers=observers)
+        if retirement is not None:
+            retirement.attach(tuner)
         rundir.write_json(run_dir / SPACE_FILE, tuner.oracle.get_space().get_config())
         if serve is not None:
             from tuner.distributed import serve_oracle
