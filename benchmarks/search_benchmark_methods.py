@@ -8,9 +8,9 @@ order they ended, with the method's own incumbent after each one:
 
 - hpsearch ``bohb``, ``hyperband``, ``bayesian``, ``random``: ``tuner.run_search``, as shipped
   (float32 for all methods alike); Hyperband's tuners for ``sweeps`` sweeps, the others until the
-  budget is spent (a search is resumed with more trials until it is). ``bohb_kde``: ``bohb`` with
-  BOHB's own model, kernel densities of the good and the bad trials, instead of its Gaussian
-  process (``tuner.guided.ModelGuidedProposals.model``), the candidate for the default.
+  budget is spent (a search is resumed with more trials until it is). ``bohb_gp``: ``bohb``
+  with a Gaussian process instead of BOHB's kernel densities (``tuner.guided.
+  ModelGuidedProposals.model``), the model ``bohb`` had before the densities measured ahead.
 - ``kerastuner_hyperband``, ``kerastuner_bayesian``: stock ``keras_tuner.Hyperband`` and
   ``keras_tuner.BayesianOptimization`` on the same HyperModel, every argument at its default except
   the budget (max_epochs, factor, sweeps; max_trials = budget / max_epochs trials of max_epochs
@@ -44,9 +44,9 @@ import keras_tuner as kt
 import kerastuner_translation as translation
 import numpy as np
 
-HPSEARCH_METHODS = ("bohb", "bohb_kde", "hyperband", "bayesian", "random")
+HPSEARCH_METHODS = ("bohb", "bohb_gp", "hyperband", "bayesian", "random")
 # hpsearch's tuners with another proposal model: method -> (tuner, ModelGuidedProposals.model).
-MODEL_VARIANTS = {"bohb_kde": ("bohb", "kde")}
+MODEL_VARIANTS = {"bohb_gp": ("bohb", "gp")}
 METHODS = HPSEARCH_METHODS + (
     "kerastuner_hyperband",
     "kerastuner_bayesian",

@@ -1,4 +1,5 @@
-"""Model-guided proposals (BOHB's idea): the Gaussian process follows the scores it is given."""
+"""Model-guided proposals (BOHB): its kernel densities, and the Gaussian process, follow the scores
+they are given."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ class _RandomOracle(kt.oracles.RandomSearchOracle):
 
 class _Oracle(ModelGuidedProposals, _RandomOracle):
     random_fraction = 0.0
+    model = "gp"
 
 
 def _oracle(scores_at, budget_of=lambda x: 1, count=12, seed=0):

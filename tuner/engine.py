@@ -166,7 +166,7 @@ class _HyperbandOracle(_HpsearchOracle, kt.oracles.HyperbandOracle):
 
 
 class _GuidedHyperbandOracle(ModelGuidedProposals, _HyperbandOracle):
-    """Hyperband whose new configurations come from a Gaussian process (BOHB's idea)."""
+    """Hyperband whose new configurations come from a model of the finished trials (BOHB)."""
 
 
 class _BayesianOracle(_HpsearchOracle, kt.oracles.BayesianOptimizationOracle):
