@@ -8,9 +8,10 @@ format to a temporary folder (nothing else is read or written):
   every file of the run directory is readable (trials.csv, top_configs/rank_*.yaml, oracle.json,
   trial.json); then let it finish. Counted: completed trials lost (a trial seen COMPLETED after a
   kill that is later missing or changed) and completed trials retrained (logged as finished twice).
-  The ``workers`` search (``--workers 2``: a chief and two worker processes) is killed as a whole
-  process group, or every other time by its launcher alone; counted as well: kills after which a
-  chief or worker was still running 5 s later (orphans).
+  The ``workers`` search (``--workers 2``: a chief and two worker processes) and the
+  ``recycled`` one (one-process, its trials in child processes replaced every 3 trials) are
+  killed as a whole process group, or every other time by their launcher alone; counted as well:
+  kills after which a chief, worker or child was still running 5 s later (orphans).
 * ``rss``: peak resident memory of one ``hpsearch tune`` process over a 50-trial random search,
   sampled every 0.2 s, with its value after trials 1, 10, 25 and 50.
 * ``bad-input``: each bad-input class once through the real command; exit code, first line of
@@ -19,6 +20,8 @@ format to a temporary folder (nothing else is read or written):
 Usage::
 
     python benchmarks/fault_injection.py [--kills 7] [--seed 0] [--parts kills,rss,bad-input]
+    python benchmarks/fault_injection.py --parts kills --tuners random,recycled,workers \
+        --kills 20 --max-trials 30 --json faults.json
 
 Prints Markdown tables (the source of the BENCHMARKS.md section) and writes them as JSON with
 ``--json FILE``.
@@ -53,7 +56,13 @@ BUDGETS = {  # small enough that a run finishes in about a minute on 2 cores
     # A chief and two workers (issue 12); each kill is of the launcher's whole process group or,
     # every other time, of the launcher alone (its chief and workers must die with it).
     "workers": ["--tuner", "random", "--max-trials", "12", "--max-epochs", "3", "--workers", "2"],
+    # A one-process search whose trials run in child processes replaced every 3 trials
+    # (--recycle-after): killed as a whole or, every other time, its launcher alone.
+    "recycled": ["--tuner", "random", "--max-trials", "12", "--max-epochs", "3",
+                 "--recycle-after", "3"],
 }
+# Budgets whose command is a launcher of other processes (killed alone every other time).
+LAUNCHERS = ("workers", "recycled")
 # Seconds the chief and workers of a killed launcher get to be gone before they count as orphans.
 ORPHAN_GRACE = 5.0
 
@@ -135,10 +144,13 @@ def _kill(process: subprocess.Popen, whole_group: bool) -> bool:
 
 
 def kills(data_dir: Path, work: Path, kills_per_tuner: int, rng: random.Random,
-          deadline: float, tuners=tuple(BUDGETS)) -> list[dict]:
+          deadline: float, tuners=tuple(BUDGETS), max_trials: int | None = None) -> list[dict]:
     results = []
     for tuner in tuners:
-        budget = BUDGETS[tuner]
+        budget = list(BUDGETS[tuner])
+        if max_trials is not None and "--max-trials" in budget:
+            # More kills than a budget's trials would end the search before the last kill.
+            budget[budget.index("--max-trials") + 1] = str(max_trials)
         run_dir = work / f"run-{tuner}"
         command = TUNE + ["--run-dir", str(run_dir), "--data-dir", str(data_dir)] + budget
         completed: dict[str, dict] = {}
@@ -166,7 +178,7 @@ def kills(data_dir: Path, work: Path, kills_per_tuner: int, rng: random.Random,
                 if process.returncode != 0:
                     exit_errors += 1
                 break  # the search finished before this kill
-            orphaned += _kill(process, whole_group=tuner != "workers" or done % 2 == 0)
+            orphaned += _kill(process, whole_group=tuner not in LAUNCHERS or done % 2 == 0)
             done += 1
             try:
                 states = _states(run_dir)
@@ -293,13 +305,15 @@ def bad_input(data_dir: Path, work: Path) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kills", type=int, default=8, help="kills per tuner (3 tuners)")
+    parser.add_argument("--kills", type=int, default=8, help="kills per search kind (--tuners)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--minutes", type=float, default=25.0, help="bound on the kills part")
     parser.add_argument("--train", type=int, default=600, help="tiny training images")
     parser.add_argument("--parts", default="kills,rss,bad-input")
     parser.add_argument("--tuners", default=",".join(BUDGETS),
                         help=f"which searches the kills part runs (of {', '.join(BUDGETS)})")
+    parser.add_argument("--max-trials", type=int, default=None,
+                        help="trials of each killed search with a trial count (default: 12)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     parts = args.parts.split(",")
@@ -310,7 +324,7 @@ def main() -> None:
         if "kills" in parts:
             report["kills"] = kills(data_dir, work, args.kills, random.Random(args.seed),
                                     time.monotonic() + 60 * args.minutes,
-                                    tuners=args.tuners.split(","))
+                                    tuners=args.tuners.split(","), max_trials=args.max_trials)
         if "rss" in parts:
             report["rss"] = rss(data_dir, work)
         if "bad-input" in parts:
