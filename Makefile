@@ -43,7 +43,7 @@ demo: data
 	@echo "Report: $(RUNS)/report/report.html"
 
 test: data
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow and not integration"
