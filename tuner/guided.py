@@ -66,7 +66,8 @@ class ModelGuidedProposals:
 
     def _observations(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(embedded configurations, scores as "higher is better") of the completed trials at the
-        largest epoch budget that has ``min_observations`` of them; None before that."""
+        largest epoch budget that has ``min_observations`` of them (for the densities, also more
+        than the space has dimensions); None before that."""
         by_budget: dict[int, list] = {}
         for trial in self.trials.values():
             if trial.status != "COMPLETED" or trial.score is None:
@@ -90,8 +91,8 @@ class ModelGuidedProposals:
     def _propose_from_densities(self, x: np.ndarray, y: np.ndarray) -> dict[str, Any] | None:
         """BOHB's proposal (Falkner et al. 2018, as in its reference code, hpbandster): split
         the trials into the best 15% and the rest (each at least dimensions + 1), fit a kernel
-        density to each, sample ``kde_samples`` points around good trials with the bandwidths
-        widened ``bandwidth_factor`` times, and take the one most likely good relative to bad.
+        density to each, sample ``KDE_SAMPLES`` points around good trials with the bandwidths
+        widened ``BANDWIDTH_FACTOR`` times, and take the one most likely good relative to bad.
         None when no sample is new (the caller then draws at random)."""
         rng = np.random.default_rng(self._seed_state)
         self._seed_state += 1
