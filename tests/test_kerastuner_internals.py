@@ -17,8 +17,8 @@ from tuner import engine as search
 from tuner.config import hyperband_schedule
 
 # Every private KerasTuner (and Keras) name hpsearch overrides, calls or reads, and where. The
-# engine (tuner/engine.py) holds the oracles' and tuners'; the gRPC chief and worker
-# (tuner/distributed.py) wrap KerasTuner's servicer and client, which have no public API.
+# engine (tuner/engine.py) holds the oracles' and tuners'; the gRPC chief (tuner/chief.py) and
+# worker (tuner/worker.py) wrap KerasTuner's servicer and client, which have no public API.
 PRIVATE_NAMES = [
     (kt.Oracle, "_random_values", "tuner/engine.py"),
     (kt.Oracle, "_save_trial", "tuner/engine.py"),
@@ -27,7 +27,7 @@ PRIVATE_NAMES = [
     (kt.Oracle, "_get_trial_dir", "tuner/engine.py"),
     (kt.oracles.HyperbandOracle, "_random_trial", "tuner/engine.py"),
     (kt.Tuner, "_get_tuner_fname", "tuner/engine.py"),
-    (kt.Tuner, "_is_worker", "tuner/engine.py, tuner/distributed.py"),
+    (kt.Tuner, "_is_worker", "tuner/engine.py, tuner/worker.py"),
     (kt.Tuner, "_activate_all_conditions", "tuner/engine.py"),
     (kt.Tuner, "_try_build", "tuner/engine.py"),
     (kt.Tuner, "_build_hypermodel", "tuner/engine.py"),
@@ -35,11 +35,11 @@ PRIVATE_NAMES = [
 ]
 PRIVATE_MODULE_NAMES = [
     ("keras_tuner.src.engine.oracle", "synchronized", "tuner/engine.py"),
-    ("keras_tuner.src.distribute.oracle_chief", "OracleServicer", "tuner/distributed.py"),
-    ("keras_tuner.src.distribute.oracle_chief", "exit_chief", "tuner/distributed.py"),
-    ("keras_tuner.src.distribute.oracle_client", "OracleClient", "tuner/distributed.py"),
-    ("keras_tuner.src.distribute.oracle_client", "TIMEOUT", "tuner/distributed.py"),
-    ("keras_tuner.src", "protos", "tuner/distributed.py"),
+    ("keras_tuner.src.distribute.oracle_chief", "OracleServicer", "tuner/chief.py"),
+    ("keras_tuner.src.distribute.oracle_chief", "exit_chief", "tuner/chief.py"),
+    ("keras_tuner.src.distribute.oracle_client", "OracleClient", "tuner/worker.py"),
+    ("keras_tuner.src.distribute.oracle_client", "TIMEOUT", "tuner/worker.py"),
+    ("keras_tuner.src", "protos", "tuner/chief.py, tuner/worker.py"),
     ("keras_tuner.src.config", "DEBUG", "tuner/cli_errors.py"),
 ]
 
@@ -66,10 +66,10 @@ def test_private_attributes_that_hpsearch_reads_exist(tmp_path):
     oracle = kt.oracles.RandomSearchOracle(objective=kt.Objective("score", "max"), max_trials=1,
                                            seed=1)
     oracle._set_project_dir(str(tmp_path), "p")
-    # tuner/engine.py and tuner/distributed.py requeue a lost worker's trial; tuner/guided.py
+    # tuner/engine.py and tuner/chief.py requeue a lost worker's trial; tuner/guided.py
     # seeds its coin from KerasTuner's count of random draws.
     assert isinstance(oracle._retry_queue, list) and isinstance(oracle._seed_state, int)
-    # tuner/distributed.py wraps the stub a client holds.
+    # tuner/worker.py wraps the stub a client holds.
     assert "_oracle" in OracleClient.__init__.__code__.co_names
 
 
