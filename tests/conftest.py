@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import time
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,16 @@ def _registered_spaces():
     yield
     registry._REGISTERED.clear()
     registry._REGISTERED.update(saved)
+
+
+def wait_for(condition, seconds: float, what: str) -> None:
+    """Poll ``condition`` every 50 ms until it holds; fail naming ``what`` after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not within {seconds} s: {what}")
 
 
 def tiny_images(count: int, shape: tuple[int, ...], seed: int) -> tuple[np.ndarray, np.ndarray]:

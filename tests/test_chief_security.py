@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from conftest import write_fashion_mnist
+from conftest import wait_for, write_fashion_mnist
 from tuner.cli import main
 from tuner.config import RunConfig, write_run_config
 from tuner.distributed import (
@@ -62,15 +62,6 @@ def _oracle(project: Path, max_trials: int):
     return oracle
 
 
-def _wait_for(condition, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"not within {seconds} s: {what}")
-
-
 class _Chief:
     """``serve_oracle`` of a ``max_trials`` search in ``run_dir``, in a thread."""
 
@@ -84,7 +75,7 @@ class _Chief:
             args=(self.oracle, run_dir, ServeSettings(worker_timeout=600.0, **settings),
                   self.lines.append))
         self.thread.start()
-        _wait_for(lambda: any(line.startswith("Chief serving") for line in self.lines), 30,
+        wait_for(lambda: any(line.startswith("Chief serving") for line in self.lines), 30,
                   "the chief serving")
         served = json.loads((run_dir / "distributed.json").read_text())
         self.address, self.run_id = served["address"], served["run_id"]
@@ -96,7 +87,7 @@ class _Chief:
                        self.run_id if run_id is None else run_id, worker, credentials)
 
     def trials_written(self, rows: int) -> None:
-        _wait_for(lambda: (self.run_dir / "trials.csv").is_file()
+        wait_for(lambda: (self.run_dir / "trials.csv").is_file()
                   and len(pd.read_csv(self.run_dir / "trials.csv")) == rows, 10,
                   f"trials.csv with {rows} row(s)")
 
@@ -382,7 +373,7 @@ def test_the_watch_ends_a_worker_whose_chief_is_silent_or_refuses(tmp_path):
     lost: list[str] = []
     started = time.monotonic()
     watch = _ChiefWatch(silent, 1.0, lost.append, "127.0.0.1:1").start()
-    _wait_for(lambda: lost, 5, "the watch giving up")
+    wait_for(lambda: lost, 5, "the watch giving up")
     assert 1.0 <= time.monotonic() - started < 2.5
     assert lost == [("Lost the chief at 127.0.0.1:1: it has not answered for 1 s (it stopped, or "
                      "the network is down). This worker stops; finished trials are saved, and its "
@@ -395,7 +386,7 @@ def test_the_watch_ends_a_worker_whose_chief_is_silent_or_refuses(tmp_path):
     lost.clear()
     started = time.monotonic()
     _ChiefWatch(another_run, 10.0, lost.append, "127.0.0.1:1").start()
-    _wait_for(lambda: lost, 10, "the watch seeing the refusal")
+    wait_for(lambda: lost, 10, "the watch seeing the refusal")
     assert time.monotonic() - started < 4  # at the first ping (after 2 s), not after 10 s
     assert lost == [("The chief at 127.0.0.1:1 refused this worker (PERMISSION_DENIED): This "
                      "chief serves run abc This worker stops: the chief it joined is gone.")]
@@ -485,7 +476,7 @@ def test_a_killed_chief_then_another_run_then_itself_again_change_no_trial(tmp_p
     chief_b = None
     try:
         processes.append(_start(tune, tmp_path / "chief_a.log"))
-        _wait_for(lambda: (run_a / "distributed.json").is_file(), 240, "chief A serving")
+        wait_for(lambda: (run_a / "distributed.json").is_file(), 240, "chief A serving")
         first_run_id = json.loads((run_a / "distributed.json").read_text())["run_id"]
         worker = _start(["worker", f"127.0.0.1:{port}", "--run-dir", run_a, "--id", "w1",
                          "--data-dir", data, "--threads", "1", "--chief-timeout", bound],
@@ -498,10 +489,10 @@ def test_a_killed_chief_then_another_run_then_itself_again_change_no_trial(tmp_p
             return ((run_a / "trials.csv").is_file() and beat.get("state") == "training"
                     and (beat.get("epoch") or 0) >= 1)
 
-        _wait_for(training_after_a_finished_trial, 300, "the worker inside its second trial")
+        wait_for(training_after_a_finished_trial, 300, "the worker inside its second trial")
         # Killed within an epoch (not in the middle of a call): the worker's next call waits.
         epoch, epoch_started = read_heartbeats(run_a)["w1"]["epoch"], time.monotonic()
-        _wait_for(lambda: read_heartbeats(run_a)["w1"].get("epoch") != epoch, 60, "an epoch")
+        wait_for(lambda: read_heartbeats(run_a)["w1"].get("epoch") != epoch, 60, "an epoch")
         time.sleep((time.monotonic() - epoch_started) * 0.4)
         os.kill(processes[0].pid, signal.SIGKILL)
         killed_at = time.monotonic()
@@ -544,7 +535,7 @@ def test_a_killed_chief_then_another_run_then_itself_again_change_no_trial(tmp_p
 
         # The first run's chief again: a new run id, the same finished trials.
         processes.append(_start(tune, tmp_path / "chief_a_again.log"))
-        _wait_for(lambda: json.loads((run_a / "distributed.json").read_text())["run_id"]
+        wait_for(lambda: json.loads((run_a / "distributed.json").read_text())["run_id"]
                   != first_run_id, 240, "chief A serving again")
         time.sleep(3.0)  # six turns of its loop, which exports when a trial ends
         assert _kept(run_a) == kept_a

@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 import search_spaces
+from conftest import wait_for
 from top_configs import TopConfig, write_top_config
 from tuner.cli import main
 from tuner.config import RunConfig, write_run_config
@@ -167,15 +168,6 @@ def _conditional_oracle(project: Path):
     return oracle
 
 
-def _wait_for(condition, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"not within {seconds} s: {what}")
-
-
 def test_the_chief_prints_no_stray_values_and_exports_after_each_trial(tmp_path, capsys):
     import grpc
     from keras_tuner.src import protos
@@ -196,7 +188,7 @@ def test_the_chief_prints_no_stray_values_and_exports_after_each_trial(tmp_path,
         target=serve_oracle, daemon=True,
         args=(oracle, run_dir, ServeSettings(worker_timeout=60.0), progress))
     serving.start()
-    _wait_for(lambda: lines, 30, "the chief serving")
+    wait_for(lambda: lines, 30, "the chief serving")
     address = lines[0].split()[3].rstrip(";")
     service, trial_status = protos.get_service(), protos.get_proto().TrialStatus
     # As a worker calls: with the run's token, the chief's run id and its own id.
@@ -216,7 +208,7 @@ def test_the_chief_prints_no_stray_values_and_exports_after_each_trial(tmp_path,
             ended.trial.status = trial_status.COMPLETED
             stub.EndTrial(ended, timeout=30)
             # Written by the chief while it still serves, as a local search does.
-            _wait_for(lambda rows=number: (run_dir / "trials.csv").is_file()
+            wait_for(lambda rows=number: (run_dir / "trials.csv").is_file()
                       and len(pd.read_csv(run_dir / "trials.csv")) == rows, 10,
                       f"trials.csv with trial {number}")
             assert serving.is_alive()
