@@ -184,14 +184,10 @@ class _Client:
         import grpc
         from keras_tuner.src import protos
 
-        from tuner.distributed import (
-            _chief_channel,
-            _Heartbeat,
-            _wait_for_chief,
-            _WorkerCredentials,
-            parse_address,
-        )
-        from tuner.engine import RUN_ID_PROBE
+        from tuner.chief_protocol import parse_address
+        from tuner.heartbeats import _Heartbeat
+        from tuner.worker import _chief_channel, _wait_for_chief, _WorkerCredentials
+        from tuner.oracles import RUN_ID_PROBE
         from tuner.errors import HpsearchError
 
         host, port = parse_address(self.address)

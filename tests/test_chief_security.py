@@ -31,14 +31,12 @@ from tuner.config import RunConfig, write_run_config
 from tuner.distributed import (
     ChiefRefusedError,
     ServeSettings,
-    _ChiefWatch,
-    _wait_for_chief,
-    _worker_token,
     read_heartbeats,
     run_token,
     serve_oracle,
 )
 from tuner.errors import RunDirError, UsageError
+from tuner.worker import _ChiefWatch, _wait_for_chief, _worker_token
 from tuner.status import format_status, search_status
 
 CODE = grpc.StatusCode
@@ -49,7 +47,7 @@ def _oracle(project: Path, max_trials: int):
     """The chief's oracle of a random search over a tiny space with a conditional value."""
     import keras_tuner as kt
 
-    from tuner.engine import _RandomOracle
+    from tuner.oracles import _RandomOracle
 
     hp = kt.HyperParameters()
     hp.Choice("optimizer", ["sgd", "adam"], default="adam")

@@ -153,7 +153,7 @@ def _conditional_oracle(project: Path):
     hyperparameters (a string and a whole-number condition)."""
     import keras_tuner as kt
 
-    from tuner.engine import _RandomOracle
+    from tuner.oracles import _RandomOracle
 
     hp = kt.HyperParameters()
     hp.Choice("optimizer", ["sgd", "adam"], default="adam")
@@ -172,7 +172,8 @@ def test_the_chief_prints_no_stray_values_and_exports_after_each_trial(tmp_path,
     import grpc
     from keras_tuner.src import protos
 
-    from tuner.distributed import ServeSettings, _WorkerCredentials, serve_oracle
+    from tuner.distributed import ServeSettings, serve_oracle
+    from tuner.worker import _WorkerCredentials
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()

@@ -148,7 +148,7 @@ def test_the_workers_launcher_imports_no_tensorflow_and_keeps_the_chief_s_usage_
 def test_trial_cap_stops_a_distributed_hyperband_at_its_schedule(tmp_path):
     import keras_tuner as kt
 
-    from tuner.engine import _HyperbandOracle
+    from tuner.oracles import _HyperbandOracle
 
     oracle = _HyperbandOracle(objective=kt.Objective("val_accuracy", "max"), max_epochs=2,
                               factor=2, seed=0)

@@ -17,15 +17,16 @@ from tuner import engine as search
 from tuner.config import hyperband_schedule
 
 # Every private KerasTuner (and Keras) name hpsearch overrides, calls or reads, and where. The
-# engine (tuner/engine.py) holds the oracles' and tuners'; the gRPC chief (tuner/chief.py) and
-# worker (tuner/worker.py) wrap KerasTuner's servicer and client, which have no public API.
+# oracles (tuner/oracles.py) and the tuners (tuner/engine.py) hold most of them; the gRPC chief
+# (tuner/chief.py) and worker (tuner/worker.py) wrap KerasTuner's servicer and client, which have
+# no public API.
 PRIVATE_NAMES = [
-    (kt.Oracle, "_random_values", "tuner/engine.py"),
-    (kt.Oracle, "_save_trial", "tuner/engine.py"),
-    (kt.Oracle, "_duplicate", "tuner/engine.py, tuner/guided.py"),
-    (kt.Oracle, "_get_oracle_fname", "tuner/engine.py"),
-    (kt.Oracle, "_get_trial_dir", "tuner/engine.py"),
-    (kt.oracles.HyperbandOracle, "_random_trial", "tuner/engine.py"),
+    (kt.Oracle, "_random_values", "tuner/oracles.py"),
+    (kt.Oracle, "_save_trial", "tuner/oracles.py"),
+    (kt.Oracle, "_duplicate", "tuner/oracles.py, tuner/guided.py"),
+    (kt.Oracle, "_get_oracle_fname", "tuner/oracles.py"),
+    (kt.Oracle, "_get_trial_dir", "tuner/oracles.py"),
+    (kt.oracles.HyperbandOracle, "_random_trial", "tuner/oracles.py"),
     (kt.Tuner, "_get_tuner_fname", "tuner/engine.py"),
     (kt.Tuner, "_is_worker", "tuner/engine.py, tuner/worker.py"),
     (kt.Tuner, "_activate_all_conditions", "tuner/engine.py"),
@@ -34,7 +35,7 @@ PRIVATE_NAMES = [
     (kt.Tuner, "_build_and_fit_model", "tuner/engine.py"),
 ]
 PRIVATE_MODULE_NAMES = [
-    ("keras_tuner.src.engine.oracle", "synchronized", "tuner/engine.py"),
+    ("keras_tuner.src.engine.oracle", "synchronized", "tuner/oracles.py"),
     ("keras_tuner.src.distribute.oracle_chief", "OracleServicer", "tuner/chief.py"),
     ("keras_tuner.src.distribute.oracle_chief", "exit_chief", "tuner/chief.py"),
     ("keras_tuner.src.distribute.oracle_client", "OracleClient", "tuner/worker.py"),
@@ -66,7 +67,7 @@ def test_private_attributes_that_hpsearch_reads_exist(tmp_path):
     oracle = kt.oracles.RandomSearchOracle(objective=kt.Objective("score", "max"), max_trials=1,
                                            seed=1)
     oracle._set_project_dir(str(tmp_path), "p")
-    # tuner/engine.py and tuner/chief.py requeue a lost worker's trial; tuner/guided.py
+    # tuner/oracles.py and tuner/chief.py requeue a lost worker's trial; tuner/guided.py
     # seeds its coin from KerasTuner's count of random draws.
     assert isinstance(oracle._retry_queue, list) and isinstance(oracle._seed_state, int)
     # tuner/worker.py wraps the stub a client holds.

@@ -496,7 +496,7 @@ def test_seed_zero_gives_the_same_trials_every_time():
     import keras_tuner as kt
 
     from tuner.config import oracle_seed
-    from tuner.engine import _RandomOracle
+    from tuner.oracles import _RandomOracle
 
     hp = kt.HyperParameters()
     hp.Float("learning_rate", 1e-4, 1e-1, sampling="log")

@@ -233,7 +233,7 @@ class _ChiefGuard(grpc.ServerInterceptor):
                  quiet: Callable[[Callable], Callable] = lambda call: call):
         from keras_tuner.src import protos
 
-        from tuner.engine import RUN_ID_PROBE
+        from tuner.oracles import RUN_ID_PROBE
 
         self.oracle, self.run_dir = oracle, Path(run_dir)
         self._token = token.encode("utf-8")

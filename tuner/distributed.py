@@ -37,22 +37,14 @@ What KerasTuner's distributed mode alone does not do, and these modules add:
   hyperparameter's value with a bare ``print`` whenever a trial is sent) stays out of the chief's
   output; its progress lines stay in.
 
-The parts, which this module re-exports (``from tuner.distributed import ...``): ``tuner.chief``
-serves, ``tuner.worker`` joins, ``tuner.chief_protocol`` holds what both agree on (the address,
-the call metadata, the run's token, the errors), and ``tuner.heartbeats`` the workers' heartbeat
-files, which ``hpsearch status`` reads too.
+The parts, whose public names this module re-exports (``from tuner.distributed import ...``;
+their internals are imported from their own modules): ``tuner.chief`` serves, ``tuner.worker``
+joins, ``tuner.chief_protocol`` holds what both agree on (the address, the call metadata, the
+run's token, the errors), and ``tuner.heartbeats`` the workers' heartbeat files, which
+``hpsearch status`` reads too.
 """
 
-from tuner.chief import (
-    STOP_GRACE_SECONDS,
-    ServeSettings,
-    _ChiefGuard,
-    _ExportEachTrial,
-    _QuietOracleCalls,
-    check_bind,
-    is_loopback,
-    serve_oracle,
-)
+from tuner.chief import STOP_GRACE_SECONDS, ServeSettings, check_bind, is_loopback, serve_oracle
 from tuner.chief_protocol import (
     TOKEN_ENV,
     ChiefRefusedError,
@@ -60,45 +52,24 @@ from tuner.chief_protocol import (
     parse_address,
     run_token,
 )
-from tuner.heartbeats import HEARTBEAT_SECONDS, _Heartbeat, heartbeat_gone, read_heartbeats
-from tuner.worker import (
-    CHIEF_TIMEOUT_SECONDS,
-    _chief_channel,
-    _ChiefWatch,
-    _wait_for_chief,
-    _worker_token,
-    _WorkerCredentials,
-    check_same_run,
-    run_worker,
-)
+from tuner.heartbeats import HEARTBEAT_SECONDS, heartbeat_gone, read_heartbeats
+from tuner.worker import CHIEF_TIMEOUT_SECONDS, check_same_run, run_worker
 
 __all__ = [
-    "ChiefRefusedError",
-    "ChiefUnreachableError",
-    "ServeSettings",
-    "parse_address",
-    "run_token",
-    "run_worker",
-    "serve_oracle",
-]
-# The other names code, tests and benchmarks import from here.
-__all__ += [
     "CHIEF_TIMEOUT_SECONDS",
     "HEARTBEAT_SECONDS",
     "STOP_GRACE_SECONDS",
     "TOKEN_ENV",
+    "ChiefRefusedError",
+    "ChiefUnreachableError",
+    "ServeSettings",
     "check_bind",
     "check_same_run",
     "heartbeat_gone",
     "is_loopback",
+    "parse_address",
     "read_heartbeats",
-    "_ChiefGuard",
-    "_ChiefWatch",
-    "_ExportEachTrial",
-    "_Heartbeat",
-    "_QuietOracleCalls",
-    "_WorkerCredentials",
-    "_chief_channel",
-    "_wait_for_chief",
-    "_worker_token",
+    "run_token",
+    "run_worker",
+    "serve_oracle",
 ]

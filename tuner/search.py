@@ -3,9 +3,9 @@
 It checks the settings (``tuner.preparation``), takes the run directory's lock and checks a
 resume against what the directory holds (``tuner.rundir``: settings, space source, data),
 prepares the data and the space, and runs hpsearch's KerasTuner engine (``tuner.engine``), whose
-oracles and tuners give the guarantees: the default point as the first trial, atomic state
-files, a resume that retrains nothing, failed trials recorded. After every trial it exports
-``trials.csv``, the top-3 YAML and, when asked, the best models (``tuner.export``,
+tuners and oracles (``tuner.oracles``) give the guarantees: the default point as the first trial,
+atomic state files, a resume that retrains nothing, failed trials recorded. After every trial it
+exports ``trials.csv``, the top-3 YAML and, when asked, the best models (``tuner.export``,
 ``tuner.models``).
 """
 

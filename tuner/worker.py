@@ -159,7 +159,7 @@ def _wait_for_chief(host: str, port: int, timeout: float, run_dir: Path, tuner_i
     seconds). The token is read once the chief serves: a chief writes it before it listens."""
     from keras_tuner.src import protos
 
-    from tuner.engine import RUN_ID_PROBE
+    from tuner.oracles import RUN_ID_PROBE
 
     address = _address(host, port)
     channel = _chief_channel(address, tls_ca)
@@ -361,8 +361,9 @@ def run_worker(
     from search_spaces.precision import precision_policy
     from tuner.config import read_run_config
     from tuner.preparation import fit_arguments, prepare_search
-    from tuner.engine import RUN_ID_PROBE, frozen_survivors, new_tuner, search_callbacks
+    from tuner.engine import frozen_survivors, new_tuner, search_callbacks
     from tuner.observers import observers_for
+    from tuner.oracles import RUN_ID_PROBE
     from tuner.spaces import resolve_recorded_space
 
     _limit_threads(threads, progress)
