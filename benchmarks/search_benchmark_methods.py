@@ -10,7 +10,8 @@ order they ended, with the method's own incumbent after each one:
   (float32 for all methods alike); Hyperband's tuners for ``sweeps`` sweeps, the others until the
   budget is spent (a search is resumed with more trials until it is). ``bohb_gp``: ``bohb``
   with a Gaussian process instead of BOHB's kernel densities (``tuner.guided.
-  ModelGuidedProposals.model``), the model ``bohb`` had before the densities measured ahead.
+  ModelGuidedProposals.model``), the model ``bohb`` had before the densities measured ahead;
+  ``bohb_dims``: the densities as hpbandster starts them, after more trials than dimensions.
 - ``kerastuner_hyperband``, ``kerastuner_bayesian``: stock ``keras_tuner.Hyperband`` and
   ``keras_tuner.BayesianOptimization`` on the same HyperModel, every argument at its default except
   the budget (max_epochs, factor, sweeps; max_trials = budget / max_epochs trials of max_epochs
@@ -44,9 +45,14 @@ import keras_tuner as kt
 import kerastuner_translation as translation
 import numpy as np
 
-HPSEARCH_METHODS = ("bohb", "bohb_gp", "hyperband", "bayesian", "random")
-# hpsearch's tuners with another proposal model: method -> (tuner, ModelGuidedProposals.model).
-MODEL_VARIANTS = {"bohb_gp": ("bohb", "gp")}
+HPSEARCH_METHODS = ("bohb", "bohb_gp", "bohb_dims", "hyperband", "bayesian", "random")
+# hpsearch's tuners with other proposal settings: method -> (tuner, ModelGuidedProposals' class
+# attributes for the search). bohb_dims: hpbandster's densities, which wait for more trials
+# than dimensions at one budget and have no prior.
+MODEL_VARIANTS = {
+    "bohb_gp": ("bohb", {"model": "gp"}),
+    "bohb_dims": ("bohb", {"model": "kde", "wait_for_dimensions": True, "prior_weight": 0.0}),
+}
 METHODS = HPSEARCH_METHODS + (
     "kerastuner_hyperband",
     "kerastuner_bayesian",
@@ -197,13 +203,15 @@ def _best_so_far(problem: Problem, evaluations: list[Evaluation]) -> list[Evalua
 def _run_hpsearch(method: str, problem: Problem) -> list[Evaluation]:
     from tuner.guided import ModelGuidedProposals
 
-    tuner, model = MODEL_VARIANTS.get(method, (method, ModelGuidedProposals.model))
-    shipped = ModelGuidedProposals.model
-    ModelGuidedProposals.model = model
+    tuner, settings = MODEL_VARIANTS.get(method, (method, {}))
+    shipped = {name: getattr(ModelGuidedProposals, name) for name in settings}
+    for name, value in settings.items():
+        setattr(ModelGuidedProposals, name, value)
     try:
         return _run_hpsearch_tuner(tuner, problem)
     finally:
-        ModelGuidedProposals.model = shipped
+        for name, value in shipped.items():
+            setattr(ModelGuidedProposals, name, value)
 
 
 def _run_hpsearch_tuner(method: str, problem: Problem) -> list[Evaluation]:

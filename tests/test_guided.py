@@ -4,6 +4,7 @@ they are given."""
 from __future__ import annotations
 
 import keras_tuner as kt
+import numpy as np
 from tuner.guided import ModelGuidedProposals
 
 
@@ -105,10 +106,43 @@ def test_bohb_densities_follow_a_minimized_objective_and_propose_nothing_twice()
     assert not tried & {(p["x"], p["kind"]) for p in proposals}
 
 
-def test_bohb_densities_wait_for_more_trials_than_dimensions():
-    oracle = _kde_oracle(lambda x, kind: -x, count=3)  # 2 dimensions: at least 8 (and 4) trials
-    assert oracle._observations() is None
+def test_bohb_densities_start_at_min_observations_or_with_hpbandster_after_the_dimensions():
+    assert _kde_oracle(lambda x, kind: -x, count=7)._observations() is None
     assert _kde_oracle(lambda x, kind: -x, count=8)._observations() is not None
+    many = kt.HyperParameters()
+    for index in range(12):
+        many.Float(f"x{index}", 0.0, 1.0)
+    for wait, needed in ((False, 8), (True, 14)):
+        oracle = _DensityOracle(objective=kt.Objective("score", "max"), max_trials=100, seed=0,
+                                hyperparameters=many)
+        oracle.wait_for_dimensions = wait
+        for index in range(needed):
+            trial = kt.engine.trial.Trial(many.copy(), trial_id=str(index))
+            trial.hyperparameters.values.update({"tuner/epochs": 1})
+            trial.status, trial.score = "COMPLETED", float(index)
+            oracle.trials[trial.trial_id] = trial
+            assert (oracle._observations() is not None) == (index + 1 == needed), (wait, index)
+
+
+def test_the_densities_prior_keeps_every_point_possible_and_sums_to_one():
+    from tuner.guided import _Density
+
+    levels = np.array([0, 3])
+    points = np.array([[0.5, 1 / 6], [0.52, 1 / 6]])
+    sharp, mixed = _Density(points, levels), _Density(points, levels, prior_weight=1.0)
+    far = np.array([[0.0, 5 / 6]])
+    assert mixed.log_pdf(far)[0] > sharp.log_pdf(far)[0] + 5
+    assert np.isfinite(mixed.log_pdf(far)[0])
+    # The density over [0, 1] x 3 categories integrates to one (midpoint rule over x).
+    grid = (np.arange(2000) + 0.5) / 2000
+    total = sum(np.exp(mixed.log_pdf(np.column_stack([grid, np.full_like(grid, (k + 0.5) / 3)]))
+                       ).mean() for k in range(3))
+    assert abs(total - 1.0) < 0.02, total
+    rng = np.random.default_rng(0)
+    samples = np.array([mixed.sample(rng, 3.0) for _ in range(600)])
+    # A third of the weight is the prior's: a third of the samples lie anywhere, so 0.6 x 1/3
+    # of them more than 0.2 from the points (the kernels, 3 x 0.01 wide, put none there).
+    assert 0.13 < np.mean(np.abs(samples[:, 0] - 0.51) > 0.2) < 0.27
 
 
 def test_bohb_densities_keep_conditional_values_inactive():

@@ -10,8 +10,13 @@ The model (``ModelGuidedProposals.model``) is BOHB's own by default, ``"kde"``: 
 of the best 15% of the trials and of the rest, over KerasTuner's [0, 1] embedding of each
 hyperparameter (inactive ones at their default), sampled around the good trials and ranked by the
 ratio of the two densities; what it proposes keeps KerasTuner's conditional scopes, and no
-configuration is proposed twice. ``"gp"`` is expected improvement under a Gaussian process
-(scikit-learn, as in KerasTuner's Bayesian oracle) over the oracle's own random draws; the
+configuration is proposed twice. The densities start as TPE's do (Bergstra et al. 2011, and
+Optuna's sampler): after ``min_observations`` trials at a budget, whatever the number of
+dimensions, each density mixed with the uniform prior so that a handful of good trials cannot
+close the space. BOHB's reference code waits for more trials than dimensions at one budget, which
+a search of a few dozen trials over a 20-dimensional space never reaches (``wait_for_dimensions``
+restores that rule). ``"gp"`` is expected improvement under a Gaussian process (scikit-learn,
+as in KerasTuner's Bayesian oracle) over the oracle's own random draws; the
 search benchmark measured it behind the densities, and behind plain Hyperband
 (docs/benchmarks/search-efficiency.md). Everything is seeded from the oracle's saved state, so a
 resumed search proposes what an uninterrupted one would have.
@@ -37,9 +42,13 @@ class ModelGuidedProposals:
     ``hyperparameters`` and ``_seed_state`` (KerasTuner's counter of random draws).
     """
 
-    # BOHB's defaults: a third random, the model fitted once a budget has enough trials.
+    # BOHB's defaults: a third random, the model fitted once a budget has enough trials (Optuna's
+    # TPE starts after 10; hpbandster, with ``wait_for_dimensions``, after dimensions + 2).
     random_fraction = 1 / 3
     min_observations = 8
+    wait_for_dimensions = False
+    # The uniform prior's weight in each density, in kernels (Optuna's TPE: 1); 0 leaves it out.
+    prior_weight = 1.0
     num_candidates = 128
     # "kde": BOHB's own model, a ratio of kernel densities of the good and the bad trials.
     # "gp": expected improvement under a Gaussian process, over the oracle's random draws.
@@ -76,9 +85,9 @@ class ModelGuidedProposals:
                 continue
             budget = int(trial.hyperparameters.values.get("tuner/epochs", 0))
             by_budget.setdefault(budget, []).append(trial)
-        # BOHB's densities need more trials than dimensions (good and bad, d + 1 each).
-        least = (max(self.min_observations, len(self._searched()) + 2) if self.model == "kde"
-                 else self.min_observations)
+        # hpbandster's densities wait for more trials than dimensions (good and bad, d + 1 each).
+        least = (max(self.min_observations, len(self._searched()) + 2)
+                 if self.model == "kde" and self.wait_for_dimensions else self.min_observations)
         usable = [budget for budget, trials in by_budget.items() if len(trials) >= least]
         if not usable:
             return None
@@ -90,19 +99,25 @@ class ModelGuidedProposals:
 
     def _propose_from_densities(self, x: np.ndarray, y: np.ndarray) -> dict[str, Any] | None:
         """BOHB's proposal (Falkner et al. 2018, as in its reference code, hpbandster): split
-        the trials into the best 15% and the rest (each at least dimensions + 1), fit a kernel
-        density to each, sample ``KDE_SAMPLES`` points around good trials with the bandwidths
-        widened ``BANDWIDTH_FACTOR`` times, and take the one most likely good relative to bad.
-        None when no sample is new (the caller then draws at random)."""
+        the trials into the best 15% (at least ``MIN_GOOD``) and the rest, fit a kernel density
+        to each, sample ``KDE_SAMPLES`` points around good trials with the bandwidths widened
+        ``BANDWIDTH_FACTOR`` times, and take the one most likely good relative to bad. With
+        ``wait_for_dimensions``, hpbandster's sets: each at least dimensions + 1 trials, the two
+        overlapping. None when no sample is new (the caller then draws at random)."""
         rng = np.random.default_rng(self._seed_state)
         self._seed_state += 1
         searched = self._searched()
-        minimum = len(searched) + 1
         order = np.argsort(-y)  # best first
-        good = x[order[:max(minimum, (15 * len(y)) // 100)]]
-        bad = x[order[-max(minimum, (85 * len(y)) // 100):]]
+        if self.wait_for_dimensions:
+            minimum = len(searched) + 1
+            good = x[order[:max(minimum, (15 * len(y)) // 100)]]
+            bad = x[order[-max(minimum, (85 * len(y)) // 100):]]
+        else:
+            split = max(MIN_GOOD, math.ceil(0.15 * len(y)))
+            good, bad = x[order[:split]], x[order[split:]]
         levels = np.array([_levels(hp) for hp in searched])
-        good_kde, bad_kde = _Density(good, levels), _Density(bad, levels)
+        good_kde = _Density(good, levels, self.prior_weight)
+        bad_kde = _Density(bad, levels, self.prior_weight)
         samples = np.array([good_kde.sample(rng, BANDWIDTH_FACTOR) for _ in range(KDE_SAMPLES)])
         ratio = good_kde.log_pdf(samples) - bad_kde.log_pdf(samples)
         for index in np.argsort(-ratio):
@@ -143,6 +158,8 @@ class ModelGuidedProposals:
 KDE_SAMPLES = 64
 BANDWIDTH_FACTOR = 3.0
 MIN_BANDWIDTH = 1e-3
+# The fewest trials in the good density (a bandwidth needs two points to spread over).
+MIN_GOOD = 2
 
 
 def _levels(hp) -> int:
@@ -158,10 +175,12 @@ def _levels(hp) -> int:
 class _Density:
     """A product kernel density over KerasTuner's [0, 1] embedding: Gaussian for ordered
     dimensions, Aitchison-Aitken for categories (the kernels of statsmodels' KDEMultivariate,
-    which BOHB uses), bandwidths by the normal reference rule."""
+    which BOHB uses), bandwidths by the normal reference rule; mixed with the uniform density over
+    the embedding with ``prior_weight`` kernels' weight (TPE's prior)."""
 
-    def __init__(self, points: np.ndarray, levels: np.ndarray):
+    def __init__(self, points: np.ndarray, levels: np.ndarray, prior_weight: float = 0.0):
         self.points, self.levels = points, levels
+        self.prior_weight = prior_weight
         self.categorical = levels > 0
         self.codes = self._codes(points)
         n, d = points.shape
@@ -188,13 +207,26 @@ class _Density:
         others = np.maximum(self.levels - 1, 1)
         category = np.log(np.where(same, 1 - bandwidth, bandwidth / others))
         per_point = np.where(self.categorical, category, gauss).sum(axis=2)
+        weights = np.ones(per_point.shape[1])
+        if self.prior_weight:
+            # The uniform prior's log density: 1 over each ordered dimension, 1 / levels per
+            # category.
+            prior = np.full((len(samples), 1), -np.log(np.maximum(self.levels, 1)).sum())
+            per_point = np.concatenate([per_point, prior], axis=1)
+            weights = np.append(weights, self.prior_weight)
         top = per_point.max(axis=1, keepdims=True)
-        return (top + np.log(np.exp(per_point - top).mean(axis=1, keepdims=True)))[:, 0]
+        mixture = (np.exp(per_point - top) * weights).sum(axis=1, keepdims=True) / weights.sum()
+        return (top + np.log(mixture))[:, 0]
 
     def sample(self, rng: np.random.Generator, widen: float) -> np.ndarray:
         """A point near a random one of the density's points: ordered dimensions from a normal
         ``widen`` times the bandwidth, truncated to [0, 1]; a category kept, or with
-        probability its bandwidth drawn anew."""
+        probability its bandwidth drawn anew; with the prior's share of the weight, a uniform
+        point instead."""
+        if self.prior_weight and (
+                rng.random() * (len(self.points) + self.prior_weight) >= len(self.points)):
+            return np.array([(rng.integers(levels) + 0.5) / levels if levels else rng.random()
+                             for levels in self.levels])
         center = self.points[rng.integers(len(self.points))]
         point = center.copy()
         for dim, levels in enumerate(self.levels):
