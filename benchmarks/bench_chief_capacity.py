@@ -72,7 +72,7 @@ MAX_ERRORS_PER_CLIENT = 20
 SATURATED_SHARE = 0.9
 
 # The chief's process: the real CLI, killed by the kernel if this benchmark dies (Linux).
-_CHIEF_CODE = ("import sys\nfrom tuner.parallel import _die_with_launcher\n"
+_CHIEF_CODE = ("import sys\nfrom tuner.children import _die_with_launcher\n"
                "_die_with_launcher(int(sys.argv[1]))\nfrom tuner.cli import main\n"
                "main(sys.argv[2:])\n")
 
@@ -278,7 +278,7 @@ def _client_level(connection, address: str, run_dir: str, tuner_ids: list[str]) 
 
 def _client_process(connection, launcher_pid: int) -> None:
     """A process of client threads, started once: runs each level ``connection`` sends."""
-    from tuner.parallel import _die_with_launcher
+    from tuner.children import _die_with_launcher
 
     _die_with_launcher(launcher_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the launcher ends it, on Ctrl-C too

@@ -7,9 +7,9 @@ replacement by fresh ones (tuner/recycling.py), and what a replacement costs.
 
 One random MLP search (1,000 Fashion-MNIST images by default, one epoch per trial, float32: trials
 of about a second, the shortest kind, where a start-up weighs most), run four ways as
-``hpsearch tune`` runs them: in one process (``tuner.parallel.run_recycled_search``: the trials in
-a child process) and with ``--workers 2`` (``run_parallel_search``), each with recycling off
-(``--recycle-after 0``) and on. The processes that train report the VmRSS of their own process
+``hpsearch tune`` runs them: in one process (``tuner.recycled_search.run_recycled_search``: the
+trials in a child process) and with ``--workers 2`` (``run_parallel_search``), each with recycling
+off (``--recycle-after 0``) and on. The processes that train report the VmRSS of their own process
 after every trial (their ``Retirement`` events), and when they retire and begin their first
 trial: a replacement's start-up is the time from its predecessor's retirement to its own first
 trial (the process's start, TensorFlow's import, the data, the tuner's reload). Each trial's own
@@ -30,7 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tuner.config import RunConfig  # noqa: E402
-from tuner.parallel import run_parallel_search, run_recycled_search  # noqa: E402
+from tuner.parallel import run_parallel_search  # noqa: E402
+from tuner.recycled_search import run_recycled_search  # noqa: E402
 from tuner.results import read_trial_log  # noqa: E402
 
 

@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 WORKER_ID = "machine-b"
 # `hpsearch` itself, killed by the kernel if this script dies (Linux).
-_HPSEARCH = ("import sys\nfrom tuner.parallel import _die_with_launcher\n"
+_HPSEARCH = ("import sys\nfrom tuner.children import _die_with_launcher\n"
              "_die_with_launcher(int(sys.argv[1]))\nfrom tuner.cli import main\n"
              "main(sys.argv[2:])\n")
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from datasets import clock as clock_data
-from datasets import clock_render
+from datasets import clock_render, clock_styles
 from datasets.clock import load_clock, read_clock_files, split_clock
 from datasets.errors import DatasetFormatError, DatasetNotFoundError
 
@@ -90,13 +90,14 @@ def test_mixed_draws_each_image_classic_or_varied_by_its_first_draw():
 def test_varied_designs_put_the_minute_hand_where_the_time_says(seed):
     # Same design (same draws), two times 30 minutes apart: the pixels that change between the
     # two drawings, in a ring the hour hand never reaches, lie along the two minute hands.
-    drawings = [np.asarray(clock_render._draw_varied_clock(2, minute, np.random.default_rng(seed))[0],
+    drawings = [np.asarray(clock_styles._draw_varied_clock(2, minute,
+                                                           np.random.default_rng(seed))[0],
                            dtype=float) for minute in (10, 40)]
     changed = np.abs(drawings[0] - drawings[1]) > 30
     canvas = changed.shape[0]
     y, x = np.nonzero(changed)
     dx, dy = x + 0.5 - canvas / 2.0, y + 0.5 - canvas / 2.0
-    face = clock_render._CANONICAL_FACE_RADIUS
+    face = clock_styles._CANONICAL_FACE_RADIUS
     ring = (np.hypot(dx, dy) > 0.64 * face) & (np.hypot(dx, dy) < 0.7 * face)
     assert ring.sum() > 0
     degrees = np.degrees(np.arctan2(dx[ring], -dy[ring])) % 360
@@ -150,7 +151,7 @@ def _dark_angle(image, inner, outer, exclude=None):
 def test_rendered_hands_point_at_the_label(hour, minute):
     image = clock_render.render_clock(hour, minute, np.random.default_rng(0), size=150, clean=True)
     face_radius = 0.42 * 150 / 1.14
-    expected_hour, expected_minute = clock_render.hand_angles(hour, minute)
+    expected_hour, expected_minute = clock_styles.hand_angles(hour, minute)
     # Inside the numerals only the hands are dark; only the minute hand passes 0.5 R.
     measured_minute = _dark_angle(image, 0.52 * face_radius, 0.6 * face_radius)
     measured_hour = _dark_angle(image, 0.2 * face_radius, 0.42 * face_radius,
@@ -167,7 +168,7 @@ def test_rendered_hands_point_at_the_label(hour, minute):
 def test_geometry_of_an_upright_clock_is_its_hand_angles(hour, minute):
     _, geometry = clock_render.render_clock(hour, minute, np.random.default_rng(0), size=150,
                                             clean=True, with_geometry=True)
-    expected = np.radians([0.0, *clock_render.hand_angles(hour, minute)])
+    expected = np.radians([0.0, *clock_styles.hand_angles(hour, minute)])
     np.testing.assert_allclose(geometry[:2], [0.5, 0.5], atol=1e-6)
     np.testing.assert_allclose(geometry[2:], expected, atol=1e-4)
 
@@ -442,5 +443,5 @@ def test_bad_options():
 
 
 def test_hand_angles_place_the_hour_hand_between_hours():
-    assert clock_render.hand_angles(5, 30) == (165.0, 180.0)
-    assert math.isclose(clock_render.hand_angles(11, 59)[0], 359.5)
+    assert clock_styles.hand_angles(5, 30) == (165.0, 180.0)
+    assert math.isclose(clock_styles.hand_angles(11, 59)[0], 359.5)

@@ -312,7 +312,7 @@ def tune(
             worker_timeout=worker_timeout,
         )
     elif in_children:
-        from tuner.parallel import run_recycled_search
+        from tuner.recycled_search import run_recycled_search
 
         result = run_recycled_search(
             config, run_dir, data_dir=list(data_dir) or None, overwrite=overwrite,

@@ -10,8 +10,8 @@ it above ``RunConfig.max_memory_mb`` of resident memory, and a fresh one takes i
   chief), then exits with ``RETIRED_EXIT_CODE``; nothing is lost, nothing is trained again;
 * the process that started it starts a fresh one at once, which resumes the search: the launcher
   of ``--workers`` (``tuner.parallel.run_parallel_search``) a worker under the same id, and a
-  one-process search (``tuner.parallel.run_recycled_search``) ``run_search`` in a new child, which
-  reloads the run directory as any resume does;
+  one-process search (``tuner.recycled_search.run_recycled_search``) ``run_search`` in a new
+  child, which reloads the run directory as any resume does;
 * the fresh process stays quiet until its first trial (its set-up lines were said once) and goes
   on with the search's elapsed time, so the output reads as that of one process.
 

@@ -144,9 +144,9 @@ def run_search(
         observers: ``tuner.observers.TrialObserver`` objects told of every trial's start, epochs
             and end in this process (beside those the settings ask for).
         retirement: a ``tuner.recycling.Retirement``: this process is one of those a long search
-            runs in (``tuner.parallel.run_recycled_search``), and leaves the search to a fresh
-            one once it is due, by raising ``tuner.recycling.ProcessRetired`` after a trial
-            (saved and exported). Default None: every trial runs in this process.
+            runs in (``tuner.recycled_search.run_recycled_search``), and leaves the search to a
+            fresh one once it is due, by raising ``tuner.recycling.ProcessRetired`` after a
+            trial (saved and exported). Default None: every trial runs in this process.
 
     Returns:
         A SearchResult with the trials table and the exported top configurations.
