@@ -27,7 +27,9 @@ rerun skips those (so an interrupted run resumes; change a setting and its space
 When every task is done, and with ``--report-only`` at any time, it writes
 ``docs/results/search-efficiency-{space}.csv`` (method, seed, budget_epochs, best_val,
 incumbent_test, ...), ``docs/results/search-efficiency-{space}-summary.csv`` (mean, standard
-error and mean rank per method and budget point) and ``docs/benchmarks/search-efficiency-{space}.png``.
+error and mean rank per method and budget point), ``...-{space}-paired.csv`` (``bohb``'s lead
+over each method within a seed: mean, standard error, wins) and
+``docs/benchmarks/search-efficiency-{space}.png``.
 Their first line is ``# command: ...``; read them with ``pd.read_csv(path, comment="#")``.
 
 Benchmark-only packages: ``pip install -e '.[bench]'`` (optuna, smac, dehb's dependencies) and
@@ -426,6 +428,42 @@ def summary_table(points, direction: str, methods: list[str]):
         columns="_order")
 
 
+def paired_table(points, direction: str, methods: list[str], reference: str = "bohb"):
+    """The default tuner against each other method, seed by seed: every seed draws its own data
+    and split, shared by all methods, so the difference within a seed leaves out how hard that
+    seed's data is, which dominates the spread of the scores themselves.
+
+    Per method and budget point, over the seeds both finished: ``{reference}_lead``, the mean of
+    the reference's per-seed lead in test score (positive: the reference is better; accuracy
+    points, or MSE the other method has more), its standard error, and the lead in standard
+    errors; ``{reference}_wins`` counts the seeds it is ahead. Empty without the reference.
+    """
+    import numpy as np
+    import pandas as pd
+
+    lead, se = f"{reference}_lead", f"{reference}_lead_se"
+    columns = ["method", "budget_epochs", "seeds_paired", lead, se, f"{lead}_in_se",
+               f"{reference}_wins"]
+    sign = 1.0 if direction == "max" else -1.0
+    scores = points.pivot_table(index=["budget_epochs", "seed"], columns="method",
+                                values="incumbent_test", aggfunc="first")
+    rows = []
+    if reference in scores.columns:
+        for method in methods:
+            if method == reference or method not in scores.columns:
+                continue
+            for budget, group in scores.groupby(level="budget_epochs"):
+                both = group[[reference, method]].dropna()
+                leads = sign * (both[reference] - both[method])
+                mean = leads.mean() if len(leads) else np.nan
+                error = leads.std(ddof=1) / np.sqrt(len(leads)) if len(leads) > 1 else np.nan
+                rows.append({"method": method, "budget_epochs": budget,
+                             "seeds_paired": len(leads), lead: mean, se: error,
+                             f"{lead}_in_se": mean / error if error else np.nan,
+                             f"{reference}_wins": int((leads > 0).sum())})
+    return pd.DataFrame(rows, columns=columns)
+
+
 def validation_curves(records: list[dict], budget: int):
     """Per method: (epochs 1..budget, per-seed incumbent validation score at each epoch)."""
     import numpy as np
@@ -503,8 +541,10 @@ def write_report(spaces: dict[str, SpaceSettings], methods: list[str], out: Path
             header.append(f"# partial: {len(mine)} of {settings.seeds * len(methods)} "
                           "(method, seed) searches finished")
         results_dir.mkdir(parents=True, exist_ok=True)
+        paired = paired_table(points, settings.objective[1], methods)
         for name, table in ((f"search-efficiency-{settings.name}.csv", points),
-                            (f"search-efficiency-{settings.name}-summary.csv", summary)):
+                            (f"search-efficiency-{settings.name}-summary.csv", summary),
+                            (f"search-efficiency-{settings.name}-paired.csv", paired)):
             path = results_dir / name
             with open(path, "w") as handle:
                 handle.write("\n".join(header) + "\n")
