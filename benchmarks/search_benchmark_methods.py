@@ -11,7 +11,8 @@ order they ended, with the method's own incumbent after each one:
   budget is spent (a search is resumed with more trials until it is). ``bohb_gp``: ``bohb``
   with a Gaussian process instead of BOHB's kernel densities (``tuner.guided.
   ModelGuidedProposals.model``), the model ``bohb`` had before the densities measured ahead;
-  ``bohb_dims``: the densities as hpbandster starts them, after more trials than dimensions.
+  ``bohb_early``: the densities started as TPE's, without waiting for more trials than
+  dimensions, mixed with the uniform prior.
 - ``kerastuner_hyperband``, ``kerastuner_bayesian``: stock ``keras_tuner.Hyperband`` and
   ``keras_tuner.BayesianOptimization`` on the same HyperModel, every argument at its default except
   the budget (max_epochs, factor, sweeps; max_trials = budget / max_epochs trials of max_epochs
@@ -45,13 +46,13 @@ import keras_tuner as kt
 import kerastuner_translation as translation
 import numpy as np
 
-HPSEARCH_METHODS = ("bohb", "bohb_gp", "bohb_dims", "hyperband", "bayesian", "random")
+HPSEARCH_METHODS = ("bohb", "bohb_gp", "bohb_early", "hyperband", "bayesian", "random")
 # hpsearch's tuners with other proposal settings: method -> (tuner, ModelGuidedProposals' class
-# attributes for the search). bohb_dims: hpbandster's densities, which wait for more trials
-# than dimensions at one budget and have no prior.
+# attributes for the search). bohb_early: the densities start as TPE's, after 8 trials at a
+# budget whatever the dimensions, each mixed with the uniform prior.
 MODEL_VARIANTS = {
     "bohb_gp": ("bohb", {"model": "gp"}),
-    "bohb_dims": ("bohb", {"model": "kde", "wait_for_dimensions": True, "prior_weight": 0.0}),
+    "bohb_early": ("bohb", {"model": "kde", "wait_for_dimensions": False, "prior_weight": 1.0}),
 }
 METHODS = HPSEARCH_METHODS + (
     "kerastuner_hyperband",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import keras_tuner as kt
 import numpy as np
+import pytest
 from tuner.guided import ModelGuidedProposals
 
 
@@ -81,16 +82,20 @@ class _DensityOracle(_Oracle):
     model = "kde"
 
 
-def _kde_oracle(scores_at, count=24, seed=0):
+def _kde_oracle(scores_at, count=24, seed=0, early=False):
     oracle = _oracle(scores_at, count=count, seed=seed)
     kde = _DensityOracle(objective=oracle.objective, max_trials=100, seed=seed,
                          hyperparameters=oracle.hyperparameters)
+    if early:  # TPE's start: no wait for the dimensions, the uniform prior in each density
+        kde.wait_for_dimensions, kde.prior_weight = False, 1.0
     kde.trials = oracle.trials
     return kde
 
 
-def test_bohb_densities_propose_near_the_good_trials_and_their_category():
-    oracle = _kde_oracle(lambda x, kind: -((x - 0.8) ** 2) + (0.05 if kind == "a" else 0.0))
+@pytest.mark.parametrize("early", [False, True])
+def test_bohb_densities_propose_near_the_good_trials_and_their_category(early):
+    oracle = _kde_oracle(lambda x, kind: -((x - 0.8) ** 2) + (0.05 if kind == "a" else 0.0),
+                         early=early)
     proposals = [oracle._propose_values() for _ in range(10)]
     assert sum(abs(p["x"] - 0.8) < 0.2 for p in proposals) >= 8, proposals
     assert sum(p["kind"] == "a" for p in proposals) >= 7, proposals
@@ -106,13 +111,14 @@ def test_bohb_densities_follow_a_minimized_objective_and_propose_nothing_twice()
     assert not tried & {(p["x"], p["kind"]) for p in proposals}
 
 
-def test_bohb_densities_start_at_min_observations_or_with_hpbandster_after_the_dimensions():
+def test_bohb_densities_wait_for_the_dimensions_or_start_at_min_observations():
+    # 2 dimensions: at least 8 trials (min_observations), and 4 (dimensions + 2).
     assert _kde_oracle(lambda x, kind: -x, count=7)._observations() is None
     assert _kde_oracle(lambda x, kind: -x, count=8)._observations() is not None
     many = kt.HyperParameters()
     for index in range(12):
         many.Float(f"x{index}", 0.0, 1.0)
-    for wait, needed in ((False, 8), (True, 14)):
+    for wait, needed in ((True, 14), (False, 8)):
         oracle = _DensityOracle(objective=kt.Objective("score", "max"), max_trials=100, seed=0,
                                 hyperparameters=many)
         oracle.wait_for_dimensions = wait

@@ -10,15 +10,15 @@ The model (``ModelGuidedProposals.model``) is BOHB's own by default, ``"kde"``: 
 of the best 15% of the trials and of the rest, over KerasTuner's [0, 1] embedding of each
 hyperparameter (inactive ones at their default), sampled around the good trials and ranked by the
 ratio of the two densities; what it proposes keeps KerasTuner's conditional scopes, and no
-configuration is proposed twice. The densities start as TPE's do (Bergstra et al. 2011, and
-Optuna's sampler): after ``min_observations`` trials at a budget, whatever the number of
-dimensions, each density mixed with the uniform prior so that a handful of good trials cannot
-close the space. BOHB's reference code waits for more trials than dimensions at one budget, which
-a search of a few dozen trials over a 20-dimensional space never reaches (``wait_for_dimensions``
-restores that rule). ``"gp"`` is expected improvement under a Gaussian process (scikit-learn,
-as in KerasTuner's Bayesian oracle) over the oracle's own random draws; the
-search benchmark measured it behind the densities, and behind plain Hyperband
-(docs/benchmarks/search-efficiency.md). Everything is seeded from the oracle's saved state, so a
+configuration is proposed twice. As in BOHB's reference code (hpbandster), the densities wait
+for more trials than dimensions at one budget (``wait_for_dimensions``), so a search of a few
+dozen trials over a 20-dimensional space stays plain Hyperband. Starting them as TPE's do
+(Bergstra et al. 2011; Optuna's sampler) is one switch away: after ``min_observations`` trials
+whatever the dimensions, each density mixed with the uniform prior (``prior_weight``) so that a
+handful of good trials cannot close the space; the search benchmark measured it no better.
+``"gp"`` is expected improvement under a Gaussian process (scikit-learn, as in KerasTuner's
+Bayesian oracle) over the oracle's own random draws; the benchmark measured it behind the
+densities, and behind plain Hyperband (docs/benchmarks/search-efficiency.md). Everything is seeded from the oracle's saved state, so a
 resumed search proposes what an uninterrupted one would have.
 """
 
@@ -42,13 +42,15 @@ class ModelGuidedProposals:
     ``hyperparameters`` and ``_seed_state`` (KerasTuner's counter of random draws).
     """
 
-    # BOHB's defaults: a third random, the model fitted once a budget has enough trials (Optuna's
-    # TPE starts after 10; hpbandster, with ``wait_for_dimensions``, after dimensions + 2).
+    # BOHB's defaults: a third random, the model fitted once a budget has enough trials: the
+    # Gaussian process after ``min_observations``, the densities (hpbandster's rule) after
+    # dimensions + 2; without ``wait_for_dimensions``, after ``min_observations`` too (Optuna's
+    # TPE starts after 10).
     random_fraction = 1 / 3
     min_observations = 8
-    wait_for_dimensions = False
+    wait_for_dimensions = True
     # The uniform prior's weight in each density, in kernels (Optuna's TPE: 1); 0 leaves it out.
-    prior_weight = 1.0
+    prior_weight = 0.0
     num_candidates = 128
     # "kde": BOHB's own model, a ratio of kernel densities of the good and the bad trials.
     # "gp": expected improvement under a Gaussian process, over the oracle's random draws.
