@@ -510,6 +510,32 @@ def test_seed_zero_gives_the_same_trials_every_time():
     assert draws() == draws()
 
 
+def test_neighbouring_seeds_draw_different_searches():
+    """KerasTuner steps its seed by one per value drawn: seeds one apart must not share trials."""
+    import keras_tuner as kt
+
+    from tuner.config import oracle_seed
+    from tuner.oracles import _RandomOracle
+
+    hp = kt.HyperParameters()
+    hp.Choice("optimizer", ["adam", "sgd"])
+    with hp.conditional_scope("optimizer", ["sgd"]):
+        hp.Float("momentum", 0.0, 0.99)
+    hp.Float("learning_rate", 1e-4, 1e-1, sampling="log")
+    hp.Int("units", 16, 1024)
+
+    def draws(seed):
+        oracle = _RandomOracle(objective=kt.Objective("val_accuracy", "max"), max_trials=50,
+                               seed=oracle_seed(seed), hyperparameters=hp.copy())
+        return [oracle._propose_values()["learning_rate"] for _ in range(40)]
+
+    searches = [set(draws(seed)) for seed in range(4)]
+    for index, one in enumerate(searches):
+        for other in searches[index + 1:]:
+            assert not one & other
+    assert 0 < oracle_seed(10**12) < 2**32
+
+
 def test_status_tells_a_stopped_search_from_a_running_one(tiny_data_dir, tmp_path):
     """After a kill -9 a trial stays RUNNING on disk; only a held lock means it still runs."""
     from tuner import rundir

@@ -378,10 +378,22 @@ def bayesian_initial_points(config: "RunConfig") -> int:
 
 
 def oracle_seed(seed: int) -> int:
-    """The seed handed to KerasTuner's oracle for ``--seed``: KerasTuner reads 0 as "no seed"
-    (``seed or random.randint(...)``), which made ``--seed 0`` searches draw other trials on every
-    run. Shifted by one, every seed is a seed."""
-    return int(seed) + 1
+    """The seed handed to KerasTuner's oracle for ``--seed``.
+
+    KerasTuner draws each hyperparameter value from ``random.Random(seed_state)`` and counts
+    ``seed_state`` up by one per value, so the oracles of seeds s and s + 1 walk the same stream
+    one value apart, and fall into step (the same configurations from then on) whenever a
+    configuration draws one value fewer than another, which conditional hyperparameters do: two
+    ``--seed`` values then ran largely one search. Seeds are set ``_SEED_STRIDE`` values apart,
+    more than any search draws, and never 0, which KerasTuner reads as "no seed"
+    (``seed or random.randint(...)``); the result stays below 2**32, as numpy's seeding requires.
+    """
+    return (int(seed) * _SEED_STRIDE) % (2**32 - 2) + 1
+
+
+# Values between two neighbouring seeds' streams: a million draws is 50,000 trials of 20
+# hyperparameters. Prime, so that wrapped seeds (above 4,294) spread over the whole range.
+_SEED_STRIDE = 1_000_003
 
 
 def read_run_config(run_dir: str | os.PathLike) -> tuple[RunConfig, dict[str, Any]]:
