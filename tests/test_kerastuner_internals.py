@@ -27,6 +27,8 @@ PRIVATE_NAMES = [
     (kt.Oracle, "_get_oracle_fname", "tuner/oracles.py"),
     (kt.Oracle, "_get_trial_dir", "tuner/oracles.py"),
     (kt.oracles.HyperbandOracle, "_random_trial", "tuner/oracles.py"),
+    (kt.oracles.BayesianOptimizationOracle, "_vectorize_trials", "tuner/oracles.py"),
+    (kt.oracles.BayesianOptimizationOracle, "_nonfixed_space", "tuner/oracles.py"),
     (kt.Tuner, "_get_tuner_fname", "tuner/engine.py"),
     (kt.Tuner, "_is_worker", "tuner/engine.py, tuner/worker.py"),
     (kt.Tuner, "_activate_all_conditions", "tuner/engine.py"),

@@ -583,3 +583,28 @@ def test_the_cnn_space_tunes_l1_and_l2_penalties_and_its_default_has_neither():
         penalties = {(round(float(layer.kernel_regularizer.l1), 8),
                       round(float(layer.kernel_regularizer.l2), 8)) for layer in hidden}
         assert penalties == {expected}, values
+
+
+def test_the_bayesian_oracle_learns_from_its_failed_trials():
+    """A diverged trial enters the Gaussian process at the worst score seen, so that the oracle
+    does not propose its neighbours again (KerasTuner leaves failed trials out)."""
+    import keras_tuner as kt
+
+    from tuner.oracles import _BayesianOracle
+
+    hp = kt.HyperParameters()
+    hp.Float("learning_rate", 1e-4, 1.0, sampling="log")
+    oracle = _BayesianOracle(objective=kt.Objective("val_accuracy", "max"), max_trials=20,
+                             seed=1, num_initial_points=2, hyperparameters=hp)
+    for trial_id, (rate, status, score) in enumerate([(1e-3, "COMPLETED", 0.8),
+                                                       (1e-2, "COMPLETED", 0.6),
+                                                       (0.9, "FAILED", None)]):
+        trial = kt.engine.trial.Trial(hp.copy(), trial_id=str(trial_id), status=status)
+        trial.hyperparameters.values["learning_rate"] = rate
+        trial.score = score
+        oracle.trials[trial.trial_id] = trial
+    x, y = oracle._vectorize_trials()
+    # Minimized inside KerasTuner: -0.8 and -0.6 for the completed ones, then the failed one
+    # (learning rate 0.9) at the worst of them.
+    assert y.tolist() == [-0.8, -0.6, -0.6]
+    assert x[2][0] == pytest.approx(hp.space[0].value_to_prob(0.9))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 
 import keras_tuner as kt
+import numpy as np
 from keras_tuner.src.engine.oracle import synchronized
 
 from top_configs import strip_internal_keys
@@ -152,7 +153,27 @@ class _GuidedHyperbandOracle(ModelGuidedProposals, _HyperbandOracle):
 
 
 class _BayesianOracle(_HpsearchOracle, kt.oracles.BayesianOptimizationOracle):
-    pass
+    """KerasTuner's Bayesian oracle, told of its failed trials.
+
+    KerasTuner leaves a FAILED trial out of the Gaussian process, so the model learns nothing
+    from a configuration that diverged and proposes its neighbours again, until the search stops
+    at MAX_CONSECUTIVE_FAILED_TRIALS in a row (the search benchmark's regression space: seeds 3-5
+    of its ``bayesian`` searches). Here each failed trial enters the model with the worst score
+    seen so far, as SMAC3 counts a crashed run at its crash cost.
+    """
+
+    def _vectorize_trials(self):
+        x, y = super()._vectorize_trials()
+        failed = [trial for trial in self.trials.values() if trial.status == "FAILED"]
+        if not failed or len(y) == 0:
+            return x, y
+        worst = float(np.max(y))  # KerasTuner's model minimizes: the largest is the worst
+        vectors = [[hp.value_to_prob(trial.hyperparameters.values[hp.name]
+                                     if trial.hyperparameters.is_active(hp)
+                                     and hp.name in trial.hyperparameters.values else hp.default)
+                    for hp in self._nonfixed_space()] for trial in failed]
+        return (np.concatenate([x, np.array(vectors)]),
+                np.concatenate([y, np.full(len(failed), worst)]))
 
 
 class _RandomOracle(_HpsearchOracle, kt.oracles.RandomSearchOracle):
