@@ -150,6 +150,23 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _hold_interrupts() -> dict:
+    """Defer Ctrl-C, SIGTERM and SIGHUP; returns what ``_release_interrupts`` needs."""
+    held = {"signals": [], "handlers": {}}
+    for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        held["handlers"][stop_signal] = signal.signal(
+            stop_signal, lambda signum, frame: held["signals"].append(signum))
+    return held
+
+
+def _release_interrupts(held: dict) -> None:
+    """Restore the handlers and raise a deferred stop, if one came."""
+    for stop_signal, handler in held["handlers"].items():
+        signal.signal(stop_signal, handler)
+    if held["signals"]:
+        raise KeyboardInterrupt
+
+
 @click.command(short_help="Show runs in TensorBoard's HParams dashboard.")
 @click.argument("runs", nargs=-1, required=True,
                 type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -186,10 +203,15 @@ def board(runs, host, port):
             time.sleep(0.5)
             if time.monotonic() - last >= REFRESH_SECONDS:
                 last = time.monotonic()
+                # Ctrl-C waits for the refresh to end: interrupted inside the imports and file
+                # writes it makes, the process could hang on its way out.
+                held = _hold_interrupts()
                 try:
                     started.refresh()
                 except HpsearchError as error:  # a file caught mid-write: next time
                     click.echo(f"Warning: {error}", err=True)
+                finally:
+                    _release_interrupts(held)
         raise HpsearchError(f"TensorBoard exited with code {started.process.returncode}.")
     except KeyboardInterrupt:
         click.echo("Stopping TensorBoard.")

@@ -5,9 +5,9 @@ Over KerasTuner's own, each oracle proposes the space's default point (the textb
 its first trial, and Hyperband again first in its full-budget bracket; lets a value fixed for the
 search win over a conditional draw; writes its state files atomically; resumes without
 retraining a finished trial; and, for a distributed search, caps the trials created, answers a
-worker's run-id probe and puts a lost worker's trial back in the queue. BOHB is Hyperband with
-the model-guided proposals of ``tuner.guided``. The tuners that train these oracles' trials are
-in ``tuner.engine``.
+worker's run-id probe and puts a lost worker's trial back in the queue. The Bayesian oracle's
+model also learns from failed trials. BOHB is Hyperband with the model-guided proposals of
+``tuner.guided``. The tuners that train these oracles' trials are in ``tuner.engine``.
 """
 
 from __future__ import annotations
@@ -157,9 +157,8 @@ class _BayesianOracle(_HpsearchOracle, kt.oracles.BayesianOptimizationOracle):
 
     KerasTuner leaves a FAILED trial out of the Gaussian process, so the model learns nothing
     from a configuration that diverged and proposes its neighbours again, until the search stops
-    at MAX_CONSECUTIVE_FAILED_TRIALS in a row (the search benchmark's regression space: seeds 3-5
-    of its ``bayesian`` searches). Here each failed trial enters the model with the worst score
-    seen so far, as SMAC3 counts a crashed run at its crash cost.
+    at MAX_CONSECUTIVE_FAILED_TRIALS in a row. Here each failed trial enters the model with the
+    worst score seen so far, as SMAC3 counts a crashed run at its crash cost.
     """
 
     def _vectorize_trials(self):
