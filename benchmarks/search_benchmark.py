@@ -433,7 +433,8 @@ def paired_table(points, direction: str, methods: list[str], reference: str = "b
     and split, shared by all methods, so the difference within a seed leaves out how hard that
     seed's data is, which dominates the spread of the scores themselves.
 
-    Per method and budget point, over the seeds both finished: ``{reference}_lead``, the mean of
+    Per method and budget point, over the seeds both finished: the two mean test scores
+    (``incumbent_test``, ``{reference}_incumbent_test``), ``{reference}_lead``, the mean of
     the reference's per-seed lead in test score (positive: the reference is better; accuracy
     points, or MSE the other method has more), its standard error, and the lead in standard
     errors; ``{reference}_wins`` counts the seeds it is ahead. Empty without the reference.
@@ -442,8 +443,8 @@ def paired_table(points, direction: str, methods: list[str], reference: str = "b
     import pandas as pd
 
     lead, se = f"{reference}_lead", f"{reference}_lead_se"
-    columns = ["method", "budget_epochs", "seeds_paired", lead, se, f"{lead}_in_se",
-               f"{reference}_wins"]
+    columns = ["method", "budget_epochs", "seeds_paired", "incumbent_test",
+               f"{reference}_incumbent_test", lead, se, f"{lead}_in_se", f"{reference}_wins"]
     sign = 1.0 if direction == "max" else -1.0
     scores = points.pivot_table(index=["budget_epochs", "seed"], columns="method",
                                 values="incumbent_test", aggfunc="first")
@@ -458,7 +459,9 @@ def paired_table(points, direction: str, methods: list[str], reference: str = "b
                 mean = leads.mean() if len(leads) else np.nan
                 error = leads.std(ddof=1) / np.sqrt(len(leads)) if len(leads) > 1 else np.nan
                 rows.append({"method": method, "budget_epochs": budget,
-                             "seeds_paired": len(leads), lead: mean, se: error,
+                             "seeds_paired": len(leads), "incumbent_test": both[method].mean(),
+                             f"{reference}_incumbent_test": both[reference].mean(),
+                             lead: mean, se: error,
                              f"{lead}_in_se": mean / error if error else np.nan,
                              f"{reference}_wins": int((leads > 0).sum())})
     return pd.DataFrame(rows, columns=columns)
